@@ -1,0 +1,12 @@
+// Command sympozium-controller reconciles sympozium.ai AgentRuns into Jobs.
+package main
+
+import (
+	"fmt"
+)
+
+var version = "dev"
+
+func main() {
+	fmt.Println("sympozium-controller", version)
+}

@@ -1,0 +1,100 @@
+package v1alpha1
+
+// Phases of an AgentRun. Succeeded and Failed are terminal: nothing moves a
+// run out of them.
+const (
+	PhasePending   AgentRunPhase = "Pending"
+	PhaseRunning   AgentRunPhase = "Running"
+	PhaseServing   AgentRunPhase = "Serving"
+	PhaseSucceeded AgentRunPhase = "Succeeded"
+	PhaseFailed    AgentRunPhase = "Failed"
+)
+
+// IsTerminal reports whether p is Succeeded or Failed.
+func (p AgentRunPhase) IsTerminal() bool { return p == PhaseSucceeded || p == PhaseFailed }
+
+// Modes, cleanup policies and thinking modes.
+const (
+	ModeTask   AgentRunMode = "task"
+	ModeServer AgentRunMode = "server"
+
+	CleanupDelete CleanupPolicy = "delete"
+	CleanupKeep   CleanupPolicy = "keep"
+
+	ThinkingOff    ThinkingMode = "off"
+	ThinkingLow    ThinkingMode = "low"
+	ThinkingMedium ThinkingMode = "medium"
+	ThinkingHigh   ThinkingMode = "high"
+)
+
+// Condition types of an AgentRun, Job-style, so that
+// `kubectl wait --for=condition=Complete agentrun/x` works.
+const (
+	// ConditionAdmitted is True once the workload is created, False while the
+	// run waits (WaitingForCapacity, InstanceNotFound).
+	ConditionAdmitted = "Admitted"
+	// ConditionRunning is True while the agent container runs.
+	ConditionRunning = "Running"
+	// ConditionServing is True while a server-mode run is available.
+	ConditionServing = "Serving"
+	// ConditionComplete is True once the run Succeeded.
+	ConditionComplete = "Complete"
+	// ConditionFailed is True once the run Failed.
+	ConditionFailed = "Failed"
+)
+
+// Reasons: the fixed catalogue used for conditions, Events and the context of
+// status.error. docs and code are kept in agreement by a test.
+const (
+	ReasonWaitingForCapacity = "WaitingForCapacity"
+	ReasonInstanceNotFound   = "InstanceNotFound"
+	ReasonJobCreated         = "JobCreated"
+	ReasonStarted            = "Started"
+	ReasonSucceeded          = "Succeeded"
+	ReasonAgentFailed        = "AgentFailed"
+	ReasonTimeout            = "Timeout"
+	ReasonPodLost            = "PodLost"
+	ReasonJobLost            = "JobLost"
+	ReasonImagePullFailed    = "ImagePullFailed"
+	ReasonConfigError        = "ConfigError"
+	ReasonUnschedulable      = "Unschedulable"
+	ReasonSpawnDepthExceeded = "SpawnDepthExceeded"
+	ReasonTooManyChildren    = "TooManyChildren"
+	ReasonSandboxUnavailable = "SandboxUnavailable"
+	ReasonChildNameConflict  = "ChildNameConflict"
+	ReasonServerNotReady     = "ServerNotReady"
+	ReasonInvalidSpec        = "InvalidSpec"
+)
+
+// Reasons lists the whole catalogue, in a stable order.
+var Reasons = []string{
+	ReasonWaitingForCapacity, ReasonInstanceNotFound, ReasonJobCreated, ReasonStarted,
+	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
+	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
+	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
+	ReasonServerNotReady, ReasonInvalidSpec,
+}
+
+// Labels and annotations the controller puts on the objects it creates.
+const (
+	// LabelManagedBy marks every child object; informers for children are
+	// filtered on it.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is LabelManagedBy's value.
+	ManagedByValue = "sympozium-controller"
+	// LabelAgentRun carries the owning run's name.
+	LabelAgentRun = "sympozium.ai/agent-run"
+	// LabelInstance carries the run's instance.
+	LabelInstance = "sympozium.ai/instance"
+	// LabelComponent distinguishes agent pods from other children.
+	LabelComponent = "sympozium.ai/component"
+	// LabelSkillPack marks a SkillPack's rendered ConfigMap.
+	LabelSkillPack = "sympozium.ai/skillpack"
+
+	// FinalizerServer holds a server-mode run until its Deployment and
+	// Service are removed and its outcome is recorded.
+	FinalizerServer = "sympozium.ai/server-cleanup"
+
+	// AgentContainerName is the container whose exit decides the run.
+	AgentContainerName = "agent"
+)
