@@ -75,7 +75,6 @@ type Cluster struct {
 
 	log     io.Writer
 	ownsDir bool
-	audit   bool
 	procs   []*process
 	mu      sync.Mutex
 	stopped bool
@@ -93,25 +92,37 @@ const (
 // Start starts a control plane and returns once every component is healthy,
 // the nodes are Ready and schedulable and the default ServiceAccount exists.
 // On error everything started so far is stopped.
-func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
-	logw := opts.Log
-	if logw == nil {
-		logw = io.Discard
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
 	}
 	if opts.Nodes <= 0 {
 		opts.Nodes = 1
 	}
-	binDir := opts.BinDir
-	if binDir == "" {
-		if binDir, err = EnsureBinaries(ctx, logw); err != nil {
+	if opts.BinDir == "" {
+		bin, err := EnsureBinaries(ctx, opts.Log)
+		if err != nil {
 			return nil, err
 		}
-	} else if err := checkBinaries(binDir); err != nil {
+		opts.BinDir = bin
+	} else if err := checkBinaries(opts.BinDir); err != nil {
 		return nil, err
 	}
+	// The ports are picked free but released before the components bind them:
+	// another process may take one in between. Start again on fresh ports then.
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, opts)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+		fmt.Fprintf(opts.Log, "localcp: a port was taken, starting again (attempt %d)\n", attempt+1)
+	}
+}
 
-	start := time.Now()
-	c := &Cluster{log: logw, audit: opts.AuditLog}
+func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	binDir := opts.BinDir
+	began := time.Now()
+	c := &Cluster{log: opts.Log}
 	if opts.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "localcp-"); err != nil {
 			return nil, err
@@ -154,7 +165,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := writeKubeconfig(c.Kubeconfig, c.APIServerURL, c.CAData, adminUser, c.AdminToken); err != nil {
 		return nil, err
 	}
-	c.logf("prepared certificates and configuration in %s", since(start))
+	c.logf("prepared certificates and configuration in %s", since(began))
 
 	hc, err := c.healthClient()
 	if err != nil {
@@ -201,8 +212,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	for _, ch := range checks {
 		go func() { errs <- c.waitHealthy(ctx, hc, ch.p, ch.url, ch.token, 60*time.Second) }()
 	}
-	go func() { errs <- c.watchDuring(ctx, waitNodesReady(ctx, client, c.Nodes, 60*time.Second)) }()
-	go func() { errs <- c.watchDuring(ctx, waitServiceAccount(ctx, client, "default", "default", 60*time.Second)) }()
+	go func() { errs <- c.explainWait(waitNodesReady(ctx, client, c.Nodes, 60*time.Second)) }()
+	go func() {
+		errs <- c.explainWait(waitServiceAccount(ctx, client, "default", "default", 60*time.Second))
+	}()
 	var all []error
 	for range len(checks) + 2 {
 		all = append(all, <-errs)
@@ -211,7 +224,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 
-	c.StartupDuration = time.Since(start)
+	c.StartupDuration = time.Since(began)
 	if err := c.saveState(); err != nil {
 		return nil, err
 	}
@@ -219,9 +232,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// watchDuring returns err, or the failure of a component that exited while it
-// was being computed (the usual cause of a wait timing out).
-func (c *Cluster) watchDuring(_ context.Context, err error) error {
+// explainWait returns err, with the log of any component that has exited (the
+// usual reason for a wait to time out).
+func (c *Cluster) explainWait(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -281,12 +294,12 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
-	start := time.Now()
+	began := time.Now()
 	err := stopProcesses(c.procs)
 	if err == nil {
 		_ = os.Remove(filepath.Join(c.Dir, pidsFile))
 	}
-	c.logf("stopped in %s", since(start))
+	c.logf("stopped in %s", since(began))
 	if c.ownsDir && err == nil {
 		err = os.RemoveAll(c.Dir)
 	}
@@ -346,6 +359,17 @@ func StopDir(dir string) error {
 	}
 	if err := stopProcesses(ours); err != nil {
 		return err
+	}
+	// They were orphans: init reaps them. Give it a moment so that a pgrep run
+	// right after `down` does not list zombies.
+	deadline := time.Now().Add(3 * time.Second)
+	for _, p := range ours {
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	return os.Remove(filepath.Join(dir, pidsFile))
 }
@@ -412,7 +436,7 @@ func (c *Cluster) startComponent(comp component) (*process, error) {
 // waitHealthy polls url until it answers 200 (and, for etcd, reports health
 // true), the process exits, or timeout passes.
 func (c *Cluster) waitHealthy(ctx context.Context, hc *http.Client, p *process, url, token string, timeout time.Duration) error {
-	start := time.Now()
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last string
@@ -436,7 +460,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, hc *http.Client, p *process, 
 				ok = strings.Contains(string(body), `"health":"true"`)
 			}
 			if ok {
-				c.logf("%s healthy after %s", p.name, since(start))
+				c.logf("%s healthy after %s", p.name, since(began))
 				return nil
 			}
 			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
@@ -445,7 +469,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, hc *http.Client, p *process, 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy after %s (%s); last log lines:\n%s", p.name, since(start), last, p.logTail(20))
+			return fmt.Errorf("%s not healthy after %s (%s); last log lines:\n%s", p.name, since(began), last, p.logTail(20))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -167,6 +167,11 @@ func (l *layout) etcd() component {
 		"--initial-cluster=localcp="+peer,
 		"--initial-cluster-state=new",
 		"--unsafe-no-fsync",
+		// A lone member elects itself after one election timeout: 200ms instead
+		// of the default 1s saves most of etcd's start time. With no peers
+		// there is nobody to lose the leadership to.
+		"--heartbeat-interval=20",
+		"--election-timeout=200",
 		"--quota-backend-bytes=8589934592",
 		"--log-level=warn",
 	)
@@ -209,12 +214,12 @@ func (l *layout) apiserver() component {
 		)
 	}
 	args = append(args, l.opts.ExtraAPIServerFlags...)
-	c := l.component("kube-apiserver", args...)
-	return c
+	return l.component("kube-apiserver", args...)
 }
 
-// delegatedAuth are the flags that let the controller-manager and the scheduler
-// check callers of their own secure port against kube-apiserver.
+// servingFlags are the client and secure-serving flags of the controller-manager
+// and the scheduler: a kubeconfig with their token, a 127.0.0.1 port with a
+// certificate from the cluster CA, and delegated authentication of callers.
 func (l *layout) servingFlags(name string, port int) []string {
 	kc := l.kubeconfig(name)
 	return []string{
