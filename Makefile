@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # A short fuzz run of the phase state machine is part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo
 
 all: build
 
@@ -44,6 +44,10 @@ image:
 	docker build -t $(IMG) .
 
 verify: verify-codegen lint build test
+
+# The newcomer command: a local control plane, the controller, a sample run to Succeeded.
+demo:
+	./hack/demo.sh
 
 clean:
 	rm -rf bin

@@ -49,9 +49,12 @@ type CleanupPolicy string
 type ThinkingMode string
 
 // AgentRunSpec describes one invocation of an agent.
-// +kubebuilder:validation:XValidation:rule="!(has(self.sandbox) && self.sandbox.enabled && has(self.agentSandbox) && self.agentSandbox.enabled)",message="sandbox.enabled and agentSandbox.enabled are mutually exclusive: choose the container sandbox or the agent sandbox",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
-// +kubebuilder:validation:XValidation:rule="!(self.mode == 'server' && has(self.agentSandbox) && self.agentSandbox.enabled)",message="agentSandbox.enabled is not supported with mode: server",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
-// +kubebuilder:validation:XValidation:rule="oldSelf.mode == 'server' && self.mode == 'server' || self == oldSelf",message="spec is immutable once created, except for runs in mode: server"
+// +kubebuilder:validation:XValidation:rule="!(has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="sandbox.enabled and agentSandbox.enabled are mutually exclusive: choose the container sandbox or the agent sandbox",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="!(has(self.mode) && self.mode == 'server' && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="agentSandbox.enabled is not supported with mode: server",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
+// The spec of a task-mode run is immutable once created. Fields are compared
+// by value (a timeout by its duration), so that a client that writes the
+// object back through Go types ("5m" becomes "5m0s") is not refused.
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.mode) && oldSelf.mode == 'server' && has(self.mode) && self.mode == 'server' || self.instanceRef == oldSelf.instanceRef && self.agentId == oldSelf.agentId && self.sessionKey == oldSelf.sessionKey && self.task == oldSelf.task && self.model == oldSelf.model && (has(self.systemPrompt) ? has(oldSelf.systemPrompt) && self.systemPrompt == oldSelf.systemPrompt : !has(oldSelf.systemPrompt)) && (has(self.mode) ? has(oldSelf.mode) && self.mode == oldSelf.mode : !has(oldSelf.mode)) && (has(self.parent) ? has(oldSelf.parent) && self.parent == oldSelf.parent : !has(oldSelf.parent)) && (has(self.skills) ? has(oldSelf.skills) && self.skills == oldSelf.skills : !has(oldSelf.skills)) && (has(self.toolPolicy) ? has(oldSelf.toolPolicy) && self.toolPolicy == oldSelf.toolPolicy : !has(oldSelf.toolPolicy)) && (has(self.cleanup) ? has(oldSelf.cleanup) && self.cleanup == oldSelf.cleanup : !has(oldSelf.cleanup)) && (has(self.env) ? has(oldSelf.env) && self.env == oldSelf.env : !has(oldSelf.env)) && (has(self.timeout) ? has(oldSelf.timeout) && duration(self.timeout) == duration(oldSelf.timeout) : !has(oldSelf.timeout)) && (has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled) == (has(oldSelf.sandbox) && has(oldSelf.sandbox.enabled) && oldSelf.sandbox.enabled) && (has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled) == (has(oldSelf.agentSandbox) && has(oldSelf.agentSandbox.enabled) && oldSelf.agentSandbox.enabled)",message="spec is immutable once created, except for runs in mode: server"
 type AgentRunSpec struct {
 	// instanceRef is the name of the SympoziumInstance in the same namespace
 	// that this run belongs to. The run waits in Pending (reason
@@ -76,12 +79,12 @@ type AgentRunSpec struct {
 	// task is the instruction given to the agent.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=131072
+	// +kubebuilder:validation:MaxLength=120000
 	Task string `json:"task"`
 
 	// systemPrompt, when set, replaces the agent's default system prompt.
 	// +optional
-	// +kubebuilder:validation:MaxLength=131072
+	// +kubebuilder:validation:MaxLength=120000
 	SystemPrompt string `json:"systemPrompt,omitempty"`
 
 	// model selects the LLM and how to reach it.

@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
+)
+
+// env is the shared end-to-end environment: one real control plane per test
+// binary, the CRDs installed, the controller binary built.
+type env struct {
+	cluster        *localcp.Cluster
+	cfg            *rest.Config
+	kube           kubernetes.Interface
+	client         clientset.Interface
+	root           string
+	controllerPath string
+	kubectlCache   string
+}
+
+var (
+	e2e     *env
+	skipWhy string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("SYMPOZIUM_E2E") == "0" {
+		skipWhy = "SYMPOZIUM_E2E=0"
+		return m.Run()
+	}
+	for _, a := range os.Args {
+		if a == "-test.short=true" || a == "-test.short" {
+			skipWhy = "-short"
+			return m.Run()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	e, err := setup(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
+		if e != nil && e.cluster != nil {
+			dumpLogs(e.cluster)
+			_ = e.cluster.Stop()
+		}
+		return 1
+	}
+	e2e = e
+	code := m.Run()
+	if code != 0 {
+		dumpLogs(e.cluster)
+	}
+	if err := e.cluster.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping the control plane: %v\n", err)
+	}
+	return code
+}
+
+func setup(ctx context.Context) (*env, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	e := &env{root: root}
+	start := time.Now()
+	bin, err := localcp.EnsureBinaries(ctx, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: control plane binaries ready in %s\n", time.Since(start).Round(time.Millisecond))
+	tmp, err := os.MkdirTemp("", "sympozium-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	e.controllerPath = filepath.Join(tmp, "sympozium-controller")
+	build := exec.CommandContext(ctx, "go", "build", "-o", e.controllerPath, "./cmd/sympozium-controller")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the controller: %v\n%s", err, out)
+	}
+	e.kubectlCache = filepath.Join(tmp, "kubectl-cache")
+	start = time.Now()
+	e.cluster, err = localcp.Start(ctx, localcp.Options{Dir: filepath.Join(tmp, "cluster"), Nodes: 2, AuditLog: true, BinDir: bin, Log: os.Stderr})
+	if err != nil {
+		return e, err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: control plane ready in %s (%s)\n", time.Since(start).Round(time.Millisecond), e.cluster.Dir)
+	e.cfg = e.cluster.RestConfig()
+	e.cfg.QPS, e.cfg.Burst = 200, 400
+	if e.kube, err = kubernetes.NewForConfig(e.cfg); err != nil {
+		return e, err
+	}
+	if e.client, err = clientset.NewForConfig(e.cfg); err != nil {
+		return e, err
+	}
+	if out, err := e.kubectlErr("apply", "--server-side", "-f", filepath.Join(root, "manifests", "crds")); err != nil {
+		return e, fmt.Errorf("installing CRDs: %v\n%s", err, out)
+	}
+	if out, err := e.kubectlErr("wait", "--for=condition=Established", "--timeout=60s",
+		"crd/agentruns.sympozium.ai", "crd/sympoziuminstances.sympozium.ai", "crd/skillpacks.sympozium.ai"); err != nil {
+		return e, fmt.Errorf("waiting for CRDs: %v\n%s", err, out)
+	}
+	return e, nil
+}
+
+func dumpLogs(c *localcp.Cluster) {
+	fmt.Fprintf(os.Stderr, "e2e: control plane logs are in %s\n", c.Dir)
+}
+
+// requireE2E skips the test when the suite runs without a control plane.
+func requireE2E(t *testing.T) *env {
+	t.Helper()
+	if e2e == nil {
+		t.Skipf("end-to-end tests skipped (%s)", skipWhy)
+	}
+	return e2e
+}
+
+// kubectlErr runs kubectl against the cluster as admin.
+func (e *env) kubectlErr(args ...string) (string, error) {
+	return e.kubectlInput("", args...)
+}
+
+func (e *env) kubectlInput(stdin string, args ...string) (string, error) {
+	full := append([]string{"--kubeconfig", e.cluster.Kubeconfig, "--cache-dir", e.kubectlCache}, args...)
+	cmd := exec.Command("kubectl", full...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// kubectl runs kubectl and fails the test on error.
+func (e *env) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := e.kubectlErr(args...)
+	require.NoError(t, err, "kubectl %s:\n%s", strings.Join(args, " "), out)
+	return out
+}
+
+// apply applies a manifest with kubectl and fails the test on error.
+func (e *env) apply(t *testing.T, manifest string) string {
+	t.Helper()
+	out, err := e.kubectlInput(manifest, "apply", "-f", "-")
+	require.NoError(t, err, "kubectl apply:\n%s\n%s", manifest, out)
+	return out
+}
+
+// namespace creates a fresh namespace for the test and deletes it after.
+func (e *env) namespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.Trim(name, "-") + "-" + fmt.Sprint(time.Now().UnixNano()%100000)
+	_, err := e.kube.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = e.kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
+	})
+	return name
+}
+
+// controller is a running controller process.
+type controller struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startController runs the controller binary against the cluster, scoped to
+// namespace, with fast test settings; extra flags override them.
+func (e *env) startController(t *testing.T, namespace string, extra ...string) *controller {
+	t.Helper()
+	args := []string{
+		"--kubeconfig", e.cluster.Kubeconfig,
+		"--namespace", namespace,
+		"--agent-image", "registry.example/sympozium/agent-runner:test",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--fail-fast-grace", "3s",
+		"--read-logs=false",
+		"-v", "2",
+	}
+	args = append(args, extra...)
+	c := &controller{cmd: exec.Command(e.controllerPath, args...), log: &syncBuffer{}, done: make(chan struct{})}
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	require.NoError(t, c.cmd.Start())
+	go func() { _ = c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("controller log:\n%s", tail(c.log.String(), 200))
+		}
+	})
+	return c
+}
+
+// stop ends the controller with SIGTERM and waits.
+func (c *controller) stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// kill ends the controller with SIGKILL.
+func (c *controller) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// getRun reads a run through the generated typed client.
+func (e *env) getRun(t *testing.T, ns, name string) *v1alpha1.AgentRun {
+	t.Helper()
+	r, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Get(context.Background(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	return r
+}
+
+// waitRun polls the run until cond holds or timeout passes.
+func (e *env) waitRun(t *testing.T, ns, name string, timeout time.Duration, what string, cond func(*v1alpha1.AgentRun) bool) *v1alpha1.AgentRun {
+	t.Helper()
+	var last *v1alpha1.AgentRun
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		r, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = r
+		return cond(r), nil
+	})
+	if err != nil {
+		b, _ := json.MarshalIndent(last, "", "  ")
+		t.Fatalf("run %s/%s: %s not reached within %s; last seen:\n%s", ns, name, what, timeout, b)
+	}
+	return last
+}
+
+// waitPhase waits for the run to reach phase.
+func (e *env) waitPhase(t *testing.T, ns, name string, phase v1alpha1.AgentRunPhase, timeout time.Duration) *v1alpha1.AgentRun {
+	t.Helper()
+	return e.waitRun(t, ns, name, timeout, "phase "+string(phase), func(r *v1alpha1.AgentRun) bool { return r.Status.Phase == phase })
+}
