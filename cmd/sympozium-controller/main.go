@@ -1,12 +1,64 @@
-// Command sympozium-controller reconciles sympozium.ai AgentRuns into Jobs.
+// Command sympozium-controller reconciles sympozium.ai AgentRuns into Jobs
+// and reports their outcome.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/manager"
 )
 
 var version = "dev"
 
 func main() {
-	fmt.Println("sympozium-controller", version)
+	cfg := manager.DefaultConfig()
+	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	klog.InitFlags(fs)
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workers per AgentRun queue (the instance and skill pack queues get a quarter, at least 1).")
+	qps := fs.Float64("kube-api-qps", float64(cfg.QPS), "Client queries per second to the API server.")
+	fs.IntVar(&cfg.Burst, "kube-api-burst", cfg.Burst, "Client burst to the API server.")
+	fs.StringVar(&cfg.Namespace, "namespace", "", "Watch only this namespace; empty watches all.")
+	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", cfg.ResyncPeriod, "Informer resync period (a safety net; 0 disables).")
+	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "Image of the agent container.")
+	fs.StringVar(&cfg.SandboxImage, "sandbox-image", cfg.SandboxImage, "Default image of the container sandbox sidecar.")
+	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "Timeout of runs whose spec and instance set none.")
+	fs.DurationVar(&cfg.Grace, "fail-fast-grace", cfg.Grace, "How long an image pull failure, a missing Secret or ConfigMap, or a missing parent run is tolerated before the run fails.")
+	fs.IntVar(&cfg.MaxResultBytes, "max-result-bytes", cfg.MaxResultBytes, "Bound of status.result; longer results are truncated and flagged.")
+	fs.BoolVar(&cfg.ReadLogs, "read-logs", cfg.ReadLogs, "Read the agent's log tail for the result marker when its termination message has none.")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "Address of the /metrics endpoint; 0 disables it.")
+	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "Reconcile only while holding the leader Lease.")
+	fs.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", cfg.LeaderElectionNamespace, "Namespace of the leader Lease.")
+	fs.StringVar(&cfg.LeaderElectionID, "leader-election-id", cfg.LeaderElectionID, "Name of the leader Lease.")
+	fs.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", cfg.LeaseDuration, "Lease duration of leader election.")
+	fs.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", cfg.RenewDeadline, "Renew deadline of leader election.")
+	fs.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", cfg.RetryPeriod, "Retry period of leader election.")
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	_ = fs.Parse(os.Args[1:])
+	cfg.QPS = float32(*qps)
+	if *showVersion {
+		fmt.Println("sympozium-controller", version)
+		return
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger := klog.LoggerWithName(klog.Background(), "sympozium-controller")
+	ctx = klog.NewContext(ctx, logger)
+	logger.Info("Starting", "version", version, "namespace", cfg.Namespace, "leaderElect", cfg.LeaderElect)
+	if err := manager.Run(ctx, cfg); err != nil {
+		logger.Error(err, "Controller stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+	logger.Info("Stopped")
+	klog.Flush()
 }

@@ -1,0 +1,315 @@
+package agentrun
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+)
+
+// countingLimiter is a fast exponential limiter that counts requeues.
+type countingLimiter struct {
+	workqueue.TypedRateLimiter[cache.ObjectName]
+	mu    sync.Mutex
+	whens int
+}
+
+func newCountingLimiter() *countingLimiter {
+	return &countingLimiter{TypedRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[cache.ObjectName](time.Microsecond, time.Millisecond)}
+}
+
+func (l *countingLimiter) When(k cache.ObjectName) time.Duration {
+	l.mu.Lock()
+	l.whens++
+	l.mu.Unlock()
+	return l.TypedRateLimiter.When(k)
+}
+
+func (l *countingLimiter) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.whens
+}
+
+// processNext runs one ProcessNextWorkItem, failing the test rather than
+// hanging when no key arrives.
+func processNext(t *testing.T, f *fixture) {
+	t.Helper()
+	done := make(chan bool, 1)
+	go func() { done <- f.c.worker.ProcessNextWorkItem(f.ctx) }()
+	select {
+	case ok := <-done:
+		require.True(t, ok, "the queue was shut down")
+	case <-time.After(10 * time.Second):
+		f.c.queue.ShutDown()
+		t.Fatal("no key was processed")
+	}
+}
+
+type syncRecorder struct {
+	mu   sync.Mutex
+	keys []cache.ObjectName
+	errs []error // returned in turn; the last one repeats
+}
+
+func (s *syncRecorder) sync(_ context.Context, key cache.ObjectName) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, key)
+	return s.errs[min(len(s.keys), len(s.errs))-1]
+}
+
+func (s *syncRecorder) calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys)
+}
+
+func TestWorkerRequeuesOnErrorAndForgetsOnSuccess(t *testing.T) {
+	rl := newCountingLimiter()
+	type outcome struct {
+		queue string
+		err   error
+	}
+	var outcomes []outcome
+	f := newFixture(t, func(o *Options) {
+		o.RateLimiter = rl
+		o.OnSync = func(q string, err error, _ time.Duration) { outcomes = append(outcomes, outcome{q, err}) }
+	})
+	boom := errors.New("boom")
+	s := &syncRecorder{errs: []error{boom, nil}}
+	f.c.worker.Sync = s.sync
+	key := f.key("run")
+
+	f.c.queue.Add(key)
+	processNext(t, f)
+	assert.Equal(t, 1, f.c.queue.NumRequeues(key), "requeued with backoff after an error")
+	assert.Equal(t, 1, rl.count())
+
+	processNext(t, f) // the rate-limited key comes back
+	assert.Equal(t, 0, f.c.queue.NumRequeues(key), "forgotten after a success")
+	assert.Equal(t, []cache.ObjectName{key, key}, s.keys)
+	assert.Equal(t, 1, rl.count(), "no requeue after a success")
+	assert.Equal(t, 0, f.c.queue.Len())
+	assert.Equal(t, []outcome{{"agentrun", boom}, {"agentrun", nil}}, outcomes)
+}
+
+func TestWorkerDropsKeyAfterMaxRetries(t *testing.T) {
+	rl := newCountingLimiter()
+	f := newFixture(t, func(o *Options) { o.RateLimiter = rl })
+	s := &syncRecorder{errs: []error{errors.New("always")}}
+	f.c.worker.Sync = s.sync
+	key := f.key("run")
+
+	f.c.queue.Add(key)
+	for range cworkqueue.MaxRetries + 1 {
+		processNext(t, f)
+	}
+	assert.Equal(t, cworkqueue.MaxRetries+1, s.calls(), "the first try and MaxRetries retries")
+	assert.Equal(t, cworkqueue.MaxRetries, rl.count(), "requeued MaxRetries times, then dropped")
+	assert.Equal(t, 0, f.c.queue.NumRequeues(key), "the dropped key's backoff is forgotten")
+	assert.Equal(t, 0, f.c.queue.Len())
+}
+
+func TestWorkerRequeuesConflicts(t *testing.T) {
+	rl := newCountingLimiter()
+	f := newFixture(t, func(o *Options) { o.RateLimiter = rl })
+	conflict := apierrors.NewConflict(agentrunsGVR.GroupResource(), "run", errors.New("modified"))
+	s := &syncRecorder{errs: []error{conflict, nil}}
+	f.c.worker.Sync = s.sync
+	key := f.key("run")
+
+	f.c.queue.Add(key)
+	processNext(t, f)
+	assert.Equal(t, 1, f.c.queue.NumRequeues(key))
+	processNext(t, f)
+	assert.Equal(t, 0, f.c.queue.NumRequeues(key))
+	assert.Equal(t, 2, s.calls())
+}
+
+func TestWorkerRunsTheRealSync(t *testing.T) {
+	f := newFixture(t)
+	f.add(newInstance("inst"), newRun("run"))
+	f.c.queue.Add(f.key("run"))
+	processNext(t, f)
+	assert.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
+	assert.Equal(t, 0, f.c.queue.NumRequeues(f.key("run")))
+}
+
+func TestJobHandlers(t *testing.T) {
+	run := newRun("run")
+	job := jobOf(run, "job-uid")
+	job.ResourceVersion = "1"
+	bumped := job.DeepCopy()
+	bumped.ResourceVersion = "2"
+
+	t.Run("update with a new resourceVersion enqueues the owner run", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run)
+		f.c.expectations.expectJob(run.UID)
+		require.Len(t, f.handlers.jobs, 1)
+		f.handlers.jobs[0].OnUpdate(job, bumped)
+		assert.Equal(t, []string{"ns/run"}, f.queued())
+		assert.False(t, f.c.expectations.jobExpected(run.UID), "the expectation is observed")
+	})
+	t.Run("update with the same resourceVersion (resync) enqueues nothing", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run)
+		f.c.expectations.expectJob(run.UID)
+		f.handlers.jobs[0].OnUpdate(job, job.DeepCopy())
+		assert.Empty(t, f.queued())
+		assert.True(t, f.c.expectations.jobExpected(run.UID))
+	})
+	t.Run("add and delete enqueue the owner run", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run)
+		f.handlers.jobs[0].OnAdd(job, false)
+		assert.Equal(t, []string{"ns/run"}, f.queued())
+		f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
+		assert.Equal(t, []string{"ns/run"}, f.queued())
+		f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{})
+		assert.Empty(t, f.queued(), "a tombstone without an object is ignored")
+	})
+	t.Run("Job not controlled by an AgentRun enqueues nothing", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run)
+		other := job.DeepCopy()
+		other.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: "run", UID: "run-uid", Controller: new(true)}}
+		f.handlers.jobs[0].OnAdd(other, false)
+		unowned := job.DeepCopy()
+		unowned.OwnerReferences = nil
+		f.handlers.jobs[0].OnAdd(unowned, false)
+		notController := job.DeepCopy()
+		notController.OwnerReferences[0].Controller = nil
+		f.handlers.jobs[0].OnAdd(notController, false)
+		assert.Empty(t, f.queued())
+	})
+	t.Run("Job of an earlier run of the same name enqueues nothing", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(newRun("run", func(r *v1alpha1.AgentRun) { r.UID = "new-uid" }))
+		f.handlers.jobs[0].OnAdd(job, false)
+		assert.Empty(t, f.queued())
+	})
+}
+
+func TestPodHandlers(t *testing.T) {
+	run := newRun("run")
+	job := jobOf(run, "job-uid")
+	pod := podOf(job, "run-pod")
+	pod.ResourceVersion = "1"
+	bumped := pod.DeepCopy()
+	bumped.ResourceVersion = "2"
+
+	t.Run("update enqueues the run that owns the pod's Job", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run, job)
+		require.Len(t, f.handlers.pods, 1)
+		f.handlers.pods[0].OnUpdate(pod, bumped)
+		assert.Equal(t, []string{"ns/run"}, f.queued())
+		f.handlers.pods[0].OnUpdate(pod, pod.DeepCopy())
+		assert.Empty(t, f.queued(), "a resync of the pod enqueues nothing")
+		f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+		assert.Equal(t, []string{"ns/run"}, f.queued())
+	})
+	t.Run("pod of an unknown or replaced Job enqueues nothing", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToCache(run)
+		f.handlers.pods[0].OnAdd(pod, false) // Job not cached
+		replaced := jobOf(run, "other-job-uid")
+		f.addToCache(replaced)
+		f.handlers.pods[0].OnAdd(pod, false) // Job UID differs
+		assert.Empty(t, f.queued())
+	})
+}
+
+func TestRunHandlers(t *testing.T) {
+	waiting := newRun("waiting")
+	capacity := newRun("capacity", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending,
+		Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, "m", t0)}}))
+	admitted := newRun("admitted", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "admitted"}))
+	done := newRun("done", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseFailed}))
+	elsewhere := newRun("elsewhere", withInstance("other"))
+	runningRun := newRun("finishing", withStatus(runningStatus("finishing", "finishing-pod")))
+	finished := runningRun.DeepCopy()
+	finished.Status.Phase = v1alpha1.PhaseSucceeded
+
+	setup := func(t *testing.T) *fixture {
+		f := newFixture(t)
+		f.addToCache(waiting, capacity, admitted, done, elsewhere, runningRun)
+		require.Len(t, f.handlers.runs, 1)
+		return f
+	}
+
+	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
+		f := setup(t)
+		f.c.admissions.admitted(InstanceKey(testNS, "inst"), runningRun.UID)
+		f.handlers.runs[0].OnUpdate(runningRun, finished)
+		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
+		assert.Empty(t, f.c.admissions.unseen(InstanceKey(testNS, "inst"), ""), "the admission is observed")
+	})
+	t.Run("a plain update enqueues only the run", func(t *testing.T) {
+		f := setup(t)
+		cur := runningRun.DeepCopy()
+		cur.ResourceVersion = "2"
+		f.handlers.runs[0].OnUpdate(runningRun, cur)
+		assert.Equal(t, []string{"ns/finishing"}, f.queued())
+	})
+	t.Run("a run admitted leaves the waiting line", func(t *testing.T) {
+		f := setup(t)
+		cur := capacity.DeepCopy()
+		cur.Status.JobName = "capacity"
+		f.handlers.runs[0].OnUpdate(capacity, cur)
+		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
+	})
+	t.Run("a deleted run wakes the waiting runs", func(t *testing.T) {
+		f := setup(t)
+		f.c.expectations.expectJob(runningRun.UID)
+		f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: runningRun})
+		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
+		assert.False(t, f.c.expectations.jobExpected(runningRun.UID))
+	})
+	t.Run("a new instance wakes its waiting runs", func(t *testing.T) {
+		f := setup(t)
+		require.Len(t, f.handlers.instances, 1)
+		f.handlers.instances[0].OnAdd(newInstance("inst"), false)
+		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
+		f.handlers.instances[0].OnUpdate(newInstance("inst"), newInstance("inst"))
+		assert.Empty(t, f.queued(), "a status-only instance update wakes nobody")
+		changed := newInstance("inst")
+		changed.Generation = 2
+		f.handlers.instances[0].OnUpdate(newInstance("inst"), changed)
+		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
+	})
+	t.Run("a new ConfigMap wakes the namespace's waiting runs", func(t *testing.T) {
+		f := setup(t)
+		require.Len(t, f.handlers.configMaps, 1)
+		f.handlers.configMaps[0].OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: testNS}}), false)
+		assert.Equal(t, []string{"ns/capacity", "ns/elsewhere", "ns/waiting"}, f.queued())
+		f.handlers.configMaps[0].OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: "other-ns"}}), false)
+		assert.Empty(t, f.queued())
+	})
+}
+
+func TestLastBytes(t *testing.T) {
+	long := strings.Repeat("x", 100000) + "__SYMPOZIUM_RESULT__{}__SYMPOZIUM_END__"
+	got, err := lastBytes(strings.NewReader(long), 64)
+	require.NoError(t, err)
+	assert.Equal(t, long[len(long)-64:], got)
+	got, err = lastBytes(strings.NewReader("short"), 64)
+	require.NoError(t, err)
+	assert.Equal(t, "short", got)
+}

@@ -1,0 +1,198 @@
+package agentrun
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// expectationTTL bounds how long a write this controller made is assumed to
+// be on its way to the cache; past it the cache is trusted again.
+const expectationTTL = time.Minute
+
+// expectations remembers the Jobs this controller created that the Job
+// informer has not delivered yet, keyed by the owning run's UID, so that a
+// stale cache is not mistaken for a deleted Job. It lives in memory only:
+// after a restart the informers list everything before the first sync.
+//
+// It also remembers the Jobs it deleted (by the Job's UID) until the
+// informer delivers the deletion, so that a Job still in the cache is not
+// deleted twice.
+type expectations struct {
+	mu      sync.Mutex
+	pending map[types.UID]time.Time
+	deleted map[types.UID]time.Time
+	now     func() time.Time
+}
+
+func newExpectations() *expectations {
+	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, now: time.Now}
+}
+
+func (e *expectations) deletedJob(job types.UID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.deleted[job] = e.now()
+}
+
+func (e *expectations) jobGone(job types.UID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.deleted, job)
+}
+
+// jobDeleting reports whether this controller deleted the Job and the cache
+// has not caught up yet.
+func (e *expectations) jobDeleting(job types.UID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at, ok := e.deleted[job]
+	if ok && e.now().Sub(at) > expectationTTL {
+		delete(e.deleted, job)
+		return false
+	}
+	return ok
+}
+
+func (e *expectations) expectJob(run types.UID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pending[run] = e.now()
+}
+
+func (e *expectations) observed(run types.UID) { e.forget(run) }
+
+func (e *expectations) forget(run types.UID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.pending, run)
+}
+
+// jobExpected reports whether a Job for run was created and not seen yet.
+func (e *expectations) jobExpected(run types.UID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at, ok := e.pending[run]
+	if ok && e.now().Sub(at) > expectationTTL {
+		delete(e.pending, run)
+		return false
+	}
+	return ok
+}
+
+// admissions serialises the admission of sub-agent runs per instance and
+// remembers the runs admitted whose admitted status the cache does not show
+// yet, so that two workers (or a stale cache) never admit more runs than
+// maxConcurrent allows.
+type admissions struct {
+	mu      sync.Mutex
+	locks   map[string]*sync.Mutex
+	pending map[string]map[types.UID]time.Time // instance key -> run UIDs
+	now     func() time.Time
+}
+
+func newAdmissions() *admissions {
+	return &admissions{locks: map[string]*sync.Mutex{}, pending: map[string]map[types.UID]time.Time{}, now: time.Now}
+}
+
+// lock takes the instance's admission lock; call the returned func to
+// release it.
+func (a *admissions) lock(instance string) func() {
+	a.mu.Lock()
+	l, ok := a.locks[instance]
+	if !ok {
+		l = &sync.Mutex{}
+		a.locks[instance] = l
+	}
+	a.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (a *admissions) admitted(instance string, run types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.pending[instance]
+	if !ok {
+		m = map[types.UID]time.Time{}
+		a.pending[instance] = m
+	}
+	m[run] = a.now()
+}
+
+// observed drops a run once the cache shows it admitted, finished or gone.
+func (a *admissions) observed(run *v1alpha1.AgentRun) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	if m, ok := a.pending[key]; ok {
+		delete(m, run.UID)
+		if len(m) == 0 {
+			delete(a.pending, key)
+		}
+	}
+}
+
+// unseen returns the runs admitted in memory and not yet seen admitted in
+// the cache, except skip.
+func (a *admissions) unseen(instance string, skip types.UID) map[types.UID]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[types.UID]bool{}
+	for uid, at := range a.pending[instance] {
+		if uid == skip {
+			continue
+		}
+		if a.now().Sub(at) > expectationTTL {
+			delete(a.pending[instance], uid)
+			continue
+		}
+		out[uid] = true
+	}
+	return out
+}
+
+// ownWrites remembers the resourceVersion of this controller's last write of
+// each run, so that a sync does not act on a copy of the run older than what
+// it wrote itself (read-your-writes): it waits for the informer to deliver
+// the write, whose event enqueues the run again. Without it a burst of child
+// events makes the controller decide on stale status and lose the race at
+// the API server as a conflict, one wasted write and a backoff each time.
+type ownWrites struct {
+	mu sync.Mutex
+	rv map[types.UID]string
+}
+
+func newOwnWrites() *ownWrites { return &ownWrites{rv: map[types.UID]string{}} }
+
+func (w *ownWrites) wrote(uid types.UID, rv string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rv[uid] = rv
+}
+
+func (w *ownWrites) forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.rv, uid)
+}
+
+// stale reports whether the cached run is older than the last write.
+func (w *ownWrites) stale(run *v1alpha1.AgentRun) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	written, ok := w.rv[run.UID]
+	if !ok {
+		return false
+	}
+	cmp, err := resourceversion.CompareResourceVersion(run.ResourceVersion, written)
+	if err != nil || cmp >= 0 {
+		delete(w.rv, run.UID) // caught up (or not comparable: trust the cache)
+		return false
+	}
+	return true
+}

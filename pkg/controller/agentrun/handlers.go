@@ -1,0 +1,243 @@
+package agentrun
+
+import (
+	"fmt"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+)
+
+// Index names on the shared informers.
+const (
+	// IndexRunsByInstance keys runs by <namespace>/<instanceRef>.
+	IndexRunsByInstance = "sympozium.ai/by-instance"
+	// IndexRunsByParent keys sub-agent runs by <namespace>/<parent run>.
+	IndexRunsByParent = "sympozium.ai/by-parent"
+	// IndexPodsByJob keys pods by the UID of the Job that controls them.
+	IndexPodsByJob = "sympozium.ai/by-job-uid"
+)
+
+// InstanceKey is the IndexRunsByInstance key of a run.
+func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
+
+// AddIndexers adds the indexes the controllers use to the run and pod
+// informers. It is idempotent, so every controller sharing the informers may
+// call it.
+func AddIndexers(runs, pods cache.SharedIndexInformer) error {
+	want := map[cache.SharedIndexInformer]cache.Indexers{
+		runs: {
+			IndexRunsByInstance: func(obj any) ([]string, error) {
+				r, ok := obj.(*v1alpha1.AgentRun)
+				if !ok {
+					return nil, nil
+				}
+				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
+			},
+			IndexRunsByParent: func(obj any) ([]string, error) {
+				r, ok := obj.(*v1alpha1.AgentRun)
+				if !ok || r.Spec.Parent == nil {
+					return nil, nil
+				}
+				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
+			},
+		},
+		pods: {
+			IndexPodsByJob: func(obj any) ([]string, error) {
+				p, ok := obj.(*corev1.Pod)
+				if !ok {
+					return nil, nil
+				}
+				if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
+					return []string{string(ref.UID)}, nil
+				}
+				return nil, nil
+			},
+		},
+	}
+	for inf, idx := range want {
+		have := inf.GetIndexer().GetIndexers()
+		missing := cache.Indexers{}
+		for name, fn := range idx {
+			if _, ok := have[name]; !ok {
+				missing[name] = fn
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if err := inf.AddIndexers(missing); err != nil {
+			return fmt.Errorf("adding indexers: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.ResourceEventHandlerRegistration, error) {
+	opts := cache.HandlerOptions{Logger: &logger}
+	var regs []cache.ResourceEventHandlerRegistration
+	add := func(what string, reg cache.ResourceEventHandlerRegistration, err error) error {
+		if err != nil {
+			return fmt.Errorf("adding %s event handler: %w", what, err)
+		}
+		regs = append(regs, reg)
+		return nil
+	}
+	reg, err := inf.Runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
+		AddFunc: func(r *v1alpha1.AgentRun) { c.enqueue(cache.MetaObjectToName(r)) },
+		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
+			c.enqueue(cache.MetaObjectToName(cur)) // a resync re-enqueues too: the safety net
+			if phase.IsAdmitted(cur) || cur.Status.Phase.IsTerminal() {
+				c.admissions.observed(cur)
+			}
+			if releasesCapacity(old, cur) {
+				c.wakeWaiting(cur.Namespace, cur.Spec.InstanceRef)
+			}
+		},
+		DeleteFunc: func(d sinformers.DeletedAgentRun) {
+			c.enqueue(d.GetObjectName())
+			if r := d.OptionalObj; r != nil {
+				c.expectations.forget(r.UID)
+				c.writes.forget(r.UID)
+				c.admissions.observed(r)
+				c.wakeWaiting(r.Namespace, r.Spec.InstanceRef)
+			}
+		},
+	}, opts)
+	if err := add("AgentRun", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.Instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
+		AddFunc: func(i *v1alpha1.SympoziumInstance) { c.wakeWaiting(i.Namespace, i.Name) },
+		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
+			if old.Generation != cur.Generation {
+				c.wakeWaiting(cur.Namespace, cur.Name)
+			}
+		},
+	}, opts)
+	if err := add("SympoziumInstance", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.Jobs.TypedInformer().AddTypedEventHandler(batchinformers.JobHandlerFuncs{
+		AddFunc: func(j *batchv1.Job) { c.jobChanged(j) },
+		UpdateFunc: func(old, cur *batchv1.Job) {
+			if old.ResourceVersion != cur.ResourceVersion {
+				c.jobChanged(cur)
+			}
+		},
+		DeleteFunc: func(d batchinformers.DeletedJob) {
+			if d.OptionalObj != nil {
+				c.expectations.jobGone(d.OptionalObj.UID)
+				c.enqueueJobOwner(d.OptionalObj)
+			}
+		},
+	}, opts)
+	if err := add("Job", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.Pods.TypedInformer().AddTypedEventHandler(coreinformers.PodHandlerFuncs{
+		AddFunc: c.enqueuePodOwner,
+		UpdateFunc: func(old, cur *corev1.Pod) {
+			if old.ResourceVersion != cur.ResourceVersion {
+				c.enqueuePodOwner(cur)
+			}
+		},
+		DeleteFunc: func(d coreinformers.DeletedPod) {
+			if d.OptionalObj != nil {
+				c.enqueuePodOwner(d.OptionalObj)
+			}
+		},
+	}, opts)
+	if err := add("Pod", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.ConfigMaps.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if m, ok := obj.(metav1.Object); ok {
+				c.wakeWaitingInNamespace(m.GetNamespace())
+			}
+		},
+	}, opts)
+	if err := add("ConfigMap", reg, err); err != nil {
+		return nil, err
+	}
+	return regs, nil
+}
+
+// releasesCapacity reports a run that stopped holding (or waiting for) a
+// sub-agent slot of its instance, so that waiting runs may move up.
+func releasesCapacity(old, cur *v1alpha1.AgentRun) bool {
+	if !old.Status.Phase.IsTerminal() && cur.Status.Phase.IsTerminal() {
+		return true
+	}
+	return phase.IsWaiting(old) && !phase.IsWaiting(cur)
+}
+
+// wakeWaiting enqueues the instance's runs that are not admitted yet.
+func (c *Controller) wakeWaiting(namespace, instance string) {
+	objs, err := c.runIndex.ByIndex(IndexRunsByInstance, InstanceKey(namespace, instance))
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.IsWaiting(r) {
+			c.enqueue(cache.MetaObjectToName(r))
+		}
+	}
+}
+
+// wakeWaitingInNamespace enqueues every run of the namespace that is not
+// admitted yet (a ConfigMap it waits for may have appeared).
+func (c *Controller) wakeWaitingInNamespace(namespace string) {
+	objs, err := c.runIndex.ByIndex(cache.NamespaceIndex, namespace)
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.IsWaiting(r) {
+			c.enqueue(cache.MetaObjectToName(r))
+		}
+	}
+}
+
+func (c *Controller) jobChanged(j *batchv1.Job) {
+	if ref := metav1.GetControllerOf(j); ref != nil && ref.Kind == "AgentRun" {
+		c.expectations.observed(ref.UID)
+	}
+	c.enqueueJobOwner(j)
+}
+
+// enqueueJobOwner enqueues the AgentRun that controls the Job, if it is
+// still the same run (same UID).
+func (c *Controller) enqueueJobOwner(j *batchv1.Job) {
+	ref := metav1.GetControllerOf(j)
+	if ref == nil || ref.Kind != "AgentRun" {
+		return
+	}
+	run, err := c.runs.AgentRuns(j.Namespace).Get(ref.Name)
+	if err != nil || run.UID != ref.UID {
+		return
+	}
+	c.enqueue(cache.MetaObjectToName(run))
+}
+
+// enqueuePodOwner maps a pod to its Job, and the Job to its run.
+func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil || ref.Kind != "Job" {
+		return
+	}
+	job, err := c.jobs.Jobs(p.Namespace).Get(ref.Name)
+	if err != nil || job.UID != ref.UID {
+		return
+	}
+	c.enqueueJobOwner(job)
+}

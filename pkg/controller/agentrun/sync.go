@@ -1,0 +1,276 @@
+package agentrun
+
+import (
+	"context"
+	"io"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// LogReader reads the end of a container's log.
+type LogReader interface {
+	TailLog(ctx context.Context, namespace, pod, container string, limitBytes int64) (string, error)
+}
+
+// KubeLogReader reads logs through the API server (pods/log).
+type KubeLogReader struct{ Client kubernetes.Interface }
+
+// TailLog returns at most the last limitBytes of the container's log. The
+// server is asked for the last lines only; of what it sends, at most
+// maxLogRead bytes are read and only the end is kept, so that a verbose
+// agent's result marker (always near the end) is not cut off.
+func (r KubeLogReader) TailLog(ctx context.Context, namespace, pod, container string, limitBytes int64) (string, error) {
+	tail := int64(500)
+	stream, err := r.Client.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{
+		Container: container, TailLines: &tail,
+	}).Stream(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = stream.Close() }()
+	return lastBytes(io.LimitReader(stream, maxLogRead), limitBytes)
+}
+
+// maxLogRead bounds how much of a log tail is read at all.
+const maxLogRead = 8 << 20
+
+// lastBytes reads r to the end and returns its last n bytes.
+func lastBytes(r io.Reader, n int64) (string, error) {
+	buf := make([]byte, 0, 2*n)
+	chunk := make([]byte, 32<<10)
+	for {
+		k, err := r.Read(chunk)
+		buf = append(buf, chunk[:k]...)
+		if int64(len(buf)) > 2*n {
+			buf = append(buf[:0], buf[int64(len(buf))-n:]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	if int64(len(buf)) > n {
+		buf = buf[int64(len(buf))-n:]
+	}
+	return string(buf), nil
+}
+
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "agentRun", key)
+	ctx = klog.NewContext(ctx, logger)
+	start := c.now()
+	defer func() { logger.V(4).Info("Finished syncing", "duration", c.now().Sub(start)) }()
+
+	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		return nil // deleted; its children are garbage-collected through their ownerReferences
+	}
+	if err != nil {
+		return err
+	}
+	if run.DeletionTimestamp != nil {
+		return nil
+	}
+	if c.writes.stale(run) {
+		logger.V(4).Info("Cached run is older than the last write; waiting for the informer")
+		return nil
+	}
+	obs, err := c.observe(ctx, run)
+	if err != nil {
+		return err
+	}
+	if run.Spec.Parent != nil && !run.Status.Phase.IsTerminal() && !phase.IsAdmitted(run) && obs.Instance != nil {
+		// Admission of sub-agent runs is serialised per instance, so that
+		// two workers never fill the same free slot.
+		inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+		unlock := c.admissions.lock(inst)
+		defer unlock()
+		c.observeCapacity(run, &obs)
+	}
+	return c.apply(ctx, run, obs, phase.Next(obs))
+}
+
+// observe gathers what the run's decision depends on from the listers.
+func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase.Observed, error) {
+	obs := phase.Observed{Run: run, Config: c.opts.Phase, Now: c.now()}
+	inst, err := c.instances.SympoziumInstances(run.Namespace).Get(run.Spec.InstanceRef)
+	switch {
+	case err == nil:
+		obs.Instance = inst
+	case !apierrors.IsNotFound(err):
+		return obs, err
+	}
+	job, err := c.jobs.Jobs(run.Namespace).Get(naming.JobName(run.Name))
+	switch {
+	case err == nil && c.expectations.jobDeleting(job.UID):
+		// Deleted by this controller; the cache has not caught up.
+	case err == nil:
+		obs.Job = job
+		obs.Pod = c.agentPod(job)
+	case apierrors.IsNotFound(err):
+		obs.JobExpected = c.expectations.jobExpected(run.UID)
+	default:
+		return obs, err
+	}
+	if run.Status.Phase.IsTerminal() {
+		return obs, nil
+	}
+	if !phase.IsAdmitted(run) {
+		c.observeSkills(run, &obs)
+		if p := run.Spec.Parent; p != nil {
+			parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName)
+			if err == nil {
+				obs.Parent = parent
+			}
+			obs.ChildRank = c.childRank(run)
+		}
+	} else if p := run.Spec.Parent; p != nil {
+		if parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName); err == nil {
+			obs.Parent = parent
+		}
+	}
+	obs.LogTail = c.logTailIfNeeded(ctx, obs.Pod)
+	return obs, nil
+}
+
+// observeSkills looks up the SkillPacks the run mounts and the ConfigMaps
+// that are missing.
+func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) {
+	refs := append([]v1alpha1.SkillRef(nil), run.Spec.Skills...)
+	if obs.Instance != nil {
+		refs = append(refs, obs.Instance.Spec.Skills...)
+	}
+	for _, ref := range refs {
+		if sp, err := c.skillPacks.SkillPacks(run.Namespace).Get(ref.SkillPackRef); err == nil {
+			if obs.SkillPacks == nil {
+				obs.SkillPacks = map[string]*v1alpha1.SkillPack{}
+			}
+			obs.SkillPacks[sp.Name] = sp
+		}
+	}
+	for _, name := range jobspec.SkillConfigMaps(jobspec.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
+		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) {
+			obs.MissingConfigMaps = append(obs.MissingConfigMaps, name)
+		}
+	}
+}
+
+// agentPod returns the newest pod controlled by job.
+func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
+	objs, err := c.podIndex.ByIndex(IndexPodsByJob, string(job.UID))
+	if err != nil {
+		return nil
+	}
+	var newest *corev1.Pod
+	for _, o := range objs {
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
+			(newest.CreationTimestamp.Equal(&p.CreationTimestamp) && newest.Name < p.Name) {
+			newest = p
+		}
+	}
+	return newest
+}
+
+// childRank is the run's position among its parent's children, oldest
+// first, not counting children the limits refused.
+func (c *Controller) childRank(run *v1alpha1.AgentRun) int {
+	objs, err := c.runIndex.ByIndex(IndexRunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
+	if err != nil {
+		return 0
+	}
+	rank := 0
+	for _, o := range objs {
+		r, ok := o.(*v1alpha1.AgentRun)
+		if !ok || r.UID == run.UID || !phase.Older(r, run) || refusedAsExtraChild(r) {
+			continue
+		}
+		rank++
+	}
+	return rank
+}
+
+// refusedAsExtraChild reports a child the limits refused (too deep, or one
+// too many): it never held one of its parent's child slots.
+func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
+	for _, cond := range r.Status.Conditions {
+		if cond.Type == v1alpha1.ConditionFailed && cond.Status == metav1.ConditionTrue &&
+			(cond.Reason == v1alpha1.ReasonTooManyChildren || cond.Reason == v1alpha1.ReasonSpawnDepthExceeded) {
+			return true
+		}
+	}
+	return false
+}
+
+// observeCapacity counts the instance's active sub-agent runs (including
+// admissions the cache does not show yet) and the waiting ones ahead of run.
+// The caller holds the instance's admission lock.
+func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed) {
+	inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	unseen := c.admissions.unseen(inst, run.UID)
+	objs, err := c.runIndex.ByIndex(IndexRunsByInstance, inst)
+	if err != nil {
+		return
+	}
+	counted := map[types.UID]bool{}
+	for _, o := range objs {
+		r, ok := o.(*v1alpha1.AgentRun)
+		if !ok || r.UID == run.UID || r.Spec.Parent == nil {
+			continue
+		}
+		switch {
+		case r.Status.Phase.IsTerminal():
+		case phase.IsAdmitted(r) || unseen[r.UID]:
+			obs.ActiveSubagents++
+			counted[r.UID] = true
+		case r.DeletionTimestamp == nil && phase.Older(r, run):
+			obs.WaitingAhead++
+		}
+	}
+	for uid := range unseen {
+		if !counted[uid] {
+			obs.ActiveSubagents++
+		}
+	}
+}
+
+// logTailIfNeeded reads the agent's log tail when the agent terminated
+// without a report in its termination message (older runners print it).
+func (c *Controller) logTailIfNeeded(ctx context.Context, pod *corev1.Pod) string {
+	if c.opts.Logs == nil || pod == nil {
+		return ""
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.Name != v1alpha1.AgentContainerName || s.State.Terminated == nil {
+			continue
+		}
+		if _, ok := result.Parse(s.State.Terminated.Message); ok {
+			return ""
+		}
+		tail, err := c.opts.Logs.TailLog(ctx, pod.Namespace, pod.Name, s.Name, result.LogTailBytes)
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Reading the agent's log failed; no result marker", "pod", klog.KObj(pod), "err", err)
+			return ""
+		}
+		return tail
+	}
+	return ""
+}

@@ -1,0 +1,164 @@
+// Package instance is the SympoziumInstance controller: it counts each
+// instance's runs into its status and prunes its finished runs beyond
+// spec.runHistoryLimit, oldest first, never touching a live run.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
+	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
+	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
+	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
+)
+
+// Coalesce is how long run changes are gathered before an instance is
+// synced: a burst of run transitions makes one status write, not one each.
+const Coalesce = time.Second
+
+// Controller reconciles SympoziumInstance status and run history.
+type Controller struct {
+	client    clientset.Interface
+	instances listers.SympoziumInstanceLister
+	runIndex  cache.Indexer
+	synced    []cache.InformerSynced
+	worker    *cworkqueue.Worker
+	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	coalesce  time.Duration
+}
+
+// NewController wires the event handlers. rl may be nil.
+func NewController(ctx context.Context, client clientset.Interface, instances sinformers.TypedSympoziumInstanceInformer,
+	runs sinformers.TypedAgentRunInformer, pods cache.SharedIndexInformer, rl workqueue.TypedRateLimiter[cache.ObjectName]) (*Controller, error) {
+	logger := klog.LoggerWithName(klog.FromContext(ctx), "instance")
+	c := &Controller{
+		client:    client,
+		instances: instances.Lister(),
+		runIndex:  runs.Informer().GetIndexer(),
+		coalesce:  Coalesce,
+	}
+	c.worker = cworkqueue.New("sympoziuminstance", rl, c.sync)
+	c.queue = c.worker.Queue
+	if err := agentrun.AddIndexers(runs.Informer(), pods); err != nil {
+		return nil, err
+	}
+	opts := cache.HandlerOptions{Logger: &logger}
+	ireg, err := instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
+		AddFunc:    func(i *v1alpha1.SympoziumInstance) { c.queue.Add(cache.MetaObjectToName(i)) },
+		UpdateFunc: func(_, i *v1alpha1.SympoziumInstance) { c.queue.Add(cache.MetaObjectToName(i)) },
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("adding SympoziumInstance event handler: %w", err)
+	}
+	rreg, err := runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
+		AddFunc: c.runChanged,
+		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
+			if old.Status.Phase != cur.Status.Phase {
+				c.runChanged(cur)
+			}
+		},
+		DeleteFunc: func(d sinformers.DeletedAgentRun) {
+			if d.OptionalObj != nil {
+				c.runChanged(d.OptionalObj)
+			}
+		},
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("adding AgentRun event handler: %w", err)
+	}
+	c.synced = []cache.InformerSynced{ireg.HasSynced, rreg.HasSynced}
+	return c, nil
+}
+
+func (c *Controller) runChanged(r *v1alpha1.AgentRun) {
+	c.queue.AddAfter(cache.ObjectName{Namespace: r.Namespace, Name: r.Spec.InstanceRef}, c.coalesce)
+}
+
+// Run blocks until ctx is done.
+func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, workers, c.synced...) }
+
+// HasSynced reports whether the controller's informers have synced.
+func (c *Controller) HasSynced() bool {
+	for _, s := range c.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "sympoziumInstance", key)
+	inst, err := c.instances.SympoziumInstances(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	objs, err := c.runIndex.ByIndex(agentrun.IndexRunsByInstance, agentrun.InstanceKey(key.Namespace, key.Name))
+	if err != nil {
+		return err
+	}
+	runs := make([]*v1alpha1.AgentRun, 0, len(objs))
+	for _, o := range objs {
+		if r, ok := o.(*v1alpha1.AgentRun); ok {
+			runs = append(runs, r)
+		}
+	}
+	var errs []error
+	pruned := map[string]bool{}
+	for _, r := range phase.Prune(runs, phase.HistoryLimit(inst)) {
+		if err := c.deleteRun(ctx, r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pruned[r.Name] = true
+		logger.V(2).Info("Pruned finished run", "agentRun", klog.KObj(r))
+	}
+	kept := runs[:0]
+	for _, r := range runs {
+		if !pruned[r.Name] {
+			kept = append(kept, r)
+		}
+	}
+	counts := phase.Count(kept)
+	st := v1alpha1.SympoziumInstanceStatus{
+		ObservedGeneration: inst.Generation,
+		ActiveRuns:         counts.Active, WaitingRuns: counts.Waiting,
+		SucceededRuns: counts.Succeeded, FailedRuns: counts.Failed,
+	}
+	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
+		cp := inst.DeepCopy()
+		cp.Status = st
+		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: agentrun.ControllerName}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) deleteRun(ctx context.Context, r *v1alpha1.AgentRun) error {
+	uid := r.UID
+	policy := metav1.DeletePropagationBackground
+	err := c.client.SympoziumV1alpha1().AgentRuns(r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy,
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}

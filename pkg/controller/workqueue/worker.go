@@ -1,0 +1,115 @@
+// Package workqueue holds the queue → worker → sync loop that every
+// controller of this module runs: a typed, named, rate-limited workqueue of
+// object keys, drained by workers that call the controller's sync.
+package workqueue
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+)
+
+// MaxRetries is how often a failing key is retried before it is dropped; the
+// next watch event or resync brings it back (as in the deployment and
+// endpoints controllers).
+const MaxRetries = 15
+
+// SyncFunc reconciles one object.
+type SyncFunc func(ctx context.Context, key cache.ObjectName) error
+
+// Worker owns one controller's queue.
+type Worker struct {
+	// Name is the queue's name in metrics and logs.
+	Name  string
+	Queue workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	// Sync is the seam tests replace.
+	Sync SyncFunc
+	// OnResult, when set, is told the outcome of every sync (metrics).
+	OnResult func(name string, err error, d time.Duration)
+}
+
+// DefaultRateLimiter is the per-item exponential backoff: 1s doubling to 5m.
+func DefaultRateLimiter() workqueue.TypedRateLimiter[cache.ObjectName] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[cache.ObjectName](time.Second, 5*time.Minute)
+}
+
+// New makes a Worker with a named queue; rl nil means DefaultRateLimiter.
+func New(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], sync SyncFunc) *Worker {
+	if rl == nil {
+		rl = DefaultRateLimiter()
+	}
+	return &Worker{
+		Name:  name,
+		Queue: workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name}),
+		Sync:  sync,
+	}
+}
+
+// Add enqueues a key.
+func (w *Worker) Add(key cache.ObjectName) { w.Queue.Add(key) }
+
+// Run waits for the caches, starts workers and blocks until ctx is done;
+// then it shuts the queue down and waits for the workers to finish.
+func (w *Worker) Run(ctx context.Context, workers int, synced ...cache.InformerSynced) {
+	defer utilruntime.HandleCrashWithContext(ctx)
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting controller", "controller", w.Name, "workers", workers)
+	var wg sync.WaitGroup
+	defer func() {
+		logger.Info("Shutting down controller", "controller", w.Name)
+		w.Queue.ShutDownWithDrain()
+		wg.Wait()
+	}()
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, synced...) {
+		return
+	}
+	for range workers {
+		wg.Go(func() { wait.UntilWithContext(ctx, w.work, time.Second) })
+	}
+	<-ctx.Done()
+}
+
+func (w *Worker) work(ctx context.Context) {
+	for w.ProcessNextWorkItem(ctx) {
+	}
+}
+
+// ProcessNextWorkItem syncs one key; false once the queue is shut down.
+func (w *Worker) ProcessNextWorkItem(ctx context.Context) bool {
+	key, quit := w.Queue.Get()
+	if quit {
+		return false
+	}
+	defer w.Queue.Done(key)
+	start := time.Now()
+	err := w.Sync(ctx, key)
+	if w.OnResult != nil {
+		w.OnResult(w.Name, err, time.Since(start))
+	}
+	w.handleErr(ctx, err, key)
+	return true
+}
+
+func (w *Worker) handleErr(ctx context.Context, err error, key cache.ObjectName) {
+	switch {
+	case err == nil:
+		w.Queue.Forget(key)
+	case apierrors.IsConflict(err):
+		// Routine with optimistic concurrency: not reported as an error.
+		klog.FromContext(ctx).V(2).Info("Conflict writing, requeuing", "controller", w.Name, "key", key)
+		w.Queue.AddRateLimited(key)
+	case w.Queue.NumRequeues(key) < MaxRetries:
+		utilruntime.HandleErrorWithContext(ctx, err, "Sync failed, requeuing", "controller", w.Name, "key", key)
+		w.Queue.AddRateLimited(key)
+	default:
+		utilruntime.HandleErrorWithContext(ctx, err, "Dropping key out of the queue", "controller", w.Name, "key", key)
+		w.Queue.Forget(key)
+	}
+}

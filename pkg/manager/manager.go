@@ -1,0 +1,386 @@
+// Package manager wires the controller process: API clients, shared
+// informers (filtered and trimmed), the three controllers, leader election,
+// health probes and metrics.
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	kubescheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/skillpack"
+	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
+	sympoziumscheme "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/scheme"
+	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
+	sv1alpha1 "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/metrics"
+)
+
+// Config is the process configuration, filled from flags.
+type Config struct {
+	Kubeconfig string
+	QPS        float32
+	Burst      int
+	Workers    int
+	// Namespace limits the controller to one namespace; "" watches all.
+	Namespace    string
+	ResyncPeriod time.Duration
+
+	AgentImage     string
+	SandboxImage   string
+	DefaultTimeout time.Duration
+	Grace          time.Duration
+	MaxResultBytes int
+	ReadLogs       bool
+
+	MetricsAddr string
+	ProbeAddr   string
+
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	LeaderElectionID        string
+	LeaseDuration           time.Duration
+	RenewDeadline           time.Duration
+	RetryPeriod             time.Duration
+}
+
+// DefaultConfig returns the defaults the flags start from.
+func DefaultConfig() Config {
+	return Config{
+		QPS: 100, Burst: 200, Workers: 8, ResyncPeriod: 30 * time.Minute,
+		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
+		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
+		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
+		MetricsAddr: ":8080", ProbeAddr: ":8081",
+		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AgentImage == "" {
+		errs = append(errs, errors.New("--agent-image must not be empty"))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.DefaultTimeout <= 0 {
+		errs = append(errs, errors.New("--default-timeout must be positive"))
+	}
+	if c.QPS <= 0 || c.Burst < 1 {
+		errs = append(errs, errors.New("--kube-api-qps and --kube-api-burst must be positive"))
+	}
+	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod) {
+		errs = append(errs, errors.New("leader election needs lease duration > renew deadline > retry period"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs the process until ctx is done. With leader election it reconciles
+// only while it leads, and returns an error when it loses the lease.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx)
+	m := metrics.New()
+	m.RegisterWorkqueueMetrics()
+
+	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	restCfg.QPS, restCfg.Burst = cfg.QPS, cfg.Burst
+	restCfg.UserAgent = "sympozium-controller"
+	restCfg.Wrap(m.WrapTransport)
+
+	p := &process{cfg: cfg, metrics: m}
+	servers, err := p.serve(ctx)
+	if err != nil {
+		return err
+	}
+	defer servers()
+
+	if !cfg.LeaderElect {
+		return p.runControllers(ctx, restCfg)
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	id, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	id += "_" + randomSuffix()
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, cfg.LeaderElectionNamespace, cfg.LeaderElectionID,
+		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id})
+	if err != nil {
+		return err
+	}
+	var runErr error
+	leCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	leaderelection.RunOrDie(leCtx, leaderelection.LeaderElectionConfig{
+		Lock: lock, ReleaseOnCancel: true, Name: cfg.LeaderElectionID,
+		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				logger.Info("Started leading", "identity", id)
+				p.leading.Store(true)
+				runErr = p.runControllers(ctx, restCfg)
+				cancel()
+			},
+			OnStoppedLeading: func() {
+				logger.Info("Stopped leading", "identity", id)
+				p.leading.Store(false)
+				if ctx.Err() == nil && runErr == nil {
+					runErr = errors.New("lost the leader lease")
+				}
+			},
+			OnNewLeader: func(identity string) {
+				if identity != id {
+					logger.Info("New leader elected", "leader", identity)
+				}
+			},
+		},
+	})
+	return runErr
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type process struct {
+	cfg     Config
+	metrics *metrics.Metrics
+	leading atomic.Bool
+	mu      sync.Mutex
+	synced  []func() bool
+}
+
+// ready: caches synced, or a standby replica (it has nothing to sync yet).
+func (p *process) ready() error {
+	if p.cfg.LeaderElect && !p.leading.Load() {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.synced) == 0 {
+		return errors.New("controllers not started")
+	}
+	for _, s := range p.synced {
+		if !s() {
+			return errors.New("caches not synced")
+		}
+	}
+	return nil
+}
+
+// serve starts the probe and metrics servers; the returned func stops them.
+func (p *process) serve(ctx context.Context) (func(), error) {
+	logger := klog.FromContext(ctx)
+	var servers []*http.Server
+	start := func(addr string, h http.Handler) error {
+		if addr == "" || addr == "0" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "HTTP server failed", "address", addr)
+			}
+		}()
+		logger.Info("Serving", "address", ln.Addr().String())
+		return nil
+	}
+	probes := http.NewServeMux()
+	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := p.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	stop := func() {
+		for _, s := range servers {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.Shutdown(sctx)
+			cancel()
+		}
+	}
+	if err := start(p.cfg.ProbeAddr, probes); err != nil {
+		return stop, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", p.metrics.Handler())
+	if err := start(p.cfg.MetricsAddr, mux); err != nil {
+		stop()
+		return stop, err
+	}
+	return stop, nil
+}
+
+// stripForCache drops what the controllers never read from cached objects:
+// managedFields everywhere, kubectl's last-applied copy of the spec, and the
+// bulk of Job and Pod specs (the phase machine reads their metadata and
+// status only). It keeps the cache proportional to the number of objects,
+// not to the size of their tasks.
+func stripForCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				m.SetAnnotations(a)
+			}
+		}
+	}
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *corev1.Pod:
+		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
+	}
+	return obj, nil
+}
+
+func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) error {
+	cfg := p.cfg
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	client, err := clientset.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	meta, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	childSelector := func(o *metav1.ListOptions) {
+		o.LabelSelector = v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue
+	}
+	sf := sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
+		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(stripForCache))
+	kf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
+		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(stripForCache))
+	mf := metadatainformer.NewFilteredSharedInformerFactory(meta, cfg.ResyncPeriod, cfg.Namespace, nil)
+	configMaps := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
+	if err := configMaps.Informer().SetTransform(stripForCache); err != nil {
+		return err
+	}
+
+	scheme := runtime.NewScheme()
+	if err := kubescheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := sympoziumscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(3)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: agentrun.ControllerName})
+
+	sv := sf.Sympozium().V1alpha1()
+	inf := agentrun.Informers{
+		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
+		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
+		Jobs:       batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
+		Pods:       coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
+		ConfigMaps: configMaps,
+	}
+	opts := agentrun.Options{
+		Phase: phase.Config{
+			Job: jobspec.Config{
+				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
+				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second, FieldManager: agentrun.ControllerName,
+			},
+			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,
+		},
+		OnSync:       p.metrics.ObserveSync,
+		OnTransition: p.metrics.ObserveTransition,
+	}
+	if cfg.ReadLogs {
+		opts.Logs = agentrun.KubeLogReader{Client: kube}
+	}
+	runCtl, err := agentrun.NewController(ctx, client, kube, inf, recorder, opts)
+	if err != nil {
+		return err
+	}
+	instCtl, err := instance.NewController(ctx, client, inf.Instances, inf.Runs, inf.Pods.Informer(), nil)
+	if err != nil {
+		return err
+	}
+	packCtl, err := skillpack.NewController(ctx, client, kube, inf.SkillPacks, configMaps, nil)
+	if err != nil {
+		return err
+	}
+	p.metrics.RegisterRunsByPhase(inf.Runs.Lister())
+	p.mu.Lock()
+	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
+	p.mu.Unlock()
+
+	sf.Start(ctx.Done())
+	kf.Start(ctx.Done())
+	mf.Start(ctx.Done())
+	var wg sync.WaitGroup
+	wg.Go(func() { runCtl.Run(ctx, cfg.Workers) })
+	wg.Go(func() { instCtl.Run(ctx, max(1, cfg.Workers/4)) })
+	wg.Go(func() { packCtl.Run(ctx, max(1, cfg.Workers/4)) })
+	<-ctx.Done()
+	wg.Wait()
+	sf.Shutdown()
+	kf.Shutdown()
+	mf.Shutdown()
+	return nil
+}
