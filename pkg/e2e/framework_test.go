@@ -36,7 +36,15 @@ type env struct {
 	root           string
 	controllerPath string
 	kubectlCache   string
+	// saKubeconfig authenticates as the manifests' ServiceAccount
+	// sympozium-system/sympozium-controller, bound to manifests/rbac: every
+	// controller the tests start runs with it, so the suite proves the
+	// ClusterRole is enough.
+	saKubeconfig string
 }
+
+// controllerUser is the ServiceAccount the controller runs as.
+const controllerUser = "system:serviceaccount:sympozium-system:sympozium-controller"
 
 var (
 	e2e     *env
@@ -71,6 +79,16 @@ func run(m *testing.M) int {
 	}
 	e2e = e
 	code := m.Run()
+	if code == 0 && rbacCheckWanted() {
+		// After every test: what the controller asked of the API server,
+		// as its ServiceAccount, is what manifests/rbac grants it.
+		if err := checkRBACAgainstAudit(e); err != nil {
+			fmt.Fprintf(os.Stderr, "--- FAIL: RBAC check against the audit log\n%v\n", err)
+			code = 1
+		} else {
+			fmt.Fprintln(os.Stderr, "e2e: RBAC check against the audit log passed")
+		}
+	}
 	if code != 0 {
 		dumpLogs(e.cluster)
 	}
@@ -123,7 +141,29 @@ func setup(ctx context.Context) (*env, error) {
 		"crd/agentruns.sympozium.ai", "crd/sympoziuminstances.sympozium.ai", "crd/skillpacks.sympozium.ai"); err != nil {
 		return e, fmt.Errorf("waiting for CRDs: %v\n%s", err, out)
 	}
+	if out, err := e.kubectlErr("apply", "-f", filepath.Join(root, "manifests", "namespace.yaml"), "-f", filepath.Join(root, "manifests", "rbac")); err != nil {
+		return e, fmt.Errorf("installing RBAC: %v\n%s", err, out)
+	}
+	token, err := e.kubectlErr("-n", "sympozium-system", "create", "token", "sympozium-controller", "--duration=4h")
+	if err != nil {
+		return e, fmt.Errorf("creating a token: %v\n%s", err, token)
+	}
+	e.saKubeconfig = filepath.Join(tmp, "controller.kubeconfig")
+	if err := writeTokenKubeconfig(e.saKubeconfig, e.cluster.APIServerURL, e.cluster.CAFile, strings.TrimSpace(token)); err != nil {
+		return e, err
+	}
 	return e, nil
+}
+
+func writeTokenKubeconfig(path, server, caFile, token string) error {
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: u, user: {token: %q}}]
+contexts: [{name: c, context: {cluster: local, user: u}}]
+current-context: c
+`, server, caFile, token)
+	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 func dumpLogs(c *localcp.Cluster) {
@@ -221,7 +261,7 @@ func (s *syncBuffer) String() string {
 func (e *env) startController(t *testing.T, namespace string, extra ...string) *controller {
 	t.Helper()
 	args := []string{
-		"--kubeconfig", e.cluster.Kubeconfig,
+		"--kubeconfig", e.saKubeconfig,
 		"--namespace", namespace,
 		"--agent-image", "registry.example/sympozium/agent-runner:test",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",

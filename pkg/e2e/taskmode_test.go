@@ -377,6 +377,14 @@ spec:
 	require.NoError(t, err)
 	assert.Equal(t, "k8s-ops", sp.Status.ConfigMapName)
 	assert.EqualValues(t, 1, sp.Status.SkillCount)
+
+	// Editing the pack re-renders its ConfigMap.
+	e.kubectl(t, "-n", ns, "patch", "skillpack", "k8s-ops", "--type=json",
+		"-p", `[{"op":"replace","path":"/spec/skills/0/content","value":"# Triage\nRead the logs."}]`)
+	require.Eventually(t, func() bool {
+		cm, err := e.kube.CoreV1().ConfigMaps(ns).Get(context.Background(), "k8s-ops", metav1.GetOptions{})
+		return err == nil && strings.Contains(cm.Data["triage.md"], "Read the logs.")
+	}, 30*time.Second, 100*time.Millisecond)
 }
 
 func TestTaskRunCleanupKeep(t *testing.T) {

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+var servingRE = regexp.MustCompile(`"Serving" logger="[^"]*" address="([^"]+)"`)
+
+// endpoints returns the probe and metrics addresses the controller logged.
+func (c *controller) endpoints(t *testing.T) (probes, metrics string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(servingRE.FindAllStringSubmatch(c.log.String(), -1)) >= 2 },
+		20*time.Second, 50*time.Millisecond, "the controller did not log its endpoints:\n%s", c.log.String())
+	m := servingRE.FindAllStringSubmatch(c.log.String(), -1)
+	return "http://" + m[0][1], "http://" + m[1][1]
+}
+
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url) //nolint:noctx // test helper against loopback
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func endpointFlags() []string {
+	return []string{"--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"}
+}
+
+func TestProbesAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+
+	// A controller whose credentials cannot list anything never syncs its
+	// caches: alive, not ready.
+	e.kubectl(t, "-n", ns, "create", "serviceaccount", "nobody")
+	token := strings.TrimSpace(e.kubectl(t, "-n", ns, "create", "token", "nobody"))
+	nobody := filepath.Join(t.TempDir(), "nobody.kubeconfig")
+	require.NoError(t, writeTokenKubeconfig(nobody, e.cluster.APIServerURL, e.cluster.CAFile, token))
+	blind := e.startController(t, ns, append(endpointFlags(), "--kubeconfig", nobody)...)
+	probes, _ := blind.endpoints(t)
+	code, _ := httpGet(probes + "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	time.Sleep(2 * time.Second)
+	code, body := httpGet(probes + "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code, body)
+	blind.stop()
+
+	ctl := e.startController(t, ns, endpointFlags()...)
+	probes, metrics := ctl.endpoints(t)
+	require.Eventually(t, func() bool { code, _ := httpGet(probes + "/readyz"); return code == http.StatusOK }, 20*time.Second, 100*time.Millisecond)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	e.apply(t, runYAML(ns, "m", "inst", map[string]string{"SIM_MESSAGE": successReport}, ""))
+	e.apply(t, runYAML(ns, "f", "inst", map[string]string{"SIM_EXIT_CODE": "2"}, ""))
+	e.waitPhase(t, ns, "m", v1alpha1.PhaseSucceeded, 60*time.Second)
+	e.waitPhase(t, ns, "f", v1alpha1.PhaseFailed, 60*time.Second)
+	code, body = httpGet(metrics + "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`workqueue_adds_total{name="agentrun"}`,
+		`workqueue_depth{name="sympoziuminstance"}`,
+		`workqueue_queue_duration_seconds_bucket{name="skillpack"`,
+		`sympozium_api_requests_total{code="201",resource="jobs",subresource="",verb="create"}`,
+		`sympozium_api_requests_total{code="200",resource="agentruns",subresource="status",verb="update"}`,
+		`sympozium_agentrun_phase_transitions_total{from="Running",reason="Succeeded",to="Succeeded"}`,
+		`sympozium_agentrun_phase_transitions_total{from="Running",reason="AgentFailed",to="Failed"}`,
+		`sympozium_agentruns{phase="Succeeded",reason="Succeeded"} 1`,
+		`sympozium_agentruns{phase="Failed",reason="AgentFailed"} 1`,
+		`sympozium_agentrun_duration_seconds_count{phase="Succeeded",reason="Succeeded"} 1`,
+		`sympozium_agentrun_tokens_total{kind="input"} 1500`,
+		`sympozium_agentrun_tokens_total{kind="output"} 800`,
+		`sympozium_sync_total{controller="agentrun",result="success"}`,
+		`sympozium_sync_duration_seconds_bucket{controller="agentrun"`,
+	} {
+		assert.Contains(t, body, want)
+	}
+}
+
+// leaderFlags are leader-election flags with short, test-sized durations.
+func leaderFlags(id string) []string {
+	return []string{"--leader-elect", "--leader-election-namespace", "sympozium-system", "--leader-election-id", id,
+		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
+}
+
+func TestLeaderElectionHandover(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	lease := "lease-" + ns
+	a := e.startController(t, ns, append(leaderFlags(lease), endpointFlags()...)...)
+	b := e.startController(t, ns, append(leaderFlags(lease), endpointFlags()...)...)
+	leading := func(c *controller) bool { return strings.Contains(c.log.String(), `"Started leading"`) }
+	require.Eventually(t, func() bool { return leading(a) || leading(b) }, 30*time.Second, 50*time.Millisecond)
+	leader, standby := a, b
+	if leading(b) {
+		leader, standby = b, a
+	}
+	e.apply(t, instanceYAML(ns, "inst", "  runHistoryLimit: 100\n"))
+	for i := range 5 {
+		e.apply(t, runYAML(ns, fmt.Sprintf("before-%d", i), "inst", map[string]string{"SIM_DURATION": "3s", "SIM_MESSAGE": successReport}, "  cleanup: keep\n"))
+	}
+	for i := range 5 {
+		e.waitPhase(t, ns, fmt.Sprintf("before-%d", i), v1alpha1.PhaseSucceeded, 60*time.Second)
+	}
+	// Exactly one reconciles: the standby has synced nothing.
+	assert.False(t, leading(standby))
+	_, standbyMetrics := standby.endpoints(t)
+	_, body := httpGet(standbyMetrics + "/metrics")
+	assert.NotContains(t, body, `sympozium_sync_total{controller="agentrun"`)
+	assert.NotContains(t, body, `resource="jobs"`)
+	assert.NotContains(t, body, `resource="agentruns"`)
+
+	// Runs in flight while the leader dies.
+	for i := range 5 {
+		e.apply(t, runYAML(ns, fmt.Sprintf("during-%d", i), "inst", map[string]string{"SIM_DURATION": "4s", "SIM_MESSAGE": successReport}, "  cleanup: keep\n"))
+	}
+	time.Sleep(500 * time.Millisecond)
+	killed := time.Now()
+	leader.kill()
+	require.Eventually(t, func() bool { return leading(standby) }, 15*time.Second, 20*time.Millisecond)
+	handover := time.Since(killed)
+	t.Logf("handover took %s", handover)
+	assert.Less(t, handover, 4*time.Second+500*time.Millisecond+time.Second, "handover beyond lease duration + retry period")
+	for i := range 5 {
+		e.waitPhase(t, ns, fmt.Sprintf("during-%d", i), v1alpha1.PhaseSucceeded, 60*time.Second)
+	}
+	// No run got two Jobs: one successful create per Job name, as the API
+	// server's audit log records it.
+	creates, err := jobCreates(e, ns)
+	require.NoError(t, err)
+	require.Len(t, creates, 10)
+	for name, n := range creates {
+		assert.Equal(t, 1, n, "Job %s created %d times", name, n)
+	}
+	jobs, err := e.kube.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, jobs.Items, 10)
+}
