@@ -78,6 +78,7 @@ done_step
 step "Submitting manifests/samples with kubectl (the simulated agent answers after 3s)"
 kubectl create namespace demo >/dev/null
 kubectl -n demo apply -f manifests/samples/instance.yaml -f manifests/samples/skillpack.yaml >/dev/null
+kubectl -n demo wait --for=condition=Ready --timeout=60s skillpack/k8s-ops >/dev/null
 # The sample run, with env telling kwok's simulated agent what to report.
 sed -e 's/^  cleanup: delete$/  cleanup: delete\n  env:\n    SIM_DURATION: "3s"\n    SIM_MESSAGE: '"'"'{"status":"success","response":"All 12 nodes Ready; no pod restarts in the last hour.","metrics":{"inputTokens":1500,"outputTokens":800,"toolCalls":5,"durationMs":3000}}'"'"'/' \
 	manifests/samples/agentrun-task.yaml | kubectl -n demo apply -f - >/dev/null
