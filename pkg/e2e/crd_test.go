@@ -249,3 +249,17 @@ spec:
 	out = e.kubectl(t, "explain", "agentrun.spec.timeout")
 	assert.Contains(t, out, "counted from its creation")
 }
+
+// TestSamplesValid: every sample of manifests/samples is accepted by the
+// real API server (server-side dry run, so the CRD schemas and CEL rules
+// apply).
+func TestSamplesValid(t *testing.T) {
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	out := e.kubectl(t, "apply", "--dry-run=server", "-n", ns, "-f", e.root+"/manifests/samples")
+	for _, want := range []string{"agentrun.sympozium.ai/check-cluster", "agentrun.sympozium.ai/chat-server",
+		"agentrun.sympozium.ai/sandboxed-check", "agentrun.sympozium.ai/gvisor-check",
+		"sympoziuminstance.sympozium.ai/my-agent", "skillpack.sympozium.ai/k8s-ops"} {
+		assert.Contains(t, out, want)
+	}
+}
