@@ -7,7 +7,7 @@ IMG ?= sympozium-controller:dev
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
-# A short fuzz run of the phase state machine is part of the test suite.
+# Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
 .PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo
@@ -35,6 +35,7 @@ build:
 test:
 	go test -race -count=1 -timeout 60m ./...
 	@if [ -d pkg/agentrun/phase ]; then go test -run '^$$' -fuzz '^FuzzNext$$' -fuzztime $(FUZZTIME) ./pkg/agentrun/phase; fi
+	@if [ -d pkg/agentrun/phase ]; then go test -run '^$$' -fuzz '^FuzzNextBackends$$' -fuzztime $(FUZZTIME) ./pkg/agentrun/phase; fi
 
 # Unit tests only: no control plane.
 unit-test:

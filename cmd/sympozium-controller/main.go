@@ -1,4 +1,5 @@
-// Command sympozium-controller reconciles sympozium.ai AgentRuns into Jobs
+// Command sympozium-controller reconciles sympozium.ai AgentRuns into Jobs,
+// Deployments and Services (mode server) or agent-sandbox Sandboxes,
 // and reports their outcome.
 package main
 
@@ -32,6 +33,10 @@ func main() {
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "Timeout of runs whose spec and instance set none.")
 	fs.DurationVar(&cfg.Grace, "fail-fast-grace", cfg.Grace, "How long an image pull failure, a missing Secret or ConfigMap, or a missing parent run is tolerated before the run fails.")
 	fs.IntVar(&cfg.MaxResultBytes, "max-result-bytes", cfg.MaxResultBytes, "Bound of status.result; longer results are truncated and flagged.")
+	fs.StringVar(&cfg.SandboxGroup, "agent-sandbox-group", cfg.SandboxGroup, "API group of the agent-sandbox Sandbox (runs with agentSandbox.enabled).")
+	fs.StringVar(&cfg.SandboxClaimGroup, "agent-sandbox-claim-group", cfg.SandboxClaimGroup, "API group of the agent-sandbox SandboxClaim (runs with agentSandbox.warmPoolRef).")
+	fs.StringVar(&cfg.SandboxVersion, "agent-sandbox-version", "", "Version of the agent-sandbox API to use (v1beta1 or v1alpha1); empty discovers it, preferring v1beta1.")
+	fs.DurationVar(&cfg.SandboxRecheck, "agent-sandbox-recheck", cfg.SandboxRecheck, "How often discovery looks for the agent-sandbox API again, so that installing or removing it needs no restart; a run that needs the API while it is missing looks at once.")
 	fs.BoolVar(&cfg.ReadLogs, "read-logs", cfg.ReadLogs, "Read the agent's log tail for the result marker when its termination message has none.")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "Address of the /metrics endpoint; 0 disables it.")
 	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "Address of the /healthz and /readyz endpoints; 0 disables them.")

@@ -85,7 +85,7 @@ func loadRBAC(root string) (rbacRules, error) {
 	if err != nil {
 		return rules, err
 	}
-	for _, doc := range strings.Split(string(b), "\n---\n") {
+	for doc := range strings.SplitSeq(string(b), "\n---\n") {
 		var role rbacv1.Role
 		if err := yaml.Unmarshal([]byte(doc), &role); err != nil {
 			return rules, err

@@ -16,12 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -67,6 +70,13 @@ type Config struct {
 	MaxResultBytes int
 	ReadLogs       bool
 
+	// The agent-sandbox API: where to look for it (groups, an optional
+	// pinned version) and how often to look again.
+	SandboxGroup      string
+	SandboxClaimGroup string
+	SandboxVersion    string
+	SandboxRecheck    time.Duration
+
 	MetricsAddr string
 	ProbeAddr   string
 
@@ -85,6 +95,7 @@ func DefaultConfig() Config {
 		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
+		SandboxGroup: jobspec.SandboxGroup, SandboxClaimGroup: jobspec.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -102,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultTimeout <= 0 {
 		errs = append(errs, errors.New("--default-timeout must be positive"))
+	}
+	if c.SandboxVersion != "" && c.SandboxVersion != "v1beta1" && c.SandboxVersion != "v1alpha1" {
+		errs = append(errs, errors.New("--agent-sandbox-version must be empty (discover), v1beta1 or v1alpha1"))
 	}
 	if c.QPS <= 0 || c.Burst < 1 {
 		errs = append(errs, errors.New("--kube-api-qps and --kube-api-burst must be positive"))
@@ -268,8 +282,9 @@ func (p *process) serve(ctx context.Context) (func(), error) {
 
 // stripForCache drops what the controllers never read from cached objects:
 // managedFields everywhere, kubectl's last-applied copy of the spec, and the
-// bulk of Job and Pod specs (the phase machine reads their metadata and
-// status only). It keeps the cache proportional to the number of objects,
+// bulk of Job, Deployment and Pod specs (the phase machine reads their
+// metadata and status only; a Deployment's template is compared through
+// its spec-hash annotation). It keeps the cache proportional to the number of objects,
 // not to the size of their tasks.
 func stripForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
@@ -283,6 +298,8 @@ func stripForCache(obj any) (any, error) {
 	}
 	switch o := obj.(type) {
 	case *batchv1.Job:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *appsv1.Deployment:
 		o.Spec.Template = corev1.PodTemplateSpec{}
 	case *corev1.Pod:
 		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
@@ -301,6 +318,10 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		return err
 	}
 	meta, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return err
 	}
@@ -332,12 +353,14 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 
 	sv := sf.Sympozium().V1alpha1()
 	inf := agentrun.Informers{
-		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
-		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
-		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Jobs:       batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
-		Pods:       coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
-		ConfigMaps: configMaps,
+		Runs:        sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
+		Instances:   sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		SkillPacks:  sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
+		Jobs:        batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
+		Deployments: appsinformers.ToTypedDeploymentInformer(kf.Apps().V1().Deployments()),
+		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
+		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
+		ConfigMaps:  configMaps,
 	}
 	opts := agentrun.Options{
 		Phase: phase.Config{
@@ -349,6 +372,10 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		},
 		OnSync:       p.metrics.ObserveSync,
 		OnTransition: p.metrics.ObserveTransition,
+		SandboxAPI: agentrun.NewSandboxAPI(kube.Discovery(), dyn, agentrun.SandboxAPIConfig{
+			Group: cfg.SandboxGroup, ClaimGroup: cfg.SandboxClaimGroup, Version: cfg.SandboxVersion,
+			Namespace: cfg.Namespace, Resync: cfg.ResyncPeriod, Recheck: cfg.SandboxRecheck,
+		}),
 	}
 	if cfg.ReadLogs {
 		opts.Logs = agentrun.KubeLogReader{Client: kube}

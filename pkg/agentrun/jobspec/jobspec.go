@@ -255,8 +255,8 @@ func SkillConfigMaps(in Inputs) []string {
 	return slices.Compact(names)
 }
 
-// skillPackNames returns the sorted, de-duplicated SkillPacks mounted.
-func skillPackNames(in Inputs) []string {
+// SkillPackNames returns the sorted, de-duplicated SkillPacks mounted.
+func SkillPackNames(in Inputs) []string {
 	var names []string
 	for _, ref := range skillRefs(in) {
 		if ref.SkillPackRef != "" {
@@ -401,7 +401,7 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		}
 		podSpec.Containers = append(podSpec.Containers, c)
 	}
-	for _, name := range skillPackNames(in) {
+	for _, name := range SkillPackNames(in) {
 		pack := in.SkillPacks[name]
 		if pack == nil || pack.Spec.Sidecar == nil {
 			continue

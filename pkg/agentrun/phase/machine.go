@@ -1,7 +1,13 @@
 // Package phase is the AgentRun phase state machine: a pure function from
-// what the controller observed (the run, its instance, its Job and agent
-// Pod, the instance's sub-agent load, the clock) to what the run's status
-// must be and which actions bring the cluster there.
+// what the controller observed (the run, its instance, its workload and
+// agent Pod, the instance's sub-agent load, the clock) to what the run's
+// status must be and which actions bring the cluster there.
+//
+// One lifecycle (admission, deadlines, terminal phases, conditions, events,
+// the server finalizer) runs over every execution backend: a workload (see
+// workload.go) knows only its own objects: the Job of a task-mode run, the
+// Deployment and Service of a server-mode run, the Sandbox or SandboxClaim
+// of an agent-sandbox run.
 //
 // Nothing here does I/O, reads a clock, logs or draws random numbers, and
 // inputs (which point into informer caches) are never mutated: the same
@@ -10,14 +16,16 @@ package phase
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -45,8 +53,33 @@ type Observed struct {
 	// JobExpected is true when this controller created the Job and the
 	// cache has not shown it yet: a missing Job is then not lost.
 	JobExpected bool
-	// Pod is the newest pod of Job; nil when there is none.
+	// Pod is the agent pod: the newest pod of the Job (task mode), the
+	// newest pod of the Deployment (server mode), the pod named like the
+	// Sandbox (agent sandbox); nil when there is none.
 	Pod *corev1.Pod
+
+	// Server mode (spec.mode server). Deployment and Service are the run's
+	// (by naming.ServerName); nil when the cache has none. The cached
+	// Deployment may have its pod template trimmed: the machine compares
+	// its jobspec.AnnotationSpecHash instead.
+	Deployment *appsv1.Deployment
+	Service    *corev1.Service
+	// ServerExpected is true when this controller created the Deployment
+	// and the cache has not shown it yet.
+	ServerExpected bool
+
+	// Agent sandbox (spec.agentSandbox.enabled). SandboxAPI is what the
+	// cluster serves of the agent-sandbox API.
+	SandboxAPI SandboxAPI
+	// Sandbox is the run's own Sandbox (by naming.SandboxName); nil when the
+	// cache has none.
+	Sandbox *SandboxObject
+	// SandboxClaim is the run's SandboxClaim (warm-pool runs, by
+	// naming.SandboxClaimName); nil when the cache has none.
+	SandboxClaim *SandboxObject
+	// SandboxExpected is true when this controller created the Sandbox or
+	// SandboxClaim and the cache has not shown it yet.
+	SandboxExpected bool
 	// LogTail is the end of the agent container's log, read only when the
 	// agent terminated and its termination message holds no report.
 	LogTail string
@@ -56,8 +89,9 @@ type Observed struct {
 	// MissingConfigMaps are the skill ConfigMaps the pod would mount that
 	// do not exist.
 	MissingConfigMaps []string
-	// JobRejected is the API server's reason for refusing the Job this
-	// machine asked to create (an invalid object); "" when not refused.
+	// JobRejected is the API server's reason for refusing the workload this
+	// machine asked to create (an invalid Job, Deployment, Service, Sandbox
+	// or SandboxClaim); "" when not refused.
 	JobRejected string
 
 	// Sub-agent runs only (spec.parent set).
@@ -77,6 +111,31 @@ type Observed struct {
 	Now    time.Time
 }
 
+// SandboxAPI is what the cluster serves of the agent-sandbox API, as
+// "<group>/<version>" of the resource the controller would use.
+type SandboxAPI struct {
+	// Sandbox is the served version of Sandbox (agents.x-k8s.io); "" when
+	// the cluster does not serve it.
+	Sandbox string
+	// Claim is the served version of SandboxClaim
+	// (extensions.agents.x-k8s.io/v1beta1); "" when the cluster does not
+	// serve it.
+	Claim string
+	// Why explains, for the run's status, why what is "" is not served.
+	Why string
+}
+
+// SandboxObject is what the machine reads of an agent-sandbox Sandbox or
+// SandboxClaim (which the controller reads as unstructured objects): its
+// metadata, its conditions (Ready, Finished, ...) and, for a claim, the
+// Sandbox bound to it.
+type SandboxObject struct {
+	metav1.ObjectMeta
+	Conditions []metav1.Condition
+	// BoundSandbox is a claim's status.sandbox.name; "" until bound.
+	BoundSandbox string
+}
+
 // Event is a Kubernetes Event to record once the status is written.
 type Event struct {
 	Type    string // corev1.EventTypeNormal or corev1.EventTypeWarning
@@ -91,10 +150,34 @@ type Decision struct {
 	// SetOwner, when set, is an ownerReference to add to the run (a
 	// sub-agent run is owned by its parent).
 	SetOwner *metav1.OwnerReference
+	// AddFinalizer asks to add v1alpha1.FinalizerServer to the run (before
+	// anything is created); RemoveFinalizer to remove it (after everything
+	// else: the status write and the deletes).
+	AddFinalizer    bool
+	RemoveFinalizer bool
 	// CreateJob is the Job to create; nil for none.
 	CreateJob *batchv1.Job
 	// DeleteJob asks to delete Observed.Job (with its UID as precondition).
 	DeleteJob bool
+	// CreateDeployment and CreateService are a server's objects to create;
+	// UpdateDeployment and UpdateService replace Observed.Deployment and
+	// Observed.Service (they carry its resourceVersion); nil for none.
+	CreateDeployment *appsv1.Deployment
+	UpdateDeployment *appsv1.Deployment
+	CreateService    *corev1.Service
+	UpdateService    *corev1.Service
+	// DeleteDeployment and DeleteService ask to delete Observed.Deployment
+	// and Observed.Service.
+	DeleteDeployment bool
+	DeleteService    bool
+	// CreateSandbox and CreateSandboxClaim are the agent-sandbox objects to
+	// create; nil for none.
+	CreateSandbox      *unstructured.Unstructured
+	CreateSandboxClaim *unstructured.Unstructured
+	// DeleteSandbox and DeleteSandboxClaim ask to delete Observed.Sandbox
+	// and Observed.SandboxClaim.
+	DeleteSandbox      bool
+	DeleteSandboxClaim bool
 	// RequeueAfter is the next deadline or grace expiry; 0 for none.
 	RequeueAfter time.Duration
 	// Events are recorded after the status is written, only on transitions.
@@ -106,18 +189,33 @@ const MinRequeue = time.Second
 
 // Next decides the run's next status and actions.
 func Next(in Observed) Decision {
-	m := machine{in: in, st: *in.Run.Status.DeepCopy()}
+	m := &machine{in: in, st: *in.Run.Status.DeepCopy()}
+	m.w = newWorkload(m)
 	m.st.ObservedGeneration = in.Run.Generation
 	m.step()
 	if m.d.RequeueAfter > 0 && m.d.RequeueAfter < MinRequeue {
 		m.d.RequeueAfter = MinRequeue
 	}
+	// The finalizer is held only while a run is live: once the outcome is
+	// recorded (and the server removed) nothing needs to delay deletion.
+	if HasFinalizer(in.Run) && m.st.Phase.IsTerminal() {
+		m.d.RemoveFinalizer = true
+	}
+	if m.d.RemoveFinalizer {
+		m.d.AddFinalizer = false
+	}
 	m.d.Status = m.st
 	return m.d
 }
 
+// HasFinalizer reports whether the run holds v1alpha1.FinalizerServer.
+func HasFinalizer(run *v1alpha1.AgentRun) bool {
+	return slices.Contains(run.Finalizers, v1alpha1.FinalizerServer)
+}
+
 type machine struct {
 	in Observed
+	w  workload
 	st v1alpha1.AgentRunStatus
 	d  Decision
 }
@@ -125,6 +223,10 @@ type machine struct {
 func (m *machine) run() *v1alpha1.AgentRun { return m.in.Run }
 
 func (m *machine) step() {
+	if m.run().DeletionTimestamp != nil {
+		m.deleted()
+		return
+	}
 	if m.st.Phase.IsTerminal() {
 		m.finished()
 		return
@@ -133,47 +235,68 @@ func (m *machine) step() {
 	if m.st.Phase == "" {
 		m.st.Phase = v1alpha1.PhasePending
 	}
-	if m.in.Job == nil && !m.in.JobExpected {
-		if m.st.JobName != "" {
-			m.fail(v1alpha1.ReasonJobLost, fmt.Sprintf("Job %s was deleted before the run finished", m.st.JobName), nil)
+	w := m.w
+	obj := w.object()
+	if obj == nil && !w.expected() {
+		if w.recorded() {
+			w.lost()
 			return
 		}
 		m.admit()
 		return
 	}
-	if m.in.Job != nil && !metav1.IsControlledBy(m.in.Job, m.run()) {
-		m.fail(v1alpha1.ReasonChildNameConflict, fmt.Sprintf("Job %s exists and is not controlled by this run", m.in.Job.Name), nil)
+	if obj != nil && !metav1.IsControlledBy(obj, m.run()) {
+		m.fail(v1alpha1.ReasonChildNameConflict, fmt.Sprintf("%s %s exists and is not controlled by this run", w.kind(), obj.GetName()), nil)
 		return
 	}
-	if m.st.JobName == "" {
-		// The Job exists (or was just created) but the status that admitted
-		// the run was never written: an earlier write lost a conflict or the
-		// controller stopped in between. Record the admission now.
-		name := naming.JobName(m.run().Name)
-		if m.in.Job != nil {
-			name = m.in.Job.Name
-		}
-		m.st.JobName = name
+	if !w.recorded() {
+		// The workload exists (or was just created) but the status that
+		// admitted the run was never written: an earlier write lost a
+		// conflict or the controller stopped in between. Record the
+		// admission now.
+		w.record()
 		if m.st.TraceID == "" {
 			m.st.TraceID, _ = jobspec.TraceParent(m.run())
 		}
-		msg := fmt.Sprintf("Job %s created", name)
+		msg := w.created()
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
 			m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
 		}
 	}
-	m.observeWorkload()
+	if w.needsFinalizer() && !HasFinalizer(m.run()) {
+		m.d.AddFinalizer = true
+	}
+	w.observe()
 }
 
-// finished keeps a terminal status as it is and only cleans up.
+// finished keeps a terminal status as it is and only cleans up: the
+// workload goes unless spec.cleanup is keep, and always after a timeout.
 func (m *machine) finished() {
-	job := m.in.Job
-	if job == nil || job.DeletionTimestamp != nil || !metav1.IsControlledBy(job, m.run()) {
+	m.w.remove(forcesCleanup(failedReason(&m.st)))
+}
+
+// forcesCleanup reports a failure whose workload is deleted whatever
+// spec.cleanup says: the run ran out of time.
+func forcesCleanup(reason string) bool {
+	return reason == v1alpha1.ReasonTimeout || reason == v1alpha1.ReasonServerNotReady
+}
+
+// deleted handles a run being deleted that still holds the server
+// finalizer: its outcome is recorded (a serving run Succeeded; one that
+// never served Failed), its workload deleted, and the finalizer released.
+// Runs without the finalizer are left to the garbage collector.
+func (m *machine) deleted() {
+	if !HasFinalizer(m.run()) {
 		return
 	}
-	if m.run().Spec.Cleanup != v1alpha1.CleanupKeep || failedReason(&m.st) == v1alpha1.ReasonTimeout {
-		m.d.DeleteJob = true
+	switch {
+	case m.st.Phase == v1alpha1.PhaseServing:
+		m.stopped()
+	case !m.st.Phase.IsTerminal():
+		m.fail(v1alpha1.ReasonServerNotReady, "the run was deleted before its server became available", nil)
 	}
+	m.w.remove(true)
+	m.d.RemoveFinalizer = true
 }
 
 // adoptByParent asks for the ownerReference from a sub-agent run to its
@@ -220,8 +343,8 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonTimeout, fmt.Sprintf("timeout of %s expired before the run started (%s)", m.timeout(), why), nil)
 		return
 	}
-	if run.Spec.Mode == v1alpha1.ModeServer || (run.Spec.AgentSandbox != nil && run.Spec.AgentSandbox.Enabled) {
-		m.fail(v1alpha1.ReasonInvalidSpec, "mode: server and agentSandbox are not supported by this controller version", nil)
+	if why := m.w.unavailable(); why != "" {
+		m.fail(v1alpha1.ReasonSandboxUnavailable, why, nil)
 		return
 	}
 	if m.in.Instance == nil {
@@ -261,18 +384,19 @@ func (m *machine) admit() {
 		return
 	}
 	if m.in.JobRejected != "" {
-		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's Job: "+m.in.JobRejected, nil)
+		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.JobRejected, nil)
 		return
 	}
-	job, err := jobspec.Job(m.in.Config.Job, jobspec.Inputs{Run: run, Instance: m.in.Instance, SkillPacks: m.in.SkillPacks, Now: m.in.Now})
-	if err != nil {
+	if err := m.w.create(); err != nil {
 		m.fail(v1alpha1.ReasonInvalidSpec, err.Error(), nil)
 		return
 	}
-	m.d.CreateJob = job
-	m.st.JobName = job.Name
+	m.w.record()
+	if m.w.needsFinalizer() && !HasFinalizer(run) {
+		m.d.AddFinalizer = true
+	}
 	m.st.TraceID, _ = jobspec.TraceParent(run)
-	msg := fmt.Sprintf("Job %s created", job.Name)
+	msg := m.w.created()
 	m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg)
 	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
 	m.requeueAt(m.deadline())
@@ -290,59 +414,53 @@ func (m *machine) wait(reason, msg string, within time.Duration) {
 	}
 }
 
-// observeWorkload follows an admitted run through its Job and agent Pod.
-func (m *machine) observeWorkload() {
-	job, pod := m.in.Job, m.in.Pod
-	var agent *corev1.ContainerStatus
-	if pod != nil {
-		// The pod's name is recorded with the next transition (Running or
-		// the outcome), not on its own: one status write less per run.
-		agent = agentStatus(pod)
+// agentOf returns the agent container's status in pod; nil without one.
+// The pod's name is recorded with the next transition (Running or the
+// outcome), not on its own: one status write less per run.
+func agentOf(pod *corev1.Pod) *corev1.ContainerStatus {
+	if pod == nil {
+		return nil
 	}
-	switch {
-	case agent != nil && agent.State.Terminated != nil:
-		m.agentTerminated(pod, agent.State.Terminated)
-		return
-	case pod != nil && podLost(pod):
-		m.fail(v1alpha1.ReasonPodLost, podLostMessage(pod), nil)
-		return
-	case job != nil && jobFailed(job) != nil:
-		c := jobFailed(job)
-		if c.Reason == batchv1.JobReasonDeadlineExceeded {
-			m.fail(v1alpha1.ReasonTimeout, fmt.Sprintf("Job %s exceeded its active deadline: %s", job.Name, c.Message), nil)
-		} else {
-			m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("Job %s failed without an agent result: %s: %s", job.Name, c.Reason, c.Message), nil)
-		}
-		return
-	case pod == nil && m.st.PodName != "" && job != nil && job.DeletionTimestamp == nil:
-		m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("pod %s disappeared before the agent finished", m.st.PodName), nil)
-		return
-	case job != nil && pod == nil && jobComplete(job):
-		// The pod succeeded (exit 0) but is gone: no report to read.
-		m.succeed(0, result.Outcome{Error: "the agent pod was removed before its result could be read"})
-		return
-	}
+	return agentStatus(pod)
+}
 
+// followPod is the part of following an admitted run that every backend
+// whose agent runs to completion shares, once the outcomes it can read
+// from its own objects are ruled out: the deadline, an agent container
+// that cannot start (after the grace period), the start of the agent.
+func (m *machine) followPod(pod *corev1.Pod, agent *corev1.ContainerStatus) {
 	if !m.in.Now.Before(m.deadline()) {
 		m.fail(v1alpha1.ReasonTimeout, m.timeoutMessage(pod, agent), nil)
-		m.d.DeleteJob = job != nil && job.DeletionTimestamp == nil
 		return
 	}
-	if agent != nil && agent.State.Waiting != nil {
-		w := agent.State.Waiting
-		if reason := waitingFailure(w.Reason); reason != "" {
-			if left := m.graceLeft(pod.CreationTimestamp); left > 0 {
-				m.requeue(left)
-			} else {
-				m.fail(reason, fmt.Sprintf("agent container waiting: %s: %s", w.Reason, w.Message), nil)
-				return
-			}
-		}
+	if m.waitingTooLong(pod, agent) {
+		return
 	}
 	if agent != nil && agent.State.Running != nil && m.st.Phase == v1alpha1.PhasePending {
 		m.start(agent.State.Running.StartedAt)
 	}
 	m.requeueAt(m.deadline())
+}
+
+// waitingTooLong fails the run when its agent container has been waiting
+// for a reason that does not heal (an image that cannot be pulled, a
+// missing Secret) for longer than the grace period, and reports whether it
+// did. Within the grace period it asks to be woken when it ends.
+func (m *machine) waitingTooLong(pod *corev1.Pod, agent *corev1.ContainerStatus) bool {
+	if agent == nil || agent.State.Waiting == nil {
+		return false
+	}
+	w := agent.State.Waiting
+	reason := waitingFailure(w.Reason)
+	if reason == "" {
+		return false
+	}
+	if left := m.graceLeft(pod.CreationTimestamp); left > 0 {
+		m.requeue(left)
+		return false
+	}
+	m.fail(reason, fmt.Sprintf("agent container waiting: %s: %s", w.Reason, w.Message), nil)
+	return true
 }
 
 func (m *machine) recordPod() {
@@ -431,6 +549,17 @@ func (m *machine) succeed(exit int32, out result.Outcome) {
 	m.cleanup()
 }
 
+// stopped records the outcome of a serving run that is being deleted: it
+// did what it was for.
+func (m *machine) stopped() {
+	m.st.Phase = v1alpha1.PhaseSucceeded
+	m.complete()
+	msg := "the run was deleted: its server was stopped"
+	m.setCondition(v1alpha1.ConditionServing, metav1.ConditionFalse, v1alpha1.ReasonSucceeded, msg)
+	m.setCondition(v1alpha1.ConditionComplete, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, msg)
+	m.event(corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, msg)
+}
+
 // fail moves the run to Failed with reason; exit is the agent's exit code
 // when it has one.
 func (m *machine) fail(reason, msg string, exit *int32) {
@@ -444,17 +573,18 @@ func (m *machine) fail(reason, msg string, exit *int32) {
 	if c := findCondition(m.st.Conditions, v1alpha1.ConditionRunning); c != nil {
 		m.setCondition(v1alpha1.ConditionRunning, metav1.ConditionFalse, reason, msg)
 	}
-	if m.st.JobName == "" {
+	if c := findCondition(m.st.Conditions, v1alpha1.ConditionServing); c != nil {
+		m.setCondition(v1alpha1.ConditionServing, metav1.ConditionFalse, reason, msg)
+	}
+	if !m.w.recorded() {
 		m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, reason, msg)
 	}
 	m.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, reason, msg)
 	m.event(corev1.EventTypeWarning, reason, msg)
-	m.d.CreateJob = nil
-	if reason == v1alpha1.ReasonTimeout {
-		m.d.DeleteJob = m.in.Job != nil && m.in.Job.DeletionTimestamp == nil && metav1.IsControlledBy(m.in.Job, m.run())
-		return
-	}
-	m.cleanup()
+	m.d.CreateJob, m.d.CreateDeployment, m.d.CreateService, m.d.CreateSandbox, m.d.CreateSandboxClaim = nil, nil, nil, nil, nil
+	m.d.UpdateDeployment, m.d.UpdateService = nil, nil
+	m.d.AddFinalizer = false
+	m.w.remove(forcesCleanup(reason))
 }
 
 func (m *machine) complete() {
@@ -464,12 +594,18 @@ func (m *machine) complete() {
 	m.d.RequeueAfter = 0
 }
 
-func (m *machine) cleanup() {
-	job := m.in.Job
-	if job == nil || job.DeletionTimestamp != nil || !metav1.IsControlledBy(job, m.run()) {
-		return
+// cleanup removes the workload of a finished run unless spec.cleanup is
+// keep.
+func (m *machine) cleanup() { m.w.remove(false) }
+
+// removable reports whether obj (not nil), part of the run's workload, is
+// to be deleted: it is not being deleted already, is the run's, and either force
+// is set or spec.cleanup is not keep.
+func (m *machine) removable(obj metav1.Object, force bool) bool {
+	if obj.GetDeletionTimestamp() != nil || !metav1.IsControlledBy(obj, m.run()) {
+		return false
 	}
-	m.d.DeleteJob = m.run().Spec.Cleanup != v1alpha1.CleanupKeep
+	return force || m.run().Spec.Cleanup != v1alpha1.CleanupKeep
 }
 
 func (m *machine) timeoutMessage(pod *corev1.Pod, agent *corev1.ContainerStatus) string {

@@ -240,10 +240,16 @@ func TestNext(t *testing.T) {
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonInvalidSpec, condTrue: true,
 				events: []string{v1alpha1.ReasonInvalidSpec}},
 		},
-		"server mode is refused with a reason": {
+		"server mode is admitted: Deployment and Service created, no Job": {
 			in: Observed{Run: newRun(withMode(v1alpha1.ModeServer)), Instance: newInstance()},
-			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonInvalidSpec, condTrue: true,
-				events: []string{v1alpha1.ReasonInvalidSpec}},
+			want: want{phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
+				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated},
+				check: func(t *testing.T, d Decision) {
+					assert.Equal(t, "run-server", d.CreateDeployment.Name)
+					assert.Equal(t, "run-server", d.CreateService.Name)
+					assert.True(t, d.AddFinalizer)
+					assert.Equal(t, "run-server", d.Status.DeploymentName)
+				}},
 		},
 		"sub-agent too deep: SpawnDepthExceeded": {
 			in: Observed{Run: newRun(withParent("parent", 3), withOwner(parent)), Instance: newInstance(), Parent: parent},
@@ -347,28 +353,9 @@ func TestNext(t *testing.T) {
 // status must come back the same, with no action and no event.
 func assertIdempotent(t *testing.T, in Observed, d Decision) {
 	t.Helper()
-	next := in
-	run := in.Run.DeepCopy()
-	run.Status = *d.Status.DeepCopy()
-	if d.SetOwner != nil {
-		run.OwnerReferences = append(run.OwnerReferences, *d.SetOwner)
-	}
-	next.Run = run
-	if d.CreateJob != nil {
-		j := d.CreateJob.DeepCopy()
-		j.UID = "job-uid"
-		next.Job = j
-		next.JobExpected = false
-	}
-	if d.DeleteJob {
-		next.Job, next.Pod = nil, nil
-	}
-	again := Next(next)
+	again := Next(applied(in, d))
 	assert.True(t, apiequality.Semantic.DeepEqual(d.Status, again.Status), "status changed on the second pass:\nfirst:  %+v\nsecond: %+v", d.Status, again.Status)
-	assert.Nil(t, again.CreateJob, "second pass creates")
-	assert.False(t, again.DeleteJob, "second pass deletes")
-	assert.Nil(t, again.SetOwner, "second pass sets the owner")
-	assert.Empty(t, again.Events, "second pass emits events")
+	assertNoActions(t, again)
 }
 
 func envOf(j *batchJob) []string {

@@ -1,17 +1,21 @@
 // Package agentrun is the AgentRun controller: one typed, rate-limited
 // workqueue of AgentRun keys, fed by the runs themselves and by their
-// children (Jobs, Pods), whose sync gathers what the listers hold, asks the
+// children (Jobs, Deployments, Services, agent-sandbox Sandboxes and
+// SandboxClaims, Pods), whose sync gathers what the listers hold, asks the
 // pure phase state machine what to do and applies its decision.
 package agentrun
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -30,16 +34,19 @@ import (
 // ControllerName is the field manager and the event source.
 const ControllerName = "sympozium-controller"
 
-// Informers are the shared informers the controller reads. Jobs and Pods
-// should be filtered to the controller's own children (label
-// app.kubernetes.io/managed-by); ConfigMaps is a metadata-only informer.
+// Informers are the shared informers the controller reads. Jobs,
+// Deployments, Services and Pods should be filtered to the controller's own
+// children (label app.kubernetes.io/managed-by); ConfigMaps is a
+// metadata-only informer.
 type Informers struct {
-	Runs       sinformers.TypedAgentRunInformer
-	Instances  sinformers.TypedSympoziumInstanceInformer
-	SkillPacks sinformers.TypedSkillPackInformer
-	Jobs       batchinformers.TypedJobInformer
-	Pods       coreinformers.TypedPodInformer
-	ConfigMaps informers.GenericInformer
+	Runs        sinformers.TypedAgentRunInformer
+	Instances   sinformers.TypedSympoziumInstanceInformer
+	SkillPacks  sinformers.TypedSkillPackInformer
+	Jobs        batchinformers.TypedJobInformer
+	Deployments appsinformers.TypedDeploymentInformer
+	Services    coreinformers.TypedServiceInformer
+	Pods        coreinformers.TypedPodInformer
+	ConfigMaps  informers.GenericInformer
 }
 
 // Options tune the controller.
@@ -48,6 +55,10 @@ type Options struct {
 	// Logs reads the agent container's log tail for the result marker
 	// fallback; nil disables the fallback.
 	Logs LogReader
+	// SandboxAPI tracks the agent-sandbox API; nil means the cluster is
+	// taken not to serve it (runs with agentSandbox fail with
+	// SandboxUnavailable). Controller.Run runs it.
+	SandboxAPI *SandboxAPI
 	// RateLimiter overrides the default per-item exponential backoff.
 	RateLimiter workqueue.TypedRateLimiter[cache.ObjectName]
 	// OnSync, when set, is told the outcome of every sync (metrics).
@@ -64,14 +75,17 @@ type Controller struct {
 	recorder   record.EventRecorder
 	opts       Options
 
-	runs       listers.AgentRunLister
-	runIndex   cache.Indexer
-	instances  listers.SympoziumInstanceLister
-	skillPacks listers.SkillPackLister
-	jobs       batchlisters.JobLister
-	pods       corelisters.PodLister
-	podIndex   cache.Indexer
-	configMaps cache.GenericLister
+	runs        listers.AgentRunLister
+	runIndex    cache.Indexer
+	instances   listers.SympoziumInstanceLister
+	skillPacks  listers.SkillPackLister
+	jobs        batchlisters.JobLister
+	deployments appslisters.DeploymentLister
+	services    corelisters.ServiceLister
+	pods        corelisters.PodLister
+	podIndex    cache.Indexer
+	configMaps  cache.GenericLister
+	sandboxes   *SandboxAPI
 
 	synced []cache.InformerSynced
 	worker *cworkqueue.Worker
@@ -99,6 +113,9 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		instances:    inf.Instances.Lister(),
 		skillPacks:   inf.SkillPacks.Lister(),
 		jobs:         inf.Jobs.Lister(),
+		deployments:  inf.Deployments.Lister(),
+		services:     inf.Services.Lister(),
+		sandboxes:    opts.SandboxAPI,
 		pods:         inf.Pods.Lister(),
 		podIndex:     inf.Pods.Informer().GetIndexer(),
 		configMaps:   inf.ConfigMaps.Lister(),
@@ -120,13 +137,22 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	for _, r := range regs {
 		c.synced = append(c.synced, r.HasSynced)
 	}
+	if c.sandboxes != nil {
+		c.sandboxes.setHandler(c.sandboxEvent)
+	}
 	return c, nil
 }
 
 // Run starts workers and blocks until ctx is done, then drains the queue
-// and waits for the workers.
+// and waits for the workers. The agent-sandbox API is looked up and its
+// informers run beside the workers, outside the cache sync.
 func (c *Controller) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	if c.sandboxes != nil {
+		wg.Go(func() { c.sandboxes.Run(ctx) })
+	}
 	c.worker.Run(ctx, workers, c.synced...)
+	wg.Wait()
 }
 
 // HasSynced reports whether every informer the controller reads has synced.

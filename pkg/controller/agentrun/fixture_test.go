@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
@@ -45,12 +47,14 @@ var (
 	// the fixture's clock starts one minute later.
 	t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-	agentrunsGVR  = v1alpha1.SchemeGroupVersion.WithResource("agentruns")
-	instancesGVR  = v1alpha1.SchemeGroupVersion.WithResource("sympoziuminstances")
-	skillpacksGVR = v1alpha1.SchemeGroupVersion.WithResource("skillpacks")
-	jobsGVR       = batchv1.SchemeGroupVersion.WithResource("jobs")
-	podsGVR       = corev1.SchemeGroupVersion.WithResource("pods")
-	configMapsGVR = corev1.SchemeGroupVersion.WithResource("configmaps")
+	agentrunsGVR   = v1alpha1.SchemeGroupVersion.WithResource("agentruns")
+	instancesGVR   = v1alpha1.SchemeGroupVersion.WithResource("sympoziuminstances")
+	skillpacksGVR  = v1alpha1.SchemeGroupVersion.WithResource("skillpacks")
+	jobsGVR        = batchv1.SchemeGroupVersion.WithResource("jobs")
+	deploymentsGVR = appsv1.SchemeGroupVersion.WithResource("deployments")
+	servicesGVR    = corev1.SchemeGroupVersion.WithResource("services")
+	podsGVR        = corev1.SchemeGroupVersion.WithResource("pods")
+	configMapsGVR  = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 	testPhaseConfig = phase.Config{
 		Job:   jobspec.Config{AgentImage: "agent:test", SandboxImage: "sandbox:test", DefaultTimeout: 10 * time.Minute, DeadlineSlack: 15 * time.Second},
@@ -80,11 +84,14 @@ type fixture struct {
 // handlers are the event handlers NewController registered, captured so
 // that tests can call them directly (Job controller style).
 type handlers struct {
-	runs       []cache.TypedResourceEventHandler[*v1alpha1.AgentRun]
-	instances  []cache.TypedResourceEventHandler[*v1alpha1.SympoziumInstance]
-	jobs       []cache.TypedResourceEventHandler[*batchv1.Job]
-	pods       []cache.TypedResourceEventHandler[*corev1.Pod]
-	configMaps []cache.ResourceEventHandler
+	runs        []cache.TypedResourceEventHandler[*v1alpha1.AgentRun]
+	instances   []cache.TypedResourceEventHandler[*v1alpha1.SympoziumInstance]
+	jobs        []cache.TypedResourceEventHandler[*batchv1.Job]
+	deployments []cache.TypedResourceEventHandler[*appsv1.Deployment]
+	services    []cache.TypedResourceEventHandler[*corev1.Service]
+	skillPacks  []cache.TypedResourceEventHandler[*v1alpha1.SkillPack]
+	pods        []cache.TypedResourceEventHandler[*corev1.Pod]
+	configMaps  []cache.ResourceEventHandler
 }
 
 type fixtureOption func(*Options)
@@ -107,12 +114,14 @@ func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 	mf := metadatainformer.NewSharedInformerFactory(f.meta, 0)
 	sv := sf.Sympozium().V1alpha1()
 	f.inf = Informers{
-		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
-		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
-		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Jobs:       batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
-		Pods:       coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
-		ConfigMaps: mf.ForResource(configMapsGVR),
+		Runs:        sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
+		Instances:   sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		SkillPacks:  sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
+		Jobs:        batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
+		Deployments: appsinformers.ToTypedDeploymentInformer(kf.Apps().V1().Deployments()),
+		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
+		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
+		ConfigMaps:  mf.ForResource(configMapsGVR),
 	}
 	o := Options{Phase: testPhaseConfig}
 	for _, fn := range opts {
@@ -146,12 +155,14 @@ func (f *fixture) key(name string) cache.ObjectName {
 // indexers returns every indexer the controller reads, by resource.
 func (f *fixture) indexers() map[schema.GroupVersionResource]cache.Indexer {
 	return map[schema.GroupVersionResource]cache.Indexer{
-		agentrunsGVR:  f.inf.Runs.Informer().GetIndexer(),
-		instancesGVR:  f.inf.Instances.Informer().GetIndexer(),
-		skillpacksGVR: f.inf.SkillPacks.Informer().GetIndexer(),
-		jobsGVR:       f.inf.Jobs.Informer().GetIndexer(),
-		podsGVR:       f.inf.Pods.Informer().GetIndexer(),
-		configMapsGVR: f.inf.ConfigMaps.Informer().GetIndexer(),
+		agentrunsGVR:   f.inf.Runs.Informer().GetIndexer(),
+		instancesGVR:   f.inf.Instances.Informer().GetIndexer(),
+		skillpacksGVR:  f.inf.SkillPacks.Informer().GetIndexer(),
+		jobsGVR:        f.inf.Jobs.Informer().GetIndexer(),
+		deploymentsGVR: f.inf.Deployments.Informer().GetIndexer(),
+		servicesGVR:    f.inf.Services.Informer().GetIndexer(),
+		podsGVR:        f.inf.Pods.Informer().GetIndexer(),
+		configMapsGVR:  f.inf.ConfigMaps.Informer().GetIndexer(),
 	}
 }
 
@@ -192,6 +203,10 @@ func (f *fixture) addToCache(objs ...runtime.Object) {
 			gvr = skillpacksGVR
 		case *batchv1.Job:
 			gvr = jobsGVR
+		case *appsv1.Deployment:
+			gvr = deploymentsGVR
+		case *corev1.Service:
+			gvr = servicesGVR
 		case *corev1.Pod:
 			gvr = podsGVR
 		case *corev1.ConfigMap:
@@ -220,6 +235,8 @@ func (f *fixture) update(objs ...runtime.Object) {
 			require.NoError(f.t, f.kube.Tracker().Update(jobsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
 		case *corev1.Pod:
 			require.NoError(f.t, f.kube.Tracker().Update(podsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
+		case *appsv1.Deployment:
+			require.NoError(f.t, f.kube.Tracker().Update(deploymentsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
 		default:
 			f.t.Fatalf("update: unexpected %T", o)
 		}
@@ -252,6 +269,8 @@ func (f *fixture) refresh() {
 	replace(instancesGVR, list(f.client.Tracker(), instancesGVR, sgv.WithKind("SympoziumInstance")), same)
 	replace(skillpacksGVR, list(f.client.Tracker(), skillpacksGVR, sgv.WithKind("SkillPack")), same)
 	replace(jobsGVR, list(f.kube.Tracker(), jobsGVR, batchv1.SchemeGroupVersion.WithKind("Job")), same)
+	replace(deploymentsGVR, list(f.kube.Tracker(), deploymentsGVR, appsv1.SchemeGroupVersion.WithKind("Deployment")), same)
+	replace(servicesGVR, list(f.kube.Tracker(), servicesGVR, corev1.SchemeGroupVersion.WithKind("Service")), same)
 	replace(podsGVR, list(f.kube.Tracker(), podsGVR, corev1.SchemeGroupVersion.WithKind("Pod")), same)
 	replace(configMapsGVR, list(f.kube.Tracker(), configMapsGVR, corev1.SchemeGroupVersion.WithKind("ConfigMap")),
 		func(o runtime.Object) any { return partial(o.(*corev1.ConfigMap)) })
@@ -433,6 +452,9 @@ func (f *fixture) capturing(inf Informers) Informers {
 	inf.Runs = runInformer{inf.Runs, &h.runs}
 	inf.Instances = instanceInformer{inf.Instances, &h.instances}
 	inf.Jobs = jobInformer{inf.Jobs, &h.jobs}
+	inf.Deployments = deploymentInformer{inf.Deployments, &h.deployments}
+	inf.Services = serviceInformer{inf.Services, &h.services}
+	inf.SkillPacks = skillPackInformer{inf.SkillPacks, &h.skillPacks}
 	inf.Pods = podInformer{inf.Pods, &h.pods}
 	inf.ConfigMaps = configMapInformer{inf.ConfigMaps, &h.configMaps}
 	return inf
@@ -473,6 +495,33 @@ type jobInformer struct {
 
 func (i jobInformer) TypedInformer() batchinformers.JobIndexInformer {
 	return capture[*batchv1.Job]{i.TypedJobInformer.TypedInformer(), i.got}
+}
+
+type deploymentInformer struct {
+	appsinformers.TypedDeploymentInformer
+	got *[]cache.TypedResourceEventHandler[*appsv1.Deployment]
+}
+
+func (i deploymentInformer) TypedInformer() appsinformers.DeploymentIndexInformer {
+	return capture[*appsv1.Deployment]{i.TypedDeploymentInformer.TypedInformer(), i.got}
+}
+
+type serviceInformer struct {
+	coreinformers.TypedServiceInformer
+	got *[]cache.TypedResourceEventHandler[*corev1.Service]
+}
+
+func (i serviceInformer) TypedInformer() coreinformers.ServiceIndexInformer {
+	return capture[*corev1.Service]{i.TypedServiceInformer.TypedInformer(), i.got}
+}
+
+type skillPackInformer struct {
+	sv1alpha1.TypedSkillPackInformer
+	got *[]cache.TypedResourceEventHandler[*v1alpha1.SkillPack]
+}
+
+func (i skillPackInformer) TypedInformer() sv1alpha1.SkillPackIndexInformer {
+	return capture[*v1alpha1.SkillPack]{i.TypedSkillPackInformer.TypedInformer(), i.got}
 }
 
 type podInformer struct {

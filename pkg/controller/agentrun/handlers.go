@@ -4,16 +4,21 @@ import (
 	"fmt"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 )
 
 // Index names on the shared informers.
@@ -24,7 +29,13 @@ const (
 	IndexRunsByParent = "sympozium.ai/by-parent"
 	// IndexPodsByJob keys pods by the UID of the Job that controls them.
 	IndexPodsByJob = "sympozium.ai/by-job-uid"
+	// IndexPodsByRun keys pods by <namespace>/<the sympozium.ai/agent-run
+	// label> (naming.LabelValue of the run's name).
+	IndexPodsByRun = "sympozium.ai/by-run-label"
 )
+
+// RunLabelKey is the IndexPodsByRun key of a run's pods.
+func RunLabelKey(namespace, run string) string { return namespace + "/" + naming.LabelValue(run) }
 
 // InstanceKey is the IndexRunsByInstance key of a run.
 func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
@@ -60,6 +71,13 @@ func AddIndexers(runs, pods cache.SharedIndexInformer) error {
 					return []string{string(ref.UID)}, nil
 				}
 				return nil, nil
+			},
+			IndexPodsByRun: func(obj any) ([]string, error) {
+				p, ok := obj.(*corev1.Pod)
+				if !ok || p.Labels[v1alpha1.LabelAgentRun] == "" {
+					return nil, nil
+				}
+				return []string{p.Namespace + "/" + p.Labels[v1alpha1.LabelAgentRun]}, nil
 			},
 		},
 	}
@@ -120,10 +138,24 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
 				c.wakeWaiting(cur.Namespace, cur.Name)
+				c.wakeServers(IndexRunsByInstance, InstanceKey(cur.Namespace, cur.Name))
 			}
 		},
 	}, opts)
 	if err := add("SympoziumInstance", reg, err); err != nil {
+		return nil, err
+	}
+	// A server's pod template is built from its skill packs as long as it
+	// lives: a changed pack rolls the servers of its namespace that mount
+	// it.
+	reg, err = inf.SkillPacks.TypedInformer().AddTypedEventHandler(sinformers.SkillPackHandlerFuncs{
+		UpdateFunc: func(old, cur *v1alpha1.SkillPack) {
+			if old.Generation != cur.Generation {
+				c.wakeServers(cache.NamespaceIndex, cur.Namespace)
+			}
+		},
+	}, opts)
+	if err := add("SkillPack", reg, err); err != nil {
 		return nil, err
 	}
 	reg, err = inf.Jobs.TypedInformer().AddTypedEventHandler(batchinformers.JobHandlerFuncs{
@@ -141,6 +173,40 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		},
 	}, opts)
 	if err := add("Job", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.Deployments.TypedInformer().AddTypedEventHandler(appsinformers.DeploymentHandlerFuncs{
+		AddFunc: func(d *appsv1.Deployment) { c.childChanged(d) },
+		UpdateFunc: func(old, cur *appsv1.Deployment) {
+			if old.ResourceVersion != cur.ResourceVersion {
+				c.childChanged(cur)
+			}
+		},
+		DeleteFunc: func(d appsinformers.DeletedDeployment) {
+			if d.OptionalObj != nil {
+				c.expectations.jobGone(d.OptionalObj.UID)
+				c.enqueueOwner(d.OptionalObj)
+			}
+		},
+	}, opts)
+	if err := add("Deployment", reg, err); err != nil {
+		return nil, err
+	}
+	reg, err = inf.Services.TypedInformer().AddTypedEventHandler(coreinformers.ServiceHandlerFuncs{
+		AddFunc: func(s *corev1.Service) { c.enqueueOwner(s) },
+		UpdateFunc: func(old, cur *corev1.Service) {
+			if old.ResourceVersion != cur.ResourceVersion {
+				c.enqueueOwner(cur)
+			}
+		},
+		DeleteFunc: func(d coreinformers.DeletedService) {
+			if d.OptionalObj != nil {
+				c.expectations.jobGone(d.OptionalObj.UID)
+				c.enqueueOwner(d.OptionalObj)
+			}
+		},
+	}, opts)
+	if err := add("Service", reg, err); err != nil {
 		return nil, err
 	}
 	reg, err = inf.Pods.TypedInformer().AddTypedEventHandler(coreinformers.PodHandlerFuncs{
@@ -194,6 +260,19 @@ func (c *Controller) wakeWaiting(namespace, instance string) {
 	}
 }
 
+// wakeServers enqueues the live server-mode runs under key of index.
+func (c *Controller) wakeServers(index, key string) {
+	objs, err := c.runIndex.ByIndex(index, key)
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.BackendOf(r) == phase.BackendServer && !r.Status.Phase.IsTerminal() {
+			c.enqueue(cache.MetaObjectToName(r))
+		}
+	}
+}
+
 // wakeWaitingInNamespace enqueues every run of the namespace that is not
 // admitted yet (a ConfigMap it waits for may have appeared).
 func (c *Controller) wakeWaitingInNamespace(namespace string) {
@@ -208,36 +287,78 @@ func (c *Controller) wakeWaitingInNamespace(namespace string) {
 	}
 }
 
-func (c *Controller) jobChanged(j *batchv1.Job) {
-	if ref := metav1.GetControllerOf(j); ref != nil && ref.Kind == "AgentRun" {
+func (c *Controller) jobChanged(j *batchv1.Job) { c.childChanged(j) }
+
+// childChanged handles a workload object (Job, Deployment, Sandbox,
+// SandboxClaim) that was added or changed: the create it was expected from
+// is observed, and its run enqueued.
+func (c *Controller) childChanged(obj metav1.Object) {
+	if ref := metav1.GetControllerOf(obj); ref != nil && ref.Kind == "AgentRun" {
 		c.expectations.observed(ref.UID)
 	}
-	c.enqueueJobOwner(j)
+	c.enqueueOwner(obj)
 }
 
 // enqueueJobOwner enqueues the AgentRun that controls the Job, if it is
 // still the same run (same UID).
-func (c *Controller) enqueueJobOwner(j *batchv1.Job) {
-	ref := metav1.GetControllerOf(j)
+func (c *Controller) enqueueJobOwner(j *batchv1.Job) { c.enqueueOwner(j) }
+
+// enqueueOwner enqueues the AgentRun that controls obj, if it is still the
+// same run (same UID).
+func (c *Controller) enqueueOwner(obj metav1.Object) {
+	ref := metav1.GetControllerOf(obj)
 	if ref == nil || ref.Kind != "AgentRun" {
 		return
 	}
-	run, err := c.runs.AgentRuns(j.Namespace).Get(ref.Name)
+	run, err := c.runs.AgentRuns(obj.GetNamespace()).Get(ref.Name)
 	if err != nil || run.UID != ref.UID {
 		return
 	}
 	c.enqueue(cache.MetaObjectToName(run))
 }
 
-// enqueuePodOwner maps a pod to its Job, and the Job to its run.
+// enqueuePodOwner maps a pod to its run: through its Job (task mode), or,
+// for the pod of an agent-sandbox Sandbox, through the run label it carries
+// (the Sandbox it belongs to may be a warm pool's, not the run's own).
+// Server pods are left to their Deployment, whose status reflects them.
 func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 	ref := metav1.GetControllerOf(p)
-	if ref == nil || ref.Kind != "Job" {
+	if ref == nil {
 		return
 	}
-	job, err := c.jobs.Jobs(p.Namespace).Get(ref.Name)
-	if err != nil || job.UID != ref.UID {
+	switch ref.Kind {
+	case "Job":
+		job, err := c.jobs.Jobs(p.Namespace).Get(ref.Name)
+		if err != nil || job.UID != ref.UID {
+			return
+		}
+		c.enqueueJobOwner(job)
+	case jobspec.SandboxKind:
+		label := p.Labels[v1alpha1.LabelAgentRun]
+		if label == "" {
+			return
+		}
+		run, err := c.runs.AgentRuns(p.Namespace).Get(label)
+		if err != nil || naming.LabelValue(run.Name) != label {
+			return
+		}
+		c.enqueue(cache.MetaObjectToName(run))
+	}
+}
+
+// sandboxEvent handles an event of the agent-sandbox informers.
+func (c *Controller) sandboxEvent(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
 		return
 	}
-	c.enqueueJobOwner(job)
+	if deleted {
+		c.expectations.jobGone(m.GetUID())
+		c.enqueueOwner(m)
+		return
+	}
+	c.childChanged(m)
 }

@@ -2,11 +2,14 @@ package agentrun
 
 import (
 	"context"
+	"errors"
 	"io"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -83,14 +86,19 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
-	if run.DeletionTimestamp != nil {
-		return nil
+	if run.DeletionTimestamp != nil && !phase.HasFinalizer(run) {
+		return nil // its children are garbage-collected through their ownerReferences
 	}
 	if c.writes.stale(run) {
 		logger.V(4).Info("Cached run is older than the last write; waiting for the informer")
 		return nil
 	}
 	obs, err := c.observe(ctx, run)
+	if errors.Is(err, errSandboxNotSynced) {
+		logger.V(4).Info("Waiting for the agent-sandbox informers to sync")
+		c.queue.AddAfter(key, time.Second)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -105,6 +113,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	return c.apply(ctx, run, obs, phase.Next(obs))
 }
 
+// errSandboxNotSynced says a run needs the agent-sandbox informers, which
+// have not synced yet.
+var errSandboxNotSynced = errors.New("agent-sandbox informers not synced")
+
 // observe gathers what the run's decision depends on from the listers.
 func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase.Observed, error) {
 	obs := phase.Observed{Run: run, Config: c.opts.Phase, Now: c.now()}
@@ -115,23 +127,27 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	case !apierrors.IsNotFound(err):
 		return obs, err
 	}
-	job, err := c.jobs.Jobs(run.Namespace).Get(naming.JobName(run.Name))
-	switch {
-	case err == nil && c.expectations.jobDeleting(job.UID):
-		// Deleted by this controller; the cache has not caught up.
-	case err == nil:
-		obs.Job = job
-		obs.Pod = c.agentPod(job)
-	case apierrors.IsNotFound(err):
-		obs.JobExpected = c.expectations.jobExpected(run.UID)
+	backend := phase.BackendOf(run)
+	switch backend {
+	case phase.BackendTask:
+		err = c.observeJob(run, &obs)
+	case phase.BackendServer:
+		err = c.observeServer(run, &obs)
 	default:
+		err = c.observeSandbox(ctx, run, backend == phase.BackendSandboxClaim, &obs)
+	}
+	if err != nil {
 		return obs, err
 	}
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
-	if !phase.IsAdmitted(run) {
+	if !phase.IsAdmitted(run) || backend == phase.BackendServer {
+		// A server's spec is rebuilt from its skill packs as long as it
+		// lives (its Deployment rolls when they change).
 		c.observeSkills(run, &obs)
+	}
+	if !phase.IsAdmitted(run) {
 		if p := run.Spec.Parent; p != nil {
 			parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName)
 			if err == nil {
@@ -146,6 +162,156 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	}
 	obs.LogTail = c.logTailIfNeeded(ctx, obs.Pod)
 	return obs, nil
+}
+
+// observeJob looks up a task-mode run's Job and its newest pod.
+func (c *Controller) observeJob(run *v1alpha1.AgentRun, obs *phase.Observed) error {
+	job, err := c.jobs.Jobs(run.Namespace).Get(naming.JobName(run.Name))
+	switch {
+	case err == nil && c.expectations.jobDeleting(job.UID):
+		// Deleted by this controller; the cache has not caught up.
+	case err == nil:
+		obs.Job = job
+		obs.Pod = c.agentPod(job)
+	case apierrors.IsNotFound(err):
+		obs.JobExpected = c.expectations.jobExpected(run.UID)
+	default:
+		return err
+	}
+	return nil
+}
+
+// observeServer looks up a server-mode run's Deployment, Service and the
+// newest pod of the Deployment.
+func (c *Controller) observeServer(run *v1alpha1.AgentRun, obs *phase.Observed) error {
+	name := naming.ServerName(run.Name)
+	dep, err := c.deployments.Deployments(run.Namespace).Get(name)
+	switch {
+	case err == nil && c.expectations.jobDeleting(dep.UID):
+	case err == nil:
+		obs.Deployment = dep
+		obs.Pod = c.serverPod(run)
+	case apierrors.IsNotFound(err):
+		obs.ServerExpected = c.expectations.jobExpected(run.UID)
+	default:
+		return err
+	}
+	svc, err := c.services.Services(run.Namespace).Get(name)
+	switch {
+	case err == nil && c.expectations.jobDeleting(svc.UID):
+	case err == nil:
+		obs.Service = svc
+	case !apierrors.IsNotFound(err):
+		return err
+	}
+	return nil
+}
+
+// serverPod returns the newest pod of the run's Deployment (a pod with the
+// run's label, controlled by a ReplicaSet).
+func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
+	objs, err := c.podIndex.ByIndex(IndexPodsByRun, RunLabelKey(run.Namespace, run.Name))
+	if err != nil {
+		return nil
+	}
+	var newest *corev1.Pod
+	for _, o := range objs {
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.Kind != "ReplicaSet" {
+			continue
+		}
+		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
+			(newest.CreationTimestamp.Equal(&p.CreationTimestamp) && newest.Name < p.Name) {
+			newest = p
+		}
+	}
+	return newest
+}
+
+// observeSandbox looks up the agent-sandbox API, the run's Sandbox or
+// SandboxClaim, and the pod named like the Sandbox. It returns
+// errSandboxNotSynced while the API's informers have not synced.
+func (c *Controller) observeSandbox(ctx context.Context, run *v1alpha1.AgentRun, claim bool, obs *phase.Observed) error {
+	if c.sandboxes == nil {
+		obs.SandboxAPI = phase.SandboxAPI{Why: "this controller was started without agent-sandbox support"}
+		return nil
+	}
+	api, err := c.sandboxes.Lookup(ctx, claim)
+	if err != nil {
+		return err
+	}
+	obs.SandboxAPI = api
+	if (claim && api.Claim == "") || (!claim && api.Sandbox == "") {
+		return nil
+	}
+	if !c.sandboxes.Synced() {
+		return errSandboxNotSynced
+	}
+	resource, name := jobspec.SandboxResource, naming.SandboxName(run.Name)
+	if claim {
+		resource, name = jobspec.ClaimResource, naming.SandboxClaimName(run.Name)
+	}
+	u, err := c.sandboxes.get(resource, run.Namespace, name)
+	switch {
+	case err == nil && c.expectations.jobDeleting(u.GetUID()):
+	case err == nil:
+		o := sandboxObject(u)
+		if claim {
+			obs.SandboxClaim = o
+		} else {
+			obs.Sandbox = o
+		}
+	case apierrors.IsNotFound(err):
+		obs.SandboxExpected = c.expectations.jobExpected(run.UID)
+	default:
+		return err
+	}
+	var sandbox string
+	var sandboxUID types.UID
+	switch {
+	case obs.Sandbox != nil:
+		sandbox, sandboxUID = obs.Sandbox.Name, obs.Sandbox.UID
+	case obs.SandboxClaim != nil:
+		sandbox = obs.SandboxClaim.BoundSandbox
+	}
+	if sandbox == "" || run.Status.Phase.IsTerminal() {
+		return nil
+	}
+	obs.Pod = c.sandboxPod(ctx, run, sandbox, sandboxUID, obs.SandboxClaim)
+	return nil
+}
+
+// sandboxPod returns the pod of Sandbox sandbox: named like it and
+// controlled by it (by UID when it is the run's own). A claimed pod is made
+// by the warm pool and may not carry the run's labels, so when the claim
+// reports its sandbox finished and the cache has no such pod, it is read
+// once from the API server.
+func (c *Controller) sandboxPod(ctx context.Context, run *v1alpha1.AgentRun, sandbox string, uid types.UID, claim *phase.SandboxObject) *corev1.Pod {
+	ours := func(p *corev1.Pod) bool {
+		ref := metav1.GetControllerOf(p)
+		return ref != nil && ref.Kind == jobspec.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
+	}
+	if p, err := c.pods.Pods(run.Namespace).Get(sandbox); err == nil {
+		if ours(p) {
+			return p
+		}
+		return nil
+	}
+	if claim == nil || meta.FindStatusCondition(claim.Conditions, phase.SandboxConditionFinished) == nil {
+		return nil
+	}
+	p, err := c.kubeClient.CoreV1().Pods(run.Namespace).Get(ctx, sandbox, metav1.GetOptions{})
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Reading the claimed sandbox's pod failed", "pod", klog.KRef(run.Namespace, sandbox), "err", err)
+		return nil
+	}
+	if !ours(p) {
+		return nil
+	}
+	return p
 }
 
 // observeSkills looks up the SkillPacks the run mounts and the ConfigMaps
