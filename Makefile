@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo bench
 
 all: build
 
@@ -49,6 +49,14 @@ verify: verify-codegen lint build test
 # The newcomer command: a local control plane, the controller, a sample run to Succeeded.
 demo:
 	./hack/demo.sh
+
+# Scale and performance figures on a local control plane (hack/bench): burst
+# against a bare client-go baseline, API writes per run, memory with many
+# finished runs, steady-state API traffic, latencies. About 40 minutes on 2
+# cores with the defaults; rewrites the generated table of docs/bench.md.
+BENCH_FLAGS ?= -runs 1000 -memory-runs 10000
+bench:
+	go run ./hack/bench $(BENCH_FLAGS) -update docs/bench.md
 
 clean:
 	rm -rf bin

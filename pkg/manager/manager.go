@@ -91,7 +91,7 @@ type Config struct {
 // DefaultConfig returns the defaults the flags start from.
 func DefaultConfig() Config {
 	return Config{
-		QPS: 100, Burst: 200, Workers: 8, ResyncPeriod: 30 * time.Minute,
+		QPS: 100, Burst: 200, Workers: 32, ResyncPeriod: 30 * time.Minute,
 		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
@@ -281,11 +281,11 @@ func (p *process) serve(ctx context.Context) (func(), error) {
 }
 
 // stripForCache drops what the controllers never read from cached objects:
-// managedFields everywhere, kubectl's last-applied copy of the spec, and the
-// bulk of Job, Deployment and Pod specs (the phase machine reads their
-// metadata and status only; a Deployment's template is compared through
-// its spec-hash annotation). It keeps the cache proportional to the number of objects,
-// not to the size of their tasks.
+// managedFields everywhere, kubectl's last-applied copy of the spec, the
+// bulk of Deployment specs (a Deployment's template is compared through its
+// spec-hash annotation), and all but what the phase machine reads of Jobs
+// and Pods (trimJob, trimPod). It keeps the cache proportional to the number
+// of objects, not to the size of their tasks.
 func stripForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
@@ -298,11 +298,11 @@ func stripForCache(obj any) (any, error) {
 	}
 	switch o := obj.(type) {
 	case *batchv1.Job:
-		o.Spec.Template = corev1.PodTemplateSpec{}
+		trimJob(o)
 	case *appsv1.Deployment:
 		o.Spec.Template = corev1.PodTemplateSpec{}
 	case *corev1.Pod:
-		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
+		trimPod(o)
 	}
 	return obj, nil
 }

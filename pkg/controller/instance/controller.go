@@ -57,8 +57,18 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	}
 	opts := cache.HandlerOptions{Logger: &logger}
 	ireg, err := instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
-		AddFunc:    func(i *v1alpha1.SympoziumInstance) { c.queue.Add(cache.MetaObjectToName(i)) },
-		UpdateFunc: func(_, i *v1alpha1.SympoziumInstance) { c.queue.Add(cache.MetaObjectToName(i)) },
+		AddFunc: func(i *v1alpha1.SympoziumInstance) { c.queue.Add(cache.MetaObjectToName(i)) },
+		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
+			// A status-only change is mostly this controller's own write:
+			// syncing at once would count again and write again, several
+			// times a second during a burst of runs. Coalesce it like run
+			// changes; spec changes (and resyncs) go in at once.
+			if old.Generation == cur.Generation && old.ResourceVersion != cur.ResourceVersion {
+				c.queue.AddAfter(cache.MetaObjectToName(cur), c.coalesce)
+				return
+			}
+			c.queue.Add(cache.MetaObjectToName(cur))
+		},
 	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("adding SympoziumInstance event handler: %w", err)

@@ -274,3 +274,51 @@ func TestSyncDeletedInstance(t *testing.T) {
 	require.NoError(t, f.sync("inst"))
 	assert.Empty(t, f.client.Actions())
 }
+
+// The controller's own status write comes back as an update event; it must
+// not trigger another sync at once (a write loop during a burst of runs),
+// while a spec change does.
+func TestStatusOnlyUpdateIsCoalesced(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	client := sfake.NewSimpleClientset(newInstance())
+	sf := sympoziuminformers.NewSharedInformerFactory(client, 0)
+	sv := sf.Sympozium().V1alpha1()
+	c, err := NewController(ctx, client, sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()), informers.NewSharedInformerFactory(k8sfake.NewClientset(), 0).Core().V1().Pods().Informer(), nil)
+	require.NoError(t, err)
+	defer c.queue.ShutDown()
+	c.coalesce = time.Hour
+	sf.Start(ctx.Done())
+	require.True(t, cache.WaitForCacheSync(ctx.Done(), c.HasSynced))
+	key := cache.ObjectName{Namespace: testNS, Name: "inst"}
+	take := func() {
+		t.Helper()
+		require.Eventually(t, func() bool { return c.queue.Len() == 1 }, 10*time.Second, 10*time.Millisecond)
+		got, _ := c.queue.Get()
+		assert.Equal(t, key, got)
+		c.queue.Done(got)
+	}
+	take() // the add
+
+	inst, err := client.SympoziumV1alpha1().SympoziumInstances(testNS).Get(ctx, "inst", metav1.GetOptions{})
+	require.NoError(t, err)
+	inst.ResourceVersion = "2"
+	inst.Status.ActiveRuns = 7
+	_, err = client.SympoziumV1alpha1().SympoziumInstances(testNS).UpdateStatus(ctx, inst, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		i, err := sv.SympoziumInstances().Lister().SympoziumInstances(testNS).Get("inst")
+		return err == nil && i.Status.ActiveRuns == 7
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	assert.Zero(t, c.queue.Len(), "a status-only update waits for the coalescing period")
+
+	inst.ResourceVersion = "3"
+	inst.Generation++
+	inst.Spec.RunHistoryLimit = ptr.To[int32](5)
+	_, err = client.SympoziumV1alpha1().SympoziumInstances(testNS).Update(ctx, inst, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	take() // a spec change goes in at once
+}

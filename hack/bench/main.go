@@ -1,0 +1,245 @@
+// Command bench measures the AgentRun controller on its own local control
+// plane (hack/localcp, audit log on) and prints one Markdown table:
+//
+//  1. burst: N AgentRuns created at once until every run Succeeded, against
+//     a bare client-go baseline of N Jobs on the same cluster and client QPS;
+//  2. API writes per run, from the controller's /metrics and the audit log;
+//  3. controller memory with many finished runs (and their children) cached;
+//  4. API requests per second while runs sit in Running and nothing changes;
+//  5. latency from the triggering event to the status write under the burst.
+//
+// Usage (from the repository root):
+//
+//	go run ./hack/bench -runs 1000 -memory-runs 10000
+//	go run ./hack/bench -runs 1000 -memory-runs 10000 -update docs/bench.md
+//
+// Progress goes to stderr, the table to stdout (and, with -update, between
+// the bench markers of the given file).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+type options struct {
+	runs, memoryRuns, steadyRuns int
+	memoryCleanup                string
+	steadyWindow                 time.Duration
+	qps                          float64
+	burst, parallel, nodes       int
+	dir, phases, update          string
+	controllerFlags, controller  string
+	keepCluster                  bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.runs, "runs", 1000, "AgentRuns (and baseline Jobs) of the burst")
+	flag.IntVar(&o.memoryRuns, "memory-runs", 10000, "finished runs in the cluster for the memory measurement")
+	flag.StringVar(&o.memoryCleanup, "memory-cleanup", "keep,delete", "cleanup policies of the memory measurement: keep (runs, Jobs and pods stay), delete (runs only), or both")
+	flag.IntVar(&o.steadyRuns, "steady-runs", 0, "runs held in Running for the steady-state measurement (0: -runs)")
+	flag.DurationVar(&o.steadyWindow, "steady-window", 30*time.Second, "how long the steady state is measured")
+	flag.Float64Var(&o.qps, "qps", 100, "client QPS of the creators, the baseline and the controller (--kube-api-qps)")
+	flag.IntVar(&o.burst, "burst", 200, "client burst of the creators, the baseline and the controller (--kube-api-burst)")
+	flag.IntVar(&o.parallel, "parallel", 16, "parallel creators")
+	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 1000 pods a node)")
+	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
+	flag.StringVar(&o.phases, "phases", "burst,memory,steady", "phases to run")
+	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
+	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\")")
+	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
+	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
+	flag.Parse()
+	if o.steadyRuns == 0 {
+		o.steadyRuns = o.runs
+	}
+	if o.nodes == 0 {
+		o.nodes = max(2, (o.memoryRuns+3*o.runs+899)/900)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	b := &bench{o: o, started: time.Now()}
+	err := b.run(ctx)
+	if b.e != nil && b.e.cluster != nil && !o.keepCluster {
+		if err := b.e.cluster.Stop(); err != nil {
+			logf("stopping the control plane: %v", err)
+		}
+	}
+	if err != nil {
+		logf("FAILED: %v", err)
+		os.Exit(1)
+	}
+}
+
+// row is one line of the table.
+type row struct{ id, what, value, goal, note string }
+
+type bench struct {
+	o       options
+	e       *env
+	rows    []row
+	started time.Time
+}
+
+func (b *bench) add(id, what, value, goal, note string) {
+	b.rows = append(b.rows, row{id, what, value, goal, note})
+}
+
+func (b *bench) phase(name string) bool { return slices.Contains(strings.Split(b.o.phases, ","), name) }
+
+func (b *bench) run(ctx context.Context) error {
+	var err error
+	if b.e, err = setup(ctx, b.o); err != nil {
+		return err
+	}
+	if b.phase("burst") {
+		if err := b.burst(ctx); err != nil {
+			return fmt.Errorf("burst: %w", err)
+		}
+	}
+	if b.phase("steady") {
+		if err := b.steady(ctx); err != nil {
+			return fmt.Errorf("steady state: %w", err)
+		}
+	}
+	if b.phase("memory") {
+		for c := range strings.SplitSeq(b.o.memoryCleanup, ",") {
+			if err := b.memory(ctx, v1alpha1.CleanupPolicy(strings.TrimSpace(c))); err != nil {
+				return fmt.Errorf("memory (%s): %w", c, err)
+			}
+		}
+	}
+	return b.print()
+}
+
+func (b *bench) print() error {
+	var out bytes.Buffer
+	cpu := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	rev := "unknown revision"
+	if b.e != nil {
+		git := exec.Command("git", "describe", "--always", "--dirty")
+		git.Dir = b.e.root
+		if o, err := git.Output(); err == nil {
+			rev = strings.TrimSpace(string(o))
+		}
+	}
+	fmt.Fprintf(&out, "Measured %s at %s on %d cores (%s), %s, kube v1.37.2 (hack/localcp, audit log on, %d kwok nodes); took %s.\n\n",
+		b.started.UTC().Format("2006-01-02 15:04 MST"), rev, runtime.NumCPU(), cpu, runtime.Version(), b.o.nodes, time.Since(b.started).Round(time.Second))
+	fmt.Fprintf(&out, "Command: `go run ./hack/bench %s`\n\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(&out, "| # | measurement | result | goal | notes |\n|---|---|---|---|---|\n")
+	for _, r := range b.rows {
+		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s |\n", r.id, r.what, r.value, r.goal, r.note)
+	}
+	if _, err := io.Copy(os.Stdout, bytes.NewReader(out.Bytes())); err != nil {
+		return err
+	}
+	if b.o.update != "" {
+		return updateFile(b.o.update, out.String())
+	}
+	return nil
+}
+
+const (
+	beginMarker = "<!-- bench:begin (generated by hack/bench; everything up to the end marker is replaced) -->"
+	endMarker   = "<!-- bench:end -->"
+)
+
+// updateFile replaces what lies between the markers of path with table,
+// keeping the rest of the file; a file without markers gets them appended.
+func updateFile(path, table string) error {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	s := string(data)
+	block := beginMarker + "\n" + table + endMarker
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i >= 0 && j > i {
+		s = s[:i] + block + s[j+len(endMarker):]
+	} else {
+		if s != "" && !strings.HasSuffix(s, "\n") {
+			s += "\n"
+		}
+		s += block + "\n"
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// waitQuiet waits until the controller has sent no API request for quiet,
+// so that what is measured next starts from rest.
+func waitQuiet(ctx context.Context, ctl *controller, quiet, timeout time.Duration) error {
+	var last float64 = -1
+	since := time.Now()
+	return poll(ctx, timeout, "controller quiet", func() (bool, error) {
+		m, err := ctl.scrape()
+		if err != nil {
+			return false, err
+		}
+		n := m.sum("sympozium_api_requests_total", nil)
+		if n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= quiet, nil
+	})
+}
+
+// waitNoChildren waits until the namespace holds no Job and no Pod.
+func (b *bench) waitNoChildren(ctx context.Context, ns string, timeout time.Duration) error {
+	return poll(ctx, timeout, "Jobs and pods of "+ns+" gone", func() (bool, error) {
+		jobs, err := b.e.watchKube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			return false, nil
+		}
+		pods, err := b.e.watchKube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			return false, nil
+		}
+		return len(jobs.Items) == 0 && len(pods.Items) == 0, nil
+	})
+}
+
+// timeoutFor is a generous bound for n runs on a slow machine.
+func timeoutFor(n int) time.Duration { return 5*time.Minute + time.Duration(n)*300*time.Millisecond }
+
+func cpuNote(d cpuSnapshot, n int) string {
+	per := func(k string) float64 { return d[k] * 1000 / float64(n) }
+	total, ours := 0.0, 0.0
+	for k, v := range d {
+		if k != "machine" {
+			ours += v
+			if k != "bench" {
+				total += v
+			}
+		}
+	}
+	return fmt.Sprintf("CPU %.0f ms/run: apiserver %.0f, etcd %.0f, kcm %.0f, scheduler %.0f, kwok %.0f, controller %.0f (the benchmark's own watches %.0f; other processes on the machine %.0f)",
+		total*1000/float64(n), per("kube-apiserver"), per("etcd"), per("kube-controller-manager"), per("kube-scheduler"), per("kwok"), per("controller"), per("bench"),
+		max(0, d["machine"]-ours)*1000/float64(n))
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }

@@ -1,0 +1,182 @@
+package manager
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+var trimT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func trimRun() *v1alpha1.AgentRun {
+	return &v1alpha1.AgentRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", UID: "run-uid", Generation: 1, CreationTimestamp: metav1.NewTime(trimT0)},
+		Spec: v1alpha1.AgentRunSpec{InstanceRef: "inst", AgentID: "a", SessionKey: "s", Task: "t",
+			Model: v1alpha1.ModelSpec{Provider: "openai", Model: "gpt-4o"}, Timeout: &metav1.Duration{Duration: 10 * time.Minute}},
+		Status: v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "r", ObservedGeneration: 1,
+			Conditions: []metav1.Condition{{Type: v1alpha1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonJobCreated,
+				Message: "Job r created", ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(trimT0)}}},
+	}
+}
+
+func trimJobOf(run *v1alpha1.AgentRun, conds ...batchv1.JobCondition) *batchv1.Job {
+	yes := true
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", UID: "job-uid", ResourceVersion: "7", CreationTimestamp: metav1.NewTime(trimT0),
+			Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r",
+				"batch.kubernetes.io/controller-uid": "job-uid", "controller-uid": "job-uid", "job-name": "r", "batch.kubernetes.io/job-name": "r"},
+			Annotations:     map[string]string{"batch.kubernetes.io/job-tracking": "", jobspec.AnnotationSpecHash: "abc"},
+			Finalizers:      []string{"example.com/f"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "AgentRun", Name: run.Name, UID: run.UID, Controller: &yes}}},
+		Spec: batchv1.JobSpec{BackoffLimit: new(int32(0)), ActiveDeadlineSeconds: new(int64(615)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"batch.kubernetes.io/controller-uid": "job-uid"}}},
+		Status: batchv1.JobStatus{Active: 1, StartTime: new(metav1.NewTime(trimT0)), Conditions: conds,
+			UncountedTerminatedPods: &batchv1.UncountedTerminatedPods{Succeeded: []types.UID{"p"}}},
+	}
+}
+
+func trimPodOf(job *batchv1.Job, phase corev1.PodPhase, agent corev1.ContainerState, extra ...func(*corev1.Pod)) *corev1.Pod {
+	yes := true
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "r-abcde", GenerateName: "r-", Namespace: "ns", UID: "pod-uid", ResourceVersion: "9",
+			CreationTimestamp: metav1.NewTime(trimT0.Add(time.Second)),
+			Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r",
+				v1alpha1.LabelComponent: "agent", "job-name": "r", "controller-uid": "job-uid"},
+			Annotations:     map[string]string{"kubectl.kubernetes.io/default-container": "agent"},
+			Finalizers:      []string{"batch.kubernetes.io/job-tracking"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: &yes}}},
+		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "agent", Image: "img"}}},
+		Status: corev1.PodStatus{
+			Phase: phase, HostIP: "10.0.0.1", PodIP: "10.1.0.1", PodIPs: []corev1.PodIP{{IP: "10.1.0.1"}}, QOSClass: corev1.PodQOSBestEffort,
+			StartTime: new(metav1.NewTime(trimT0.Add(time.Second))),
+			Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+				{Type: corev1.PodInitialized, Status: corev1.ConditionTrue},
+				{Type: corev1.ContainersReady, Status: corev1.ConditionTrue},
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+			},
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "skill-sidecar", Image: "side", Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(trimT0)}}}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "agent", Image: "img", ImageID: "sha256:x", ContainerID: "containerd://y",
+				Ready: agent.Running != nil, Started: new(agent.Running != nil), State: agent}},
+		},
+	}
+	for _, f := range extra {
+		f(p)
+	}
+	return p
+}
+
+// The trimmed Job and pod lead the phase machine to exactly the decisions
+// the full objects do.
+func TestTrimmedChildrenDecideAlike(t *testing.T) {
+	run := trimRun()
+	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(trimT0.Add(2 * time.Second))}}
+	report := `{"status":"success","response":"done","metrics":{"inputTokens":3,"outputTokens":4}}`
+	exited := func(code int32, msg string) corev1.ContainerState {
+		return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Completed", Message: msg,
+			StartedAt: metav1.NewTime(trimT0.Add(2 * time.Second)), FinishedAt: metav1.NewTime(trimT0.Add(5 * time.Second))}}
+	}
+	waiting := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "back-off pulling"}}
+	job := trimJobOf(run)
+	cases := map[string]struct {
+		job   *batchv1.Job
+		pod   *corev1.Pod
+		now   time.Time
+		phase v1alpha1.AgentRunPhase
+	}{
+		"running":           {job, trimPodOf(job, corev1.PodRunning, running), trimT0.Add(3 * time.Second), ""},
+		"succeeded":         {job, trimPodOf(job, corev1.PodSucceeded, exited(0, report)), trimT0.Add(6 * time.Second), ""},
+		"agent failed":      {job, trimPodOf(job, corev1.PodFailed, exited(3, report)), trimT0.Add(6 * time.Second), ""},
+		"image pull, grace": {job, trimPodOf(job, corev1.PodPending, waiting), trimT0.Add(10 * time.Second), ""},
+		"image pull, late":  {job, trimPodOf(job, corev1.PodPending, waiting), trimT0.Add(5 * time.Minute), ""},
+		"unschedulable, timeout": {job, trimPodOf(job, corev1.PodPending, corev1.ContainerState{}, func(p *corev1.Pod) {
+			p.Spec.NodeName = ""
+			p.Status.ContainerStatuses = nil
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+				Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available"}}
+		}), trimT0.Add(11 * time.Minute), ""},
+		"evicted": {job, trimPodOf(job, corev1.PodFailed, running, func(p *corev1.Pod) {
+			p.Status.Reason, p.Status.Message = "Evicted", "low on memory"
+		}), trimT0.Add(time.Minute), ""},
+		"disrupted": {job, trimPodOf(job, corev1.PodRunning, running, func(p *corev1.Pod) {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+				Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler", Message: "preempted"})
+		}), trimT0.Add(time.Minute), ""},
+		"deleted": {job, trimPodOf(job, corev1.PodRunning, running, func(p *corev1.Pod) {
+			p.DeletionTimestamp = new(metav1.NewTime(trimT0.Add(time.Minute)))
+		}), trimT0.Add(time.Minute), ""},
+		"job deadline exceeded": {trimJobOf(run, batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+			Reason: batchv1.JobReasonDeadlineExceeded, Message: "Job was active longer than specified deadline"}),
+			trimPodOf(job, corev1.PodRunning, running), trimT0.Add(time.Minute), ""},
+		"running, recorded": {job, trimPodOf(job, corev1.PodRunning, running), trimT0.Add(3 * time.Second), v1alpha1.PhaseRunning},
+		"succeeded, keep":   {job, trimPodOf(job, corev1.PodSucceeded, exited(0, report)), trimT0.Add(6 * time.Second), v1alpha1.PhaseSucceeded},
+	}
+	cfg := phase.Config{Job: jobspec.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := run.DeepCopy()
+			if tc.phase != "" {
+				r.Status.Phase = tc.phase
+				r.Status.PodName = tc.pod.Name
+				r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
+			}
+			full := phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
+				Job: tc.job, Pod: tc.pod, Config: cfg, Now: tc.now}
+			trimmed := full
+			trimmed.Job, trimmed.Pod = cached(t, tc.job).(*batchv1.Job), cached(t, tc.pod).(*corev1.Pod)
+			assert.Equal(t, phase.Next(full), phase.Next(trimmed))
+		})
+	}
+}
+
+// cached returns obj as the informer cache holds it.
+func cached(t *testing.T, obj any) any {
+	t.Helper()
+	var cp any
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		cp = o.DeepCopy()
+	case *corev1.Pod:
+		cp = o.DeepCopy()
+	}
+	out, err := stripForCache(cp)
+	require.NoError(t, err)
+	return out
+}
+
+// Trimming keeps identity, ownership and this controller's keys, and drops
+// most of the bytes.
+func TestTrimKeepsIdentityAndShrinks(t *testing.T) {
+	run := trimRun()
+	job := trimJobOf(run, batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue})
+	pod := trimPodOf(job, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Message: "{}"}})
+	tj, tp := cached(t, job).(*batchv1.Job), cached(t, pod).(*corev1.Pod)
+
+	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r"}, tj.Labels)
+	assert.Equal(t, map[string]string{jobspec.AnnotationSpecHash: "abc"}, tj.Annotations)
+	assert.Equal(t, job.OwnerReferences, tj.OwnerReferences)
+	assert.Equal(t, job.Status.Conditions, tj.Status.Conditions)
+	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r", v1alpha1.LabelComponent: "agent"}, tp.Labels)
+	assert.Nil(t, tp.Annotations)
+	assert.Equal(t, pod.OwnerReferences, tp.OwnerReferences)
+	assert.Equal(t, pod.Status.ContainerStatuses[0].State, tp.Status.ContainerStatuses[0].State)
+	for _, c := range [][2]any{{job, tj}, {pod, tp}} {
+		before, err := json.Marshal(c[0])
+		require.NoError(t, err)
+		after, err := json.Marshal(c[1])
+		require.NoError(t, err)
+		assert.Less(t, len(after), len(before)*2/3, "%s", after)
+	}
+}
