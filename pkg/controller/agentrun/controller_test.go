@@ -3,6 +3,7 @@ package agentrun
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -293,6 +294,32 @@ func TestRunHandlers(t *testing.T) {
 		changed.Generation = 2
 		f.handlers.instances[0].OnUpdate(newInstance("inst"), changed)
 		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
+	})
+	t.Run("only waiting runs are read when waking", func(t *testing.T) {
+		f := setup(t)
+		child := newRun("child", withParent(admitted, 1), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "child"}))
+		f.addToCache(child)
+		names := func(index, key string) []string {
+			objs, err := f.c.runIndex.ByIndex(index, key)
+			require.NoError(t, err)
+			var out []string
+			for _, o := range objs {
+				out = append(out, o.(*v1alpha1.AgentRun).Name)
+			}
+			sort.Strings(out)
+			return out
+		}
+		key := InstanceKey(testNS, "inst")
+		assert.Equal(t, []string{"capacity", "waiting"}, names(IndexWaitingRunsByInstance, key))
+		assert.Equal(t, []string{"elsewhere"}, names(IndexWaitingRunsByInstance, InstanceKey(testNS, "other")))
+		assert.Equal(t, []string{"child"}, names(IndexSubagentsByInstance, key))
+
+		cur := capacity.DeepCopy()
+		cur.Status.JobName = "capacity"
+		require.NoError(t, f.c.runIndex.Update(cur))
+		assert.Equal(t, []string{"waiting"}, names(IndexWaitingRunsByInstance, key), "an admitted run leaves the index")
+		f.handlers.runs[0].OnUpdate(runningRun, finished)
+		assert.Equal(t, []string{"ns/finishing", "ns/waiting"}, f.queued())
 	})
 	t.Run("a new ConfigMap wakes the namespace's waiting runs", func(t *testing.T) {
 		f := setup(t)

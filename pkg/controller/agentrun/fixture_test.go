@@ -66,7 +66,7 @@ var (
 // started: tests fill the trackers and the indexers themselves, call sync
 // and read the actions the controller made.
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	ctx context.Context
 
 	client   *sfake.Clientset
@@ -98,7 +98,7 @@ type fixtureOption func(*Options)
 
 func withLogs(l LogReader) fixtureOption { return func(o *Options) { o.Logs = l } }
 
-func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
+func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	f := &fixture{t: t, ctx: ctx, now: t0.Add(time.Minute), handlers: &handlers{}}

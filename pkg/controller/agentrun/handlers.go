@@ -2,6 +2,7 @@ package agentrun
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +28,14 @@ const (
 	IndexRunsByInstance = "sympozium.ai/by-instance"
 	// IndexRunsByParent keys sub-agent runs by <namespace>/<parent run>.
 	IndexRunsByParent = "sympozium.ai/by-parent"
+	// IndexWaitingRunsByInstance keys the runs that are neither admitted nor
+	// terminal by <namespace>/<instanceRef>: the runs a freed slot, a new
+	// instance or a new ConfigMap may let start. Waking them reads only
+	// them, not every run of a busy instance (which made a burst quadratic).
+	IndexWaitingRunsByInstance = "sympozium.ai/waiting-by-instance"
+	// IndexSubagentsByInstance keys sub-agent runs (spec.parent set) by
+	// <namespace>/<instanceRef>, for the sub-agent concurrency limit.
+	IndexSubagentsByInstance = "sympozium.ai/subagents-by-instance"
 	// IndexPodsByJob keys pods by the UID of the Job that controls them.
 	IndexPodsByJob = "sympozium.ai/by-job-uid"
 	// IndexPodsByRun keys pods by <namespace>/<the sympozium.ai/agent-run
@@ -59,6 +68,20 @@ func AddIndexers(runs, pods cache.SharedIndexInformer) error {
 					return nil, nil
 				}
 				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
+			},
+			IndexWaitingRunsByInstance: func(obj any) ([]string, error) {
+				r, ok := obj.(*v1alpha1.AgentRun)
+				if !ok || !phase.IsWaiting(r) {
+					return nil, nil
+				}
+				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
+			},
+			IndexSubagentsByInstance: func(obj any) ([]string, error) {
+				r, ok := obj.(*v1alpha1.AgentRun)
+				if !ok || r.Spec.Parent == nil {
+					return nil, nil
+				}
+				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
 			},
 		},
 		pods: {
@@ -249,7 +272,11 @@ func releasesCapacity(old, cur *v1alpha1.AgentRun) bool {
 
 // wakeWaiting enqueues the instance's runs that are not admitted yet.
 func (c *Controller) wakeWaiting(namespace, instance string) {
-	objs, err := c.runIndex.ByIndex(IndexRunsByInstance, InstanceKey(namespace, instance))
+	c.wakeWaitingKey(InstanceKey(namespace, instance))
+}
+
+func (c *Controller) wakeWaitingKey(key string) {
+	objs, err := c.runIndex.ByIndex(IndexWaitingRunsByInstance, key)
 	if err != nil {
 		return
 	}
@@ -276,13 +303,9 @@ func (c *Controller) wakeServers(index, key string) {
 // wakeWaitingInNamespace enqueues every run of the namespace that is not
 // admitted yet (a ConfigMap it waits for may have appeared).
 func (c *Controller) wakeWaitingInNamespace(namespace string) {
-	objs, err := c.runIndex.ByIndex(cache.NamespaceIndex, namespace)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.IsWaiting(r) {
-			c.enqueue(cache.MetaObjectToName(r))
+	for _, key := range c.runIndex.ListIndexFuncValues(IndexWaitingRunsByInstance) {
+		if strings.HasPrefix(key, namespace+"/") {
+			c.wakeWaitingKey(key)
 		}
 	}
 }

@@ -392,7 +392,7 @@ func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
 func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed) {
 	inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	unseen := c.admissions.unseen(inst, run.UID)
-	objs, err := c.runIndex.ByIndex(IndexRunsByInstance, inst)
+	objs, err := c.runIndex.ByIndex(IndexSubagentsByInstance, inst)
 	if err != nil {
 		return
 	}
