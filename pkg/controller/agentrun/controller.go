@@ -157,12 +157,7 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 
 // HasSynced reports whether every informer the controller reads has synced.
 func (c *Controller) HasSynced() bool {
-	for _, s := range c.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
+	return cworkqueue.AllSynced(c.synced...)
 }
 
 func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }

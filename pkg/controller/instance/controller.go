@@ -102,12 +102,7 @@ func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, w
 
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
-	for _, s := range c.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
+	return cworkqueue.AllSynced(c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {

@@ -52,6 +52,17 @@ func New(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], sync Sync
 	}
 }
 
+// AllSynced reports whether every one of synced has synced: a controller's
+// HasSynced over its event handler registrations.
+func AllSynced(synced ...cache.InformerSynced) bool {
+	for _, s := range synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
 // Add enqueues a key.
 func (w *Worker) Add(key cache.ObjectName) { w.Queue.Add(key) }
 
