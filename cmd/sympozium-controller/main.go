@@ -39,6 +39,7 @@ func main() {
 	fs.DurationVar(&cfg.SandboxRecheck, "agent-sandbox-recheck", cfg.SandboxRecheck, "How often discovery looks for the agent-sandbox API again, so that installing or removing it needs no restart; a run that needs the API while it is missing looks at once.")
 	fs.BoolVar(&cfg.ReadLogs, "read-logs", cfg.ReadLogs, "Read the agent's log tail for the result marker when its termination message has none.")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "Address of the /metrics endpoint; 0 disables it.")
+	fs.BoolVar(&cfg.Profiling, "profiling", cfg.Profiling, "Serve Go profiles (net/http/pprof) under /debug/pprof/ on the metrics address.")
 	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "Reconcile only while holding the leader Lease.")
 	fs.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", cfg.LeaderElectionNamespace, "Namespace of the leader Lease.")

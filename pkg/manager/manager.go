@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,9 @@ type Config struct {
 
 	MetricsAddr string
 	ProbeAddr   string
+	// Profiling serves net/http/pprof under /debug/pprof/ on the metrics
+	// address.
+	Profiling bool
 
 	LeaderElect             bool
 	LeaderElectionNamespace string
@@ -212,6 +216,20 @@ type process struct {
 	synced  []func() bool
 }
 
+// metricsHandler serves /metrics and, with --profiling, /debug/pprof/.
+func (p *process) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", p.metrics.Handler())
+	if p.cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
 // ready: caches synced, or a standby replica (it has nothing to sync yet).
 func (p *process) ready() error {
 	if p.cfg.LeaderElect && !p.leading.Load() {
@@ -271,9 +289,7 @@ func (p *process) serve(ctx context.Context) (func(), error) {
 	if err := start(p.cfg.ProbeAddr, probes); err != nil {
 		return stop, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", p.metrics.Handler())
-	if err := start(p.cfg.MetricsAddr, mux); err != nil {
+	if err := start(p.cfg.MetricsAddr, p.metricsHandler()); err != nil {
 		stop()
 		return stop, err
 	}
