@@ -205,6 +205,7 @@ func (e *env) namespace(ctx context.Context, name string) error {
 // controller is a running controller binary.
 type controller struct {
 	cmd         *exec.Cmd
+	log         string
 	done        chan struct{}
 	metricsAddr string
 	probeAddr   string
@@ -236,8 +237,12 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 		return nil, err
 	}
 	defer logFile.Close()
+	c.log = logFile.Name()
 	c.cmd = exec.Command(e.ctlBin, args...)
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	// The runtime's GC trace gives the live heap after each collection: the
+	// figure heap_alloc only approximates (it includes garbage).
+	c.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
 		return nil, err
@@ -294,10 +299,10 @@ func (c *controller) scrape() (metricSet, error) {
 	return parseMetrics(resp.Body)
 }
 
-// memory reads the controller's RSS and peak RSS from /proc and its Go heap
-// from /metrics.
+// memory reads the controller's RSS and peak RSS from /proc, its Go heap
+// from /metrics and its live heap from the GC trace in its log.
 type memory struct {
-	rss, hwm, heapAlloc, heapInuse float64 // bytes
+	rss, hwm, heapAlloc, heapInuse, live float64 // bytes
 }
 
 func (c *controller) memory() (memory, error) {
@@ -327,7 +332,36 @@ func (c *controller) memory() (memory, error) {
 	}
 	m.heapAlloc = ms.sum("go_memstats_heap_alloc_bytes", nil)
 	m.heapInuse = ms.sum("go_memstats_heap_inuse_bytes", nil)
+	m.live = lastLiveHeap(c.log)
 	return m, nil
+}
+
+// lastLiveHeap returns the live heap after the last garbage collection the
+// log's GC trace reports (the third figure of "gc N @...: ..., A->B->C MB,
+// ..."), or 0 when there is none.
+func lastLiveHeap(path string) float64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	live := 0.0
+	for line := range strings.Lines(string(data)) {
+		if !strings.HasPrefix(line, "gc ") {
+			continue
+		}
+		for f := range strings.SplitSeq(line, ",") {
+			f = strings.TrimSpace(f)
+			heaps, ok := strings.CutSuffix(f, " MB")
+			if !ok || strings.Count(heaps, "->") != 2 {
+				continue
+			}
+			parts := strings.Split(heaps, "->")
+			if v, err := strconv.ParseFloat(parts[2], 64); err == nil {
+				live = v * (1 << 20)
+			}
+		}
+	}
+	return live
 }
 
 // cpuSeconds is the user+system CPU time of a process.

@@ -40,7 +40,7 @@ import (
 
 type options struct {
 	runs, memoryRuns, steadyRuns int
-	memoryCleanup                string
+	memoryCleanup, burstCleanup  string
 	steadyWindow                 time.Duration
 	qps                          float64
 	burst, parallel, nodes       int
@@ -54,6 +54,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 1000, "AgentRuns (and baseline Jobs) of the burst")
 	flag.IntVar(&o.memoryRuns, "memory-runs", 10000, "finished runs in the cluster for the memory measurement")
 	flag.StringVar(&o.memoryCleanup, "memory-cleanup", "keep,delete", "cleanup policies of the memory measurement: keep (runs, Jobs and pods stay), delete (runs only), or both")
+	flag.StringVar(&o.burstCleanup, "burst-cleanup", "delete", "cleanup policy of the burst's runs: delete (the default of AgentRun) or keep (the Jobs stay, like the baseline's)")
 	flag.IntVar(&o.steadyRuns, "steady-runs", 0, "runs held in Running for the steady-state measurement (0: -runs)")
 	flag.DurationVar(&o.steadyWindow, "steady-window", 30*time.Second, "how long the steady state is measured")
 	flag.Float64Var(&o.qps, "qps", 100, "client QPS of the creators, the baseline and the controller (--kube-api-qps)")
@@ -67,6 +68,10 @@ func main() {
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
 	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
 	flag.Parse()
+	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
+		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
+		os.Exit(2)
+	}
 	if o.steadyRuns == 0 {
 		o.steadyRuns = o.runs
 	}
@@ -152,6 +157,7 @@ func (b *bench) print() error {
 		b.started.UTC().Format("2006-01-02 15:04 MST"), rev, runtime.NumCPU(), cpu, runtime.Version(), b.o.nodes, time.Since(b.started).Round(time.Second))
 	fmt.Fprintf(&out, "Command: `go run ./hack/bench %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&out, "| # | measurement | result | goal | notes |\n|---|---|---|---|---|\n")
+	slices.SortStableFunc(b.rows, func(x, y row) int { return strings.Compare(x.id, y.id) })
 	for _, r := range b.rows {
 		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s |\n", r.id, r.what, r.value, r.goal, r.note)
 	}

@@ -19,7 +19,8 @@ import (
 func (b *bench) burst(ctx context.Context) error {
 	e, n := b.e, b.o.runs
 	const ns = "bench-burst"
-	logf("burst: %d AgentRuns (SIM_DURATION=0s, cleanup delete)", n)
+	cleanup := v1alpha1.CleanupPolicy(b.o.burstCleanup)
+	logf("burst: %d AgentRuns (SIM_DURATION=0s, cleanup %s)", n, cleanup)
 	if err := e.namespace(ctx, ns); err != nil {
 		return err
 	}
@@ -39,12 +40,18 @@ func (b *bench) burst(ctx context.Context) error {
 	if err := waitQuiet(ctx, ctl, 2*time.Second, time.Minute); err != nil {
 		return err
 	}
+	idle, err := ctl.memory()
+	if err != nil {
+		return err
+	}
+	b.add("3", "memory, no runs (idle controller): RSS", mib(idle.rss), "", fmt.Sprintf("Go heap %s, heap in use %s, live after the last GC %s: the floor under the figures below",
+		mib(idle.heapAlloc), mib(idle.heapInuse), mib(idle.live)))
 	m0, err := ctl.scrape()
 	if err != nil {
 		return err
 	}
 	cpu0 := e.cpu(ctl)
-	spec := runSpec{simDuration: "0s"}
+	spec := runSpec{simDuration: "0s", cleanup: cleanup}
 	t0 := time.Now()
 	err = createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
 		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
@@ -72,8 +79,10 @@ func (b *bench) burst(ctx context.Context) error {
 
 	// Cleanup (Job deletes, garbage collection of the pods) is part of the
 	// writes per run: wait until it is over and the controller is quiet.
-	if err := b.waitNoChildren(ctx, ns, timeoutFor(n)); err != nil {
-		return err
+	if cleanup == v1alpha1.CleanupDelete {
+		if err := b.waitNoChildren(ctx, ns, timeoutFor(n)); err != nil {
+			return err
+		}
 	}
 	if err := waitQuiet(ctx, ctl, 5*time.Second, 5*time.Minute); err != nil {
 		return err
@@ -121,7 +130,7 @@ func (b *bench) burst(ctx context.Context) error {
 	q := fmt.Sprintf("client QPS %g, burst %d, %d parallel creators; controller --kube-api-qps %g --kube-api-burst %d", b.o.qps, b.o.burst, e.workers, b.o.qps, b.o.burst)
 	b.add("1", fmt.Sprintf("burst: %d AgentRuns created", n), seconds(created), "", q)
 	b.add("1", "burst: every Job exists", seconds(allJobs), "", "from the first create; seen by a watch")
-	b.add("1", "burst: every run Succeeded", seconds(allDone), "", fmt.Sprintf("%d/%d Succeeded; SIM_DURATION=0s, cleanup delete; %s", succeeded, n, cpuNote(cpuDone.minus(cpu0), n)))
+	b.add("1", "burst: every run Succeeded", seconds(allDone), "", fmt.Sprintf("%d/%d Succeeded; SIM_DURATION=0s, cleanup %s; %s", succeeded, n, cleanup, cpuNote(cpuDone.minus(cpu0), n)))
 	b.add("1", fmt.Sprintf("baseline: %d Jobs created by client-go", n), seconds(bCreated), "", "same QPS/burst and creators, clean namespace, same cluster, after the burst")
 	b.add("1", "baseline: every Job Complete", seconds(bDone), "", cpuNote(bcpu, n))
 	b.add("1", "ratio burst / baseline", fmt.Sprintf("%.2f×", ratio), "≤ 1.15×", verdict)
@@ -384,8 +393,8 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 		return "met"
 	}
 	b.add("3", fmt.Sprintf("memory, %d finished runs, cleanup %s: RSS", n, cleanup), mib(mem.rss), "≤ 100 MiB",
-		fmt.Sprintf("%s; %s; Go heap (go_memstats_heap_alloc_bytes) %s, heap in use %s; peak RSS (VmHWM) %s during the %s it took to run them",
-			verdict(mem), children, mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.hwm), took.Round(time.Second)))
+		fmt.Sprintf("%s; %s; Go heap (go_memstats_heap_alloc_bytes) %s, heap in use %s, live after the last GC (gctrace) %s; peak RSS (VmHWM) %s during the %s it took to run them",
+			verdict(mem), children, mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm), took.Round(time.Second)))
 	logf("memory (%s): RSS %s, heap %s, peak %s", cleanup, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm))
 
 	// A restart lists everything at once: the footprint of a new leader.
@@ -403,7 +412,7 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 		return err
 	}
 	b.add("3", fmt.Sprintf("memory, %d finished runs, cleanup %s, after a restart: RSS", n, cleanup), mib(mem.rss), "≤ 100 MiB",
-		fmt.Sprintf("%s; Go heap %s, heap in use %s; peak RSS %s (initial list and sync)", verdict(mem), mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.hwm)))
+		fmt.Sprintf("%s; Go heap %s, heap in use %s, live after the last GC %s; peak RSS %s (initial list and sync)", verdict(mem), mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm)))
 	logf("memory (%s) after restart: RSS %s, heap %s, peak %s", cleanup, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm))
 	return nil
 }
