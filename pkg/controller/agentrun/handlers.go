@@ -49,39 +49,32 @@ func RunLabelKey(namespace, run string) string { return namespace + "/" + naming
 // InstanceKey is the IndexRunsByInstance key of a run.
 func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
 
+// byInstance indexes the runs for which keep is true by InstanceKey.
+func byInstance(keep func(*v1alpha1.AgentRun) bool) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		r, ok := obj.(*v1alpha1.AgentRun)
+		if !ok || !keep(r) {
+			return nil, nil
+		}
+		return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
+	}
+}
+
 // AddIndexers adds the indexes the controllers use to the run and pod
 // informers. It is idempotent, so every controller sharing the informers may
 // call it.
 func AddIndexers(runs, pods cache.SharedIndexInformer) error {
 	want := map[cache.SharedIndexInformer]cache.Indexers{
 		runs: {
-			IndexRunsByInstance: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok {
-					return nil, nil
-				}
-				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
-			},
+			IndexRunsByInstance:        byInstance(func(*v1alpha1.AgentRun) bool { return true }),
+			IndexWaitingRunsByInstance: byInstance(phase.IsWaiting),
+			IndexSubagentsByInstance:   byInstance(func(r *v1alpha1.AgentRun) bool { return r.Spec.Parent != nil }),
 			IndexRunsByParent: func(obj any) ([]string, error) {
 				r, ok := obj.(*v1alpha1.AgentRun)
 				if !ok || r.Spec.Parent == nil {
 					return nil, nil
 				}
 				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
-			},
-			IndexWaitingRunsByInstance: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok || !phase.IsWaiting(r) {
-					return nil, nil
-				}
-				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
-			},
-			IndexSubagentsByInstance: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok || r.Spec.Parent == nil {
-					return nil, nil
-				}
-				return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
 			},
 		},
 		pods: {
