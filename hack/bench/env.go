@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -214,7 +213,7 @@ type controller struct {
 // startController runs the controller binary scoped to namespace, with the
 // benchmark's client QPS and burst, and waits until it is ready.
 func (e *env) startController(ctx context.Context, namespace string, extra ...string) (*controller, error) {
-	ports, err := freePorts(2)
+	ports, err := localcp.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -433,25 +432,6 @@ func (s cpuSnapshot) minus(o cpuSnapshot) cpuSnapshot {
 		d[k] = v - o[k]
 	}
 	return d
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // poll calls cond every 100ms until it is done, fails, or timeout passes.

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+
+	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 )
 
 // burst: N runs created at once, then the bare client-go baseline of N Jobs
@@ -144,7 +146,7 @@ func (b *bench) burst(ctx context.Context) error {
 // writes reports the API writes per run from /metrics and the audit log.
 func (b *bench) writes(n int, ns string, m0, m1 metricSet) {
 	fromMetrics := diffCounts(m1.apiCounts(), m0.apiCounts())
-	fromAudit, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *auditEvent) bool {
+	fromAudit, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *localcp.AuditEvent) bool {
 		return ev.UserAgent == "sympozium-controller" && ev.ObjectRef.Namespace == ns
 	})
 	if err != nil {
@@ -203,7 +205,7 @@ func (b *bench) writes(n int, ns string, m0, m1 metricSet) {
 // of the burst and per Job of the baseline: the work the API server did.
 func (b *bench) allClients(n int, ns, bns string) {
 	count := func(ns string) (writes, reads float64, top string) {
-		c, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *auditEvent) bool { return ev.ObjectRef.Namespace == ns })
+		c, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *localcp.AuditEvent) bool { return ev.ObjectRef.Namespace == ns })
 		if err != nil {
 			logf("reading the audit log: %v", err)
 		}

@@ -2,16 +2,16 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 )
 
 // sample is one line of the Prometheus text format.
@@ -280,47 +280,16 @@ func ms(d time.Duration) string {
 	}
 }
 
-// auditEvent is the part of an audit.k8s.io/v1 Event the benchmark reads.
-type auditEvent struct {
-	Stage     string `json:"stage"`
-	Verb      string `json:"verb"`
-	UserAgent string `json:"userAgent"`
-	User      struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		Resource    string `json:"resource"`
-		Namespace   string `json:"namespace"`
-		Name        string `json:"name"`
-		Subresource string `json:"subresource"`
-	} `json:"objectRef"`
-	ResponseStatus *struct {
-		Code int `json:"code"`
-	} `json:"responseStatus"`
-}
-
 // auditCounts counts the completed requests of the audit log that match
 // keep, by verb/resource[/subresource].
-func auditCounts(path string, keep func(*auditEvent) bool) (map[string]float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+func auditCounts(path string, keep func(*localcp.AuditEvent) bool) (map[string]float64, error) {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			continue
+	err := localcp.ReadAuditLog(path, func(ev *localcp.AuditEvent) {
+		if keep(ev) {
+			out[requestKey(ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Subresource)]++
 		}
-		if ev.Stage != "ResponseComplete" || ev.ObjectRef == nil || !keep(&ev) {
-			continue
-		}
-		out[requestKey(ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Subresource)]++
-	}
-	return out, sc.Err()
+	})
+	return out, err
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }

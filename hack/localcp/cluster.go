@@ -497,9 +497,9 @@ func (c *Cluster) logf(format string, args ...any) {
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1. They are released
+// FreePorts returns n distinct free TCP ports on 127.0.0.1. They are released
 // before the components bind them; a collision makes a component fail loudly.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
 	defer func() {

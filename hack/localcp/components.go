@@ -53,7 +53,7 @@ func newLayout(dir, binDir string, opts Options) (*layout, error) {
 	if l.pki, err = newPKI(filepath.Join(dir, "pki")); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := FreePorts(6)
 	if err != nil {
 		return nil, err
 	}

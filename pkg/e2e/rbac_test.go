@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 )
 
 // Every controller the suite starts runs as the ServiceAccount that
@@ -30,25 +30,6 @@ var unusedOK = map[string]string{
 	"update sympozium.ai/agentruns/finalizers":  "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
 	"update sympozium.ai/skillpacks/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
 	"patch /events": "sent only when the event recorder aggregates repeated events",
-}
-
-type auditEvent struct {
-	Stage string `json:"stage"`
-	Verb  string `json:"verb"`
-	User  struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		APIGroup    string `json:"apiGroup"`
-		Resource    string `json:"resource"`
-		Subresource string `json:"subresource"`
-		Namespace   string `json:"namespace"`
-		Name        string `json:"name"`
-	} `json:"objectRef"`
-	ResponseStatus *struct {
-		Code int `json:"code"`
-	} `json:"responseStatus"`
-	RequestURI string `json:"requestURI"`
 }
 
 type request struct {
@@ -170,30 +151,14 @@ func checkRequests(rules rbacRules, reqs []request) error {
 }
 
 func readAudit(path, user string) ([]request, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
 	var reqs []request
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			continue
+	err := localcp.ReadAuditLog(path, func(ev *localcp.AuditEvent) {
+		if ev.User.Username == user { // discovery and other non-resource requests need no grant
+			reqs = append(reqs, request{verb: ev.Verb, group: ev.ObjectRef.APIGroup, resource: ev.ObjectRef.Resource,
+				subresource: ev.ObjectRef.Subresource, namespace: ev.ObjectRef.Namespace, code: ev.Code()})
 		}
-		if ev.User.Username != user || ev.Stage != "ResponseComplete" || ev.ObjectRef == nil {
-			continue // discovery and other non-resource requests need no grant
-		}
-		r := request{verb: ev.Verb, group: ev.ObjectRef.APIGroup, resource: ev.ObjectRef.Resource,
-			subresource: ev.ObjectRef.Subresource, namespace: ev.ObjectRef.Namespace}
-		if ev.ResponseStatus != nil {
-			r.code = ev.ResponseStatus.Code
-		}
-		reqs = append(reqs, r)
-	}
-	return reqs, sc.Err()
+	})
+	return reqs, err
 }
 
 func checkRBACAgainstAudit(e *env) error {
@@ -277,26 +242,13 @@ func TestRBACCheckCatchesMissingVerb(t *testing.T) {
 // jobCreates counts, per Job name, the successful Job creations in
 // namespace ns that the API server's audit log records.
 func jobCreates(e *env, ns string) (map[string]int, error) {
-	f, err := os.Open(e.cluster.AuditLogPath())
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
 	out := map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			continue
+	err := localcp.ReadAuditLog(e.cluster.AuditLogPath(), func(ev *localcp.AuditEvent) {
+		if ev.Verb == "create" && ev.ObjectRef.Resource == "jobs" && ev.ObjectRef.Namespace == ns && ev.Code() == 201 {
+			out[ev.ObjectRef.Name]++
 		}
-		if ev.Stage != "ResponseComplete" || ev.Verb != "create" || ev.ObjectRef == nil ||
-			ev.ObjectRef.Resource != "jobs" || ev.ObjectRef.Namespace != ns || ev.ResponseStatus == nil || ev.ResponseStatus.Code != 201 {
-			continue
-		}
-		out[ev.ObjectRef.Name]++
-	}
-	return out, sc.Err()
+	})
+	return out, err
 }
 
 func init() {
