@@ -23,21 +23,11 @@ func (b *bench) burst(ctx context.Context) error {
 	const ns = "bench-burst"
 	cleanup := v1alpha1.CleanupPolicy(b.o.burstCleanup)
 	logf("burst: %d AgentRuns (SIM_DURATION=0s, cleanup %s)", n, cleanup)
-	if err := e.namespace(ctx, ns); err != nil {
-		return err
-	}
-	if err := e.createInstance(ctx, ns); err != nil {
-		return err
-	}
-	ctl, err := e.startController(ctx, ns)
+	ctl, tr, err := b.stage(ctx, ns)
 	if err != nil {
 		return err
 	}
 	defer ctl.stop()
-	tr, err := e.track(ctx, ns, true)
-	if err != nil {
-		return err
-	}
 	defer tr.stop()
 	if err := waitQuiet(ctx, ctl, 2*time.Second, time.Minute); err != nil {
 		return err
@@ -55,10 +45,7 @@ func (b *bench) burst(ctx context.Context) error {
 	cpu0 := e.cpu(ctl)
 	spec := runSpec{simDuration: "0s", cleanup: cleanup}
 	t0 := time.Now()
-	err = createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
-		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
-		return err
-	})
+	err = e.submit(ctx, ns, n, spec)
 	if err != nil {
 		return err
 	}
@@ -266,27 +253,14 @@ func (b *bench) steady(ctx context.Context) error {
 	e, n := b.e, b.o.steadyRuns
 	const ns = "bench-steady"
 	logf("steady state: %d runs held in Running (SIM_DURATION=1h)", n)
-	if err := e.namespace(ctx, ns); err != nil {
-		return err
-	}
-	if err := e.createInstance(ctx, ns); err != nil {
-		return err
-	}
-	ctl, err := e.startController(ctx, ns)
+	ctl, tr, err := b.stage(ctx, ns)
 	if err != nil {
 		return err
 	}
 	defer ctl.stop()
-	tr, err := e.track(ctx, ns, true)
-	if err != nil {
-		return err
-	}
 	defer tr.stop()
 	spec := runSpec{simDuration: "1h", timeout: 2 * time.Hour}
-	err = createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
-		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
-		return err
-	})
+	err = e.submit(ctx, ns, n, spec)
 	if err != nil {
 		return err
 	}
@@ -342,28 +316,15 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 	}
 	ns := "bench-memory-" + string(cleanup)
 	logf("memory: %d finished runs, cleanup %s", n, cleanup)
-	if err := e.namespace(ctx, ns); err != nil {
-		return err
-	}
-	if err := e.createInstance(ctx, ns); err != nil {
-		return err
-	}
-	ctl, err := e.startController(ctx, ns)
+	ctl, tr, err := b.stage(ctx, ns)
 	if err != nil {
 		return err
 	}
 	defer ctl.stop()
-	tr, err := e.track(ctx, ns, true)
-	if err != nil {
-		return err
-	}
 	defer tr.stop()
 	spec := runSpec{simDuration: "0s", cleanup: cleanup}
 	t0 := time.Now()
-	err = createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
-		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
-		return err
-	})
+	err = e.submit(ctx, ns, n, spec)
 	if err != nil {
 		return err
 	}
@@ -417,4 +378,35 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 		fmt.Sprintf("%s; Go heap %s, heap in use %s, live after the last GC %s; peak RSS %s (initial list and sync)", verdict(mem), mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm)))
 	logf("memory (%s) after restart: RSS %s, heap %s, peak %s", cleanup, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm))
 	return nil
+}
+
+// stage prepares namespace ns for a workload of runs: the namespace, the
+// runs' instance, a controller watching ns and a tracker of its runs. The
+// caller stops both.
+func (b *bench) stage(ctx context.Context, ns string) (*controller, *tracker, error) {
+	e := b.e
+	if err := e.namespace(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	if err := e.createInstance(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	ctl, err := e.startController(ctx, ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr, err := e.track(ctx, ns, true)
+	if err != nil {
+		ctl.stop()
+		return nil, nil, err
+	}
+	return ctl, tr, nil
+}
+
+// submit creates n runs of spec in ns from the parallel creators.
+func (e *env) submit(ctx context.Context, ns string, n int, spec runSpec) error {
+	return createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
+		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
+		return err
+	})
 }
