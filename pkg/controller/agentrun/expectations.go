@@ -50,9 +50,15 @@ func (e *expectations) jobGone(job types.UID) {
 func (e *expectations) jobDeleting(job types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	at, ok := e.deleted[job]
+	return e.fresh(e.deleted, job)
+}
+
+// fresh reports whether m holds uid from less than expectationTTL ago, and
+// forgets an expired entry. The caller holds e.mu.
+func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
+	at, ok := m[uid]
 	if ok && e.now().Sub(at) > expectationTTL {
-		delete(e.deleted, job)
+		delete(m, uid)
 		return false
 	}
 	return ok
@@ -76,12 +82,7 @@ func (e *expectations) forget(run types.UID) {
 func (e *expectations) jobExpected(run types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	at, ok := e.pending[run]
-	if ok && e.now().Sub(at) > expectationTTL {
-		delete(e.pending, run)
-		return false
-	}
-	return ok
+	return e.fresh(e.pending, run)
 }
 
 // admissions serialises the admission of sub-agent runs per instance and
