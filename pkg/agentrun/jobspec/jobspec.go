@@ -723,7 +723,7 @@ func skillContainer(pack string, sc *v1alpha1.SkillSidecar) (corev1.Container, e
 		c.Ports = append(c.Ports, *sc.Ports[i].DeepCopy())
 	}
 	if sc.Resources != nil {
-		c.Resources = *sc.Resources.DeepCopy()
+		c.Resources = sc.Resources.Requirements()
 	}
 	return c, nil
 }

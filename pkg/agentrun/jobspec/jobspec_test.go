@@ -759,7 +759,7 @@ func TestSkillSidecars(t *testing.T) {
 			Image:     "ghcr.io/x/browser:1",
 			Command:   []string{"/browser", "--headless"},
 			Env:       []corev1.EnvVar{{Name: "MODE", Value: "fast"}},
-			Resources: resources("200m", "256Mi"),
+			Resources: &v1alpha1.SidecarResources{ResourceRequirements: *resources("200m", "256Mi")},
 			Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: 9222, Protocol: corev1.ProtocolTCP}},
 		}),
 		"git":      newSkillPack("git", nil), // no sidecar

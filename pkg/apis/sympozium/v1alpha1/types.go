@@ -49,7 +49,6 @@ type CleanupPolicy string
 type ThinkingMode string
 
 // AgentRunSpec describes one invocation of an agent.
-// +kubebuilder:validation:XValidation:rule="!(has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="sandbox.enabled and agentSandbox.enabled are mutually exclusive: choose the container sandbox or the agent sandbox",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="!(has(self.mode) && self.mode == 'server' && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="agentSandbox.enabled is not supported with mode: server",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
 // The spec of a task-mode run is immutable once created. Fields are compared
 // by value (a timeout by its duration), so that a client that writes the
@@ -64,15 +63,15 @@ type AgentRunSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	InstanceRef string `json:"instanceRef"`
 
-	// agentId identifies the agent of the instance that runs the task.
+	// agentId identifies the agent of the instance that runs the task. It
+	// may be empty: sympozium's TUI creates runs without one.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	AgentID string `json:"agentId"`
 
-	// sessionKey identifies the conversation this run belongs to.
+	// sessionKey identifies the conversation this run belongs to. It may be
+	// empty: sympozium's schedule controller and TUI create runs without one.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	SessionKey string `json:"sessionKey"`
 
@@ -132,7 +131,8 @@ type AgentRunSpec struct {
 	Sandbox *SandboxSpec `json:"sandbox,omitempty"`
 
 	// agentSandbox runs the agent in a kernel-level sandbox through the
-	// agent-sandbox Sandbox API (agents.x-k8s.io).
+	// agent-sandbox Sandbox API (agents.x-k8s.io). It may be enabled together
+	// with sandbox, as sympozium's clients do: the agent sandbox then wins.
 	// +optional
 	AgentSandbox *AgentSandboxSpec `json:"agentSandbox,omitempty"`
 
@@ -407,10 +407,11 @@ type SympoziumInstanceSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Agents AgentsSpec `json:"agents,omitempty"`
-	// authRefs name the Secret holding each provider's API key.
+	// authRefs name the Secrets holding the providers' API keys. An entry
+	// without a provider (as sympozium's TUI and PersonaPacks write them) is
+	// the instance's key for whichever provider its runs use.
 	// +optional
-	// +listType=map
-	// +listMapKey=provider
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
 	AuthRefs []AuthRef `json:"authRefs,omitempty"`
 	// skills are SkillPacks mounted into every run of the instance.
@@ -424,6 +425,190 @@ type SympoziumInstanceSpec struct {
 	// +kubebuilder:default=50
 	// +kubebuilder:validation:Minimum=0
 	RunHistoryLimit *int32 `json:"runHistoryLimit,omitempty"`
+
+	// The fields below are sympozium's. This controller admits and keeps
+	// them so that sympozium's clients (web UI, CLI, TUI, PersonaPacks) work
+	// unchanged, but does not act on them: channel gateways, policies,
+	// memory and MCP servers and the web endpoint are run by other
+	// components.
+
+	// channels this instance connects to (telegram, whatsapp, discord,
+	// slack, ...). Kept, not acted on.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Channels []ChannelSpec `json:"channels,omitempty"`
+	// policyRef names the SympoziumPolicy of the instance. Kept, not acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PolicyRef string `json:"policyRef,omitempty"`
+	// memory configures persistent memory. Kept, not acted on.
+	// +optional
+	Memory *MemorySpec `json:"memory,omitempty"`
+	// observability configures OpenTelemetry for agent pods. Kept, not
+	// acted on.
+	// +optional
+	Observability *ObservabilitySpec `json:"observability,omitempty"`
+	// mcpServers are remote MCP servers the agents may use. Kept, not acted
+	// on.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	MCPServers []MCPServerRef `json:"mcpServers,omitempty"`
+	// webEndpoint exposes the agent as an HTTP API (deprecated in sympozium
+	// in favour of the web-endpoint SkillPack). Kept, not acted on.
+	// +optional
+	WebEndpoint *WebEndpointSpec `json:"webEndpoint,omitempty"`
+}
+
+// ChannelSpec is a channel connection of an instance.
+type ChannelSpec struct {
+	// type is the channel type (telegram, whatsapp, discord, slack, ...).
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Type string `json:"type"`
+	// configRef names the Secret with the channel's credentials; its secret
+	// is empty for channels that need none (WhatsApp pairs by QR code).
+	// +optional
+	ConfigRef ChannelConfigRef `json:"configRef,omitempty"`
+	// accessControl restricts who may talk to the agent through the channel.
+	// +optional
+	AccessControl *ChannelAccessControl `json:"accessControl,omitempty"`
+}
+
+// ChannelConfigRef names a channel's credentials Secret.
+type ChannelConfigRef struct {
+	// provider is unused for channels; kept for sympozium's clients.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Provider string `json:"provider,omitempty"`
+	// secret is the Secret's name, or empty.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Secret string `json:"secret"`
+}
+
+// ChannelAccessControl restricts which senders and chats a channel serves.
+type ChannelAccessControl struct {
+	// allowedSenders, when not empty, are the only senders served.
+	// +optional
+	// +listType=atomic
+	AllowedSenders []string `json:"allowedSenders,omitempty"`
+	// deniedSenders are never served; they win over allowedSenders.
+	// +optional
+	// +listType=atomic
+	DeniedSenders []string `json:"deniedSenders,omitempty"`
+	// allowedChats, when not empty, are the only chats served.
+	// +optional
+	// +listType=atomic
+	AllowedChats []string `json:"allowedChats,omitempty"`
+	// denyMessage is the reply to a refused sender; empty drops silently.
+	// +optional
+	DenyMessage string `json:"denyMessage,omitempty"`
+}
+
+// MemorySpec configures an instance's persistent memory.
+type MemorySpec struct {
+	// enabled turns memory on (sympozium's default when memory is set).
+	// +optional
+	Enabled bool `json:"enabled"`
+	// maxSizeKB caps the memory's size in kilobytes (sympozium: 256).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxSizeKB int32 `json:"maxSizeKB,omitempty"`
+	// systemPrompt tells the agent how to use its memory.
+	// +optional
+	SystemPrompt string `json:"systemPrompt,omitempty"`
+}
+
+// ObservabilitySpec configures OpenTelemetry for an instance's agent pods.
+type ObservabilitySpec struct {
+	// enabled turns tracing and metrics on.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// otlpEndpoint is the collector's endpoint.
+	// +optional
+	OTLPEndpoint string `json:"otlpEndpoint,omitempty"`
+	// otlpProtocol is grpc or http/protobuf.
+	// +optional
+	// +kubebuilder:validation:Enum=grpc;http/protobuf
+	OTLPProtocol string `json:"otlpProtocol,omitempty"`
+	// serviceName overrides the OpenTelemetry service name.
+	// +optional
+	ServiceName string `json:"serviceName,omitempty"`
+	// headers are extra OTLP export headers.
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+	// headersSecretRef names a Secret holding OTLP export headers.
+	// +optional
+	HeadersSecretRef string `json:"headersSecretRef,omitempty"`
+	// samplingRatio is the trace sampling probability, "0.0" to "1.0".
+	// +optional
+	SamplingRatio string `json:"samplingRatio,omitempty"`
+	// resourceAttributes are extra OpenTelemetry resource attributes.
+	// +optional
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
+}
+
+// MCPServerRef is a remote MCP (Model Context Protocol) server.
+type MCPServerRef struct {
+	// name identifies the connection.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// url is the server's Streamable HTTP endpoint.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// toolsPrefix is prepended to the server's tool names.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ToolsPrefix string `json:"toolsPrefix"`
+	// timeout is the per-request timeout in seconds (sympozium: 30).
+	// +optional
+	Timeout int32 `json:"timeout,omitempty"`
+	// authSecret names a Secret with a bearer token.
+	// +optional
+	AuthSecret string `json:"authSecret,omitempty"`
+	// authKey is the key of authSecret to use (sympozium: token).
+	// +optional
+	AuthKey string `json:"authKey,omitempty"`
+	// headers are sent with every request.
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+	// toolsAllow, when set, are the only tools exposed.
+	// +optional
+	// +listType=atomic
+	ToolsAllow []string `json:"toolsAllow,omitempty"`
+	// toolsDeny are tools hidden after toolsAllow.
+	// +optional
+	// +listType=atomic
+	ToolsDeny []string `json:"toolsDeny,omitempty"`
+}
+
+// WebEndpointSpec configures sympozium's web proxy for an instance.
+type WebEndpointSpec struct {
+	// enabled is the master switch.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// hostname of the instance's HTTPRoute.
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// authSecretRef names a Secret with the key api-key.
+	// +optional
+	AuthSecretRef string `json:"authSecretRef,omitempty"`
+	// rateLimit bounds the requests per API key.
+	// +optional
+	RateLimit *RateLimitSpec `json:"rateLimit,omitempty"`
+}
+
+// RateLimitSpec bounds the web endpoint's request rate.
+type RateLimitSpec struct {
+	// requestsPerMinute per API key (sympozium: 60).
+	// +optional
+	RequestsPerMinute int32 `json:"requestsPerMinute,omitempty"`
+	// burstSize above the rate (sympozium: 10).
+	// +optional
+	BurstSize int32 `json:"burstSize,omitempty"`
 }
 
 // AgentsSpec holds the instance's agent configurations.
@@ -462,6 +647,66 @@ type AgentConfig struct {
 	// +optional
 	// +kubebuilder:default={}
 	Subagents SubagentLimits `json:"subagents,omitempty"`
+	// sandbox is sympozium's instance-wide container sandbox default. Kept,
+	// not acted on: a run enables its sandbox in its own spec.
+	// +optional
+	Sandbox *InstanceSandboxSpec `json:"sandbox,omitempty"`
+	// agentSandbox is sympozium's instance-wide agent-sandbox default, with
+	// a warm pool sympozium's controller manages. Kept, not acted on: a run
+	// enables its agent sandbox in its own spec.
+	// +optional
+	AgentSandbox *InstanceAgentSandboxSpec `json:"agentSandbox,omitempty"`
+}
+
+// InstanceSandboxSpec is an instance's container sandbox default.
+type InstanceSandboxSpec struct {
+	// enabled turns the sandbox on for the instance's runs.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// image of the sandbox container.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// resources of the sandbox container.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// InstanceAgentSandboxSpec is an instance's agent-sandbox default.
+type InstanceAgentSandboxSpec struct {
+	// enabled turns the agent sandbox on for the instance's runs.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// runtimeClass is the default RuntimeClass (gvisor, kata, ...).
+	// +optional
+	RuntimeClass string `json:"runtimeClass,omitempty"`
+	// warmPool is a SandboxWarmPool for the instance.
+	// +optional
+	WarmPool *WarmPoolSpec `json:"warmPool,omitempty"`
+}
+
+// WarmPoolSpec is a pool of pre-provisioned sandboxes.
+type WarmPoolSpec struct {
+	// size is the number of warm sandboxes (sympozium: 2).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Size int32 `json:"size,omitempty"`
+	// runtimeClass of the pool's sandboxes.
+	// +optional
+	RuntimeClass string `json:"runtimeClass,omitempty"`
+	// resources of each sandbox, as quantity strings.
+	// +optional
+	Resources *ResourceMap `json:"resources,omitempty"`
+}
+
+// ResourceMap holds resource requests and limits as strings ("500m", "1Gi"),
+// the shape sympozium writes them in.
+type ResourceMap struct {
+	// requests by resource name.
+	// +optional
+	Requests map[string]string `json:"requests,omitempty"`
+	// limits by resource name.
+	// +optional
+	Limits map[string]string `json:"limits,omitempty"`
 }
 
 // SubagentLimits bound the tree of sub-agent runs.
@@ -486,11 +731,10 @@ type SubagentLimits struct {
 
 // AuthRef names the Secret with a provider's API key.
 type AuthRef struct {
-	// provider is the model provider this Secret is for.
-	// +required
-	// +kubebuilder:validation:MinLength=1
+	// provider is the model provider this Secret is for; empty means any.
+	// +optional
 	// +kubebuilder:validation:MaxLength=63
-	Provider string `json:"provider"`
+	Provider string `json:"provider,omitempty"`
 	// secret is the Secret's name in the instance's namespace.
 	// +required
 	// +kubebuilder:validation:MinLength=1
@@ -515,6 +759,63 @@ type SympoziumInstanceStatus struct {
 	// failedRuns counts kept runs that Failed.
 	// +optional
 	FailedRuns int32 `json:"failedRuns,omitempty"`
+
+	// The fields below are the ones sympozium's web UI and TUI read.
+
+	// phase is Serving while a run of the instance serves, else Running
+	// (sympozium also writes Error when its channel gateways fail; this
+	// controller runs none).
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// activeAgentPods counts runs in Running or Serving.
+	// +optional
+	ActiveAgentPods int32 `json:"activeAgentPods,omitempty"`
+	// channels reports each channel of the spec. This controller runs no
+	// channel gateway, so it reports each one Disconnected, saying so.
+	// +optional
+	// +listType=atomic
+	Channels []ChannelStatus `json:"channels,omitempty"`
+	// webEndpoint is written by sympozium's web-endpoint components, kept
+	// as found.
+	// +optional
+	WebEndpoint *WebEndpointStatus `json:"webEndpoint,omitempty"`
+	// totalAgentRuns is written by sympozium's components, kept as found.
+	// +optional
+	TotalAgentRuns int64 `json:"totalAgentRuns,omitempty"`
+	// conditions of the instance.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ChannelStatus reports one channel of an instance.
+type ChannelStatus struct {
+	// type is the channel type.
+	// +required
+	Type string `json:"type"`
+	// status is Connected, Disconnected, Pending or Error.
+	// +required
+	Status string `json:"status"`
+	// lastHealthCheck is the time of the last health check.
+	// +optional
+	LastHealthCheck *metav1.Time `json:"lastHealthCheck,omitempty"`
+	// message says more about the status.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// WebEndpointStatus reports the web endpoint.
+type WebEndpointStatus struct {
+	// status is Pending, Ready or Error.
+	// +required
+	Status string `json:"status"`
+	// url is the endpoint's external URL.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// authSecretName is the Secret with the API key.
+	// +optional
+	AuthSecretName string `json:"authSecretName,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -561,6 +862,50 @@ type SkillPackSpec struct {
 	// sidecar runs next to the agent when the pack is mounted.
 	// +optional
 	Sidecar *SkillSidecar `json:"sidecar,omitempty"`
+	// category classifies the pack (kubernetes, security, devops, ...).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Category string `json:"category,omitempty"`
+	// source records where the pack was imported from.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Source string `json:"source,omitempty"`
+	// version of the pack.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Version string `json:"version,omitempty"`
+	// runtimeRequirements are what the pack needs from the agent's
+	// container. Kept, not acted on.
+	// +optional
+	RuntimeRequirements *RuntimeRequirements `json:"runtimeRequirements,omitempty"`
+}
+
+// RuntimeRequirements are a pack's container-level needs.
+type RuntimeRequirements struct {
+	// image that satisfies the requirements.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// sandbox says the pack needs a sandbox.
+	// +optional
+	Sandbox bool `json:"sandbox,omitempty"`
+	// minMemory is the minimum memory, such as 256Mi.
+	// +optional
+	MinMemory string `json:"minMemory,omitempty"`
+	// minCPU is the minimum CPU, such as 100m.
+	// +optional
+	MinCPU string `json:"minCPU,omitempty"`
+}
+
+// SkillRequirements are what one skill needs at run time.
+type SkillRequirements struct {
+	// bins are binaries the skill needs.
+	// +optional
+	// +listType=atomic
+	Bins []string `json:"bins,omitempty"`
+	// tools are agent tools the skill expects.
+	// +optional
+	// +listType=atomic
+	Tools []string `json:"tools,omitempty"`
 }
 
 // Skill is one markdown instruction.
@@ -578,6 +923,10 @@ type Skill struct {
 	// content is the markdown instruction.
 	// +optional
 	Content string `json:"content,omitempty"`
+	// requires lists the binaries and tools the skill needs. Kept, not
+	// acted on.
+	// +optional
+	Requires *SkillRequirements `json:"requires,omitempty"`
 }
 
 // SkillSidecar is a container that runs beside the agent.
@@ -596,9 +945,40 @@ type SkillSidecar struct {
 	// +listType=map
 	// +listMapKey=name
 	Env []corev1.EnvVar `json:"env,omitempty"`
-	// resources of the sidecar.
+	// resources of the sidecar: requests and limits as in a container, or
+	// sympozium's cpu and memory shorthand (see SidecarResources).
 	// +optional
-	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources *SidecarResources `json:"resources,omitempty"`
+	// mountWorkspace mounts the agent's /workspace into the sidecar; absent
+	// means true, as in sympozium.
+	// +optional
+	MountWorkspace *bool `json:"mountWorkspace,omitempty"`
+	// rbac are namespaced permissions the sidecar needs in the run's
+	// namespace (a Role and RoleBinding per run).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	RBAC []PolicyRule `json:"rbac,omitempty"`
+	// clusterRBAC are cluster-wide permissions the sidecar needs (a
+	// ClusterRole and ClusterRoleBinding per run).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	ClusterRBAC []PolicyRule `json:"clusterRBAC,omitempty"`
+	// secretRef names a Secret whose keys are mounted as files in the
+	// sidecar at secretMountPath.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretRef string `json:"secretRef,omitempty"`
+	// secretMountPath is where secretRef is mounted; by default
+	// /secrets/<secretRef>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	SecretMountPath string `json:"secretMountPath,omitempty"`
+	// hostAccess gives the sidecar explicit host-level access (host
+	// network, host PID, privileged, host paths). Off by default.
+	// +optional
+	HostAccess *HostAccessSpec `json:"hostAccess,omitempty"`
 	// requiresServer says the pack only works in mode: server.
 	// +optional
 	RequiresServer bool `json:"requiresServer,omitempty"`
@@ -609,8 +989,85 @@ type SkillSidecar struct {
 	Ports []corev1.ContainerPort `json:"ports,omitempty"`
 }
 
+// SidecarResources are a skill sidecar's resources. requests, limits and
+// claims are a container's; cpu and memory are sympozium's shorthand, each
+// both the request and the limit of that resource unless requests or limits
+// name it.
+type SidecarResources struct {
+	// cpu request and limit, such as 100m.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isQuantity(self)",message="cpu must be a quantity such as 100m or 1"
+	CPU string `json:"cpu,omitempty"`
+	// memory request and limit, such as 128Mi.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isQuantity(self)",message="memory must be a quantity such as 128Mi"
+	Memory string `json:"memory,omitempty"`
+
+	corev1.ResourceRequirements `json:",inline"`
+}
+
+// PolicyRule is one RBAC rule a skill sidecar needs.
+type PolicyRule struct {
+	// apiGroups of the resources ("" is the core group).
+	// +required
+	// +listType=atomic
+	APIGroups []string `json:"apiGroups"`
+	// resources the rule grants access to.
+	// +required
+	// +listType=atomic
+	Resources []string `json:"resources"`
+	// verbs allowed on them.
+	// +required
+	// +listType=atomic
+	Verbs []string `json:"verbs"`
+}
+
+// HostAccessSpec is a sidecar's opt-in host-level access.
+type HostAccessSpec struct {
+	// enabled applies the settings below.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// hostNetwork runs the pod in the host's network namespace.
+	// +optional
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// hostPID runs the pod in the host's PID namespace.
+	// +optional
+	HostPID bool `json:"hostPID,omitempty"`
+	// privileged runs the sidecar privileged.
+	// +optional
+	Privileged bool `json:"privileged,omitempty"`
+	// runAsRoot runs the sidecar as UID 0.
+	// +optional
+	RunAsRoot bool `json:"runAsRoot,omitempty"`
+	// mounts are hostPath mounts of the sidecar.
+	// +optional
+	// +listType=atomic
+	Mounts []HostPathMount `json:"mounts,omitempty"`
+}
+
+// HostPathMount mounts a path of the node into a sidecar.
+type HostPathMount struct {
+	// hostPath is the absolute path on the node.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	HostPath string `json:"hostPath"`
+	// mountPath is the path in the sidecar.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	MountPath string `json:"mountPath"`
+	// readOnly mounts it read-only; absent means true, as in sympozium.
+	// +optional
+	ReadOnly *bool `json:"readOnly,omitempty"`
+}
+
 // SkillPackStatus reports the rendered ConfigMap.
 type SkillPackStatus struct {
+	// phase is Ready once the ConfigMap is rendered (sympozium's UI reads
+	// it).
+	// +optional
+	Phase string `json:"phase,omitempty"`
 	// observedGeneration is the spec generation rendered.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
