@@ -12,6 +12,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -19,6 +20,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -114,6 +116,22 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
+	// Migration: sympozium's own controller put a finalizer on every
+	// instance it reconciled and is no longer there to remove it.
+	if patch := legacy.FinalizerPatch(inst.Finalizers, legacy.FinalizerInstance); patch != nil {
+		_, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).Patch(ctx, inst.Name, types.JSONPatchType, patch,
+			metav1.PatchOptions{FieldManager: agentrun.ControllerName})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("removing finalizer %s: %w", legacy.FinalizerInstance, err)
+		}
+		logger.V(2).Info("Removed sympozium's finalizer", "finalizer", legacy.FinalizerInstance)
+		// The patch's own update event brings the instance back with the
+		// list that is now stored.
+		return nil
+	}
 	objs, err := c.runIndex.ByIndex(agentrun.IndexRunsByInstance, agentrun.InstanceKey(key.Namespace, key.Name))
 	if err != nil {
 		return err
@@ -146,6 +164,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		ActiveRuns:         counts.Active, WaitingRuns: counts.Waiting,
 		SucceededRuns: counts.Succeeded, FailedRuns: counts.Failed,
 	}
+	sympoziumStatus(inst, kept, counts.Active, &st)
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
@@ -154,6 +173,34 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ChannelMessage is the message of every channel's status: this controller
+// runs no channel gateway.
+const ChannelMessage = "channel gateways are not run by sympozium-controller"
+
+// sympoziumStatus fills in the fields sympozium's web UI and TUI read, with
+// sympozium's values: phase Serving while a run of the instance serves, else
+// Running; activeAgentPods the runs in Running or Serving; one entry per
+// channel of the spec. Fields only sympozium's other components write
+// (webEndpoint, totalAgentRuns, conditions) are kept as found.
+func sympoziumStatus(inst *v1alpha1.SympoziumInstance, runs []*v1alpha1.AgentRun, active int32, st *v1alpha1.SympoziumInstanceStatus) {
+	st.Phase = "Running"
+	for _, r := range runs {
+		if r.Status.Phase == v1alpha1.PhaseServing {
+			st.Phase = "Serving"
+			break
+		}
+	}
+	st.ActiveAgentPods = active
+	for _, ch := range inst.Spec.Channels {
+		st.Channels = append(st.Channels, v1alpha1.ChannelStatus{Type: ch.Type, Status: "Disconnected", Message: ChannelMessage})
+	}
+	st.WebEndpoint = inst.Status.WebEndpoint.DeepCopy()
+	st.TotalAgentRuns = inst.Status.TotalAgentRuns
+	for i := range inst.Status.Conditions {
+		st.Conditions = append(st.Conditions, *inst.Status.Conditions[i].DeepCopy())
+	}
 }
 
 func (c *Controller) deleteRun(ctx context.Context, r *v1alpha1.AgentRun) error {

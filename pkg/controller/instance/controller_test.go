@@ -186,7 +186,7 @@ func TestSyncPrunesOldestFinishedRuns(t *testing.T) {
 	require.Equal(t, "sympoziuminstances", upd.GetResource().Resource)
 	require.Equal(t, "status", upd.GetSubresource())
 	// done-05..done-54: 25 even (Succeeded), 25 odd (Failed).
-	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, ActiveRuns: 1, WaitingRuns: 1, SucceededRuns: 25, FailedRuns: 25},
+	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, ActiveRuns: 1, Phase: "Running", ActiveAgentPods: 1, WaitingRuns: 1, SucceededRuns: 25, FailedRuns: 25},
 		upd.(core.UpdateAction).GetObject().(*v1alpha1.SympoziumInstance).Status)
 
 	// The cache catches up: nothing more to do.
@@ -210,7 +210,7 @@ func TestSyncKeepsTheFinishedParentOfALiveRun(t *testing.T) {
 	assert.Equal(t, []deleted{{"other", "other-uid", metav1.DeletePropagationBackground}}, deletes(t, acts),
 		"deleting the parent would garbage-collect its live child")
 	require.Len(t, acts, 2)
-	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, ActiveRuns: 1, SucceededRuns: 1},
+	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, ActiveRuns: 1, Phase: "Running", ActiveAgentPods: 1, SucceededRuns: 1},
 		acts[1].(core.UpdateAction).GetObject().(*v1alpha1.SympoziumInstance).Status)
 }
 
@@ -227,7 +227,7 @@ func TestSyncUnderTheLimitOnlyCounts(t *testing.T) {
 	acts := writes(f.client.Actions())
 	require.Len(t, acts, 1)
 	assert.Equal(t, "update", acts[0].GetVerb())
-	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, WaitingRuns: 1, SucceededRuns: 1},
+	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, Phase: "Running", WaitingRuns: 1, SucceededRuns: 1},
 		acts[0].(core.UpdateAction).GetObject().(*v1alpha1.SympoziumInstance).Status, "runs of other instances are not counted")
 }
 
@@ -250,7 +250,7 @@ func TestSyncDeleteError(t *testing.T) {
 	assert.Equal(t, []deleted{{"a", "a-uid", metav1.DeletePropagationBackground}, {"b", "b-uid", metav1.DeletePropagationBackground}},
 		deletes(t, acts), "one failed delete does not stop the others")
 	require.Len(t, acts, 3)
-	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, SucceededRuns: 2},
+	assert.Equal(t, v1alpha1.SympoziumInstanceStatus{ObservedGeneration: 3, Phase: "Running", SucceededRuns: 2},
 		acts[2].(core.UpdateAction).GetObject().(*v1alpha1.SympoziumInstance).Status, "the run not deleted is still counted")
 }
 

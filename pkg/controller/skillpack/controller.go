@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -36,6 +38,10 @@ const (
 	AnnotationContentHash = "sympozium.ai/content-hash"
 	// ConditionReady is True once the ConfigMap holds the pack's skills.
 	ConditionReady = "Ready"
+	// PhaseReady is status.phase once the ConfigMap holds the pack's skills
+	// (sympozium's value); PhaseError when it cannot be written.
+	PhaseReady = "Ready"
+	PhaseError = "Error"
 )
 
 // Controller renders SkillPacks into ConfigMaps.
@@ -129,6 +135,24 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
+	// Migration: sympozium's own controller put a finalizer on every pack it
+	// reconciled and is no longer there to remove it. The rendered ConfigMap
+	// it released with it goes by its ownerReference.
+	if patch := legacy.FinalizerPatch(sp.Finalizers, legacy.FinalizerSkillPack); patch != nil {
+		_, err := c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).Patch(ctx, sp.Name, types.JSONPatchType, patch,
+			metav1.PatchOptions{FieldManager: fieldManager})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("removing finalizer %s: %w", legacy.FinalizerSkillPack, err)
+		}
+		logger.V(2).Info("Removed sympozium's finalizer", "finalizer", legacy.FinalizerSkillPack)
+		return nil // the patch's update event brings the pack back
+	}
+	if sp.DeletionTimestamp != nil {
+		return nil // going away: nothing to render
+	}
 	data, hash := Render(sp)
 	want := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
@@ -177,8 +201,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		SkillCount:         int32(len(data)),
 		Conditions:         append([]metav1.Condition(nil), sp.Status.Conditions...),
 	}
+	// phase is what sympozium's web UI and TUI read.
+	st.Phase = PhaseReady
 	if ready.Status != metav1.ConditionTrue {
 		st.ConfigMapName = ""
+		st.Phase = PhaseError
 	}
 	ready.LastTransitionTime = c.now()
 	meta.SetStatusCondition(&st.Conditions, ready)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
 	sv1alpha1 "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -178,7 +179,7 @@ func TestSyncRendersConfigMap(t *testing.T) {
 	cw := writes(f.client.Actions())
 	require.Equal(t, []string{"update skillpacks/status"}, verbs(cw))
 	st := cw[0].(core.UpdateAction).GetObject().(*v1alpha1.SkillPack).Status
-	assert.Equal(t, v1alpha1.SkillPackStatus{ObservedGeneration: 1, ConfigMapName: "k8s", SkillCount: 2,
+	assert.Equal(t, v1alpha1.SkillPackStatus{Phase: PhaseReady, ObservedGeneration: 1, ConfigMapName: "k8s", SkillCount: 2,
 		Conditions: []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Rendered",
 			Message: "ConfigMap k8s holds 2 skills", ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(t0)}}}, st)
 
@@ -245,7 +246,7 @@ func TestSyncConfigMapNotOwned(t *testing.T) {
 	cw := writes(f.client.Actions())
 	require.Equal(t, []string{"update skillpacks/status"}, verbs(cw))
 	st := cw[0].(core.UpdateAction).GetObject().(*v1alpha1.SkillPack).Status
-	assert.Equal(t, v1alpha1.SkillPackStatus{ObservedGeneration: 1, SkillCount: 2,
+	assert.Equal(t, v1alpha1.SkillPackStatus{Phase: PhaseError, ObservedGeneration: 1, SkillCount: 2,
 		Conditions: []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "ConfigMapConflict",
 			Message: "ConfigMap k8s exists and is not owned by this SkillPack", ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(t0)}}}, st)
 
@@ -286,4 +287,37 @@ func TestSyncDeletedPack(t *testing.T) {
 	require.NoError(t, f.sync("k8s"))
 	assert.Empty(t, f.client.Actions())
 	assert.Empty(t, f.kube.Actions())
+}
+
+// sympozium's finalizer is removed with a guarded JSON patch and nothing
+// else is written in that sync; the next one renders. A pack being deleted
+// that held only that finalizer is then let go without rendering.
+func TestSyncRemovesSympoziumsFinalizer(t *testing.T) {
+	f := newFixture(t)
+	p := newPack(twoSkills...)
+	p.Finalizers = []string{legacy.FinalizerSkillPack}
+	f.add(p)
+	require.NoError(t, f.sync("k8s"))
+	assert.Equal(t, []string{"patch skillpacks"}, verbs(writes(f.client.Actions())))
+	assert.Empty(t, writes(f.kube.Actions()))
+	got, err := f.client.SympoziumV1alpha1().SkillPacks(testNS).Get(f.ctx, "k8s", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, got.Finalizers)
+
+	f.refresh()
+	f.clear()
+	require.NoError(t, f.sync("k8s"))
+	assert.Equal(t, []string{"create configmaps"}, verbs(writes(f.kube.Actions())))
+	assert.Equal(t, []string{"update skillpacks/status"}, verbs(writes(f.client.Actions())))
+}
+
+func TestSyncDeletingPackRendersNothing(t *testing.T) {
+	f := newFixture(t)
+	p := newPack(twoSkills...)
+	p.DeletionTimestamp = new(metav1.NewTime(t0))
+	p.Finalizers = []string{"example.com/other"}
+	f.add(p)
+	require.NoError(t, f.sync("k8s"))
+	assert.Empty(t, writes(f.kube.Actions()))
+	assert.Empty(t, writes(f.client.Actions()))
 }

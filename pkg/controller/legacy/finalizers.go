@@ -1,0 +1,51 @@
+// Package legacy undoes what sympozium's own controller left on the objects
+// that this controller now owns, so that switching controllers leaves
+// nothing that only the old one could release.
+package legacy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// Finalizers sympozium's controller (commit 25c0bb2) puts on its objects and
+// removes only when it runs itself.
+const (
+	// FinalizerInstance is on every SympoziumInstance it reconciled.
+	FinalizerInstance = "sympozium.ai/finalizer"
+	// FinalizerSkillPack is on every SkillPack it reconciled.
+	FinalizerSkillPack = "sympozium.ai/skillpack-finalizer"
+	// FinalizerAgentRun is on its unfinished AgentRuns.
+	FinalizerAgentRun = "sympozium.ai/agentrun-finalizer"
+)
+
+type op struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value string `json:"value,omitempty"`
+}
+
+// FinalizerPatch returns a JSON patch (RFC 6902) that removes each
+// occurrence of finalizer from finalizers, or nil when there is none. Each
+// removal is guarded by a test of the same index, so a list that changed
+// since it was read makes the patch fail (and the caller retry) instead of
+// removing another finalizer.
+func FinalizerPatch(finalizers []string, finalizer string) []byte {
+	if !slices.Contains(finalizers, finalizer) {
+		return nil
+	}
+	var ops []op
+	for i := len(finalizers) - 1; i >= 0; i-- {
+		if finalizers[i] != finalizer {
+			continue
+		}
+		path := fmt.Sprintf("/metadata/finalizers/%d", i)
+		ops = append(ops, op{Op: "test", Path: path, Value: finalizer}, op{Op: "remove", Path: path})
+	}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		panic(err) // strings only: cannot fail
+	}
+	return b
+}
