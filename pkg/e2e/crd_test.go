@@ -162,8 +162,6 @@ func TestInvalidRunsRejected(t *testing.T) {
 		// want are substrings of kubectl's error: the field and the rule.
 		want []string
 	}{
-		{"both sandboxes", minimalRun(ns, "x", "  sandbox: {enabled: true}\n  agentSandbox: {enabled: true}\n"),
-			[]string{"spec.agentSandbox.enabled", "mutually exclusive"}},
 		{"server with agent sandbox", minimalRun(ns, "x", "  mode: server\n  agentSandbox: {enabled: true}\n"),
 			[]string{"spec.agentSandbox.enabled", "mode: server"}},
 		{"spawnDepth zero", minimalRun(ns, "x", "  parent: {runName: p, spawnDepth: 0}\n"),
