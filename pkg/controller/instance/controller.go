@@ -118,19 +118,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	// Migration: sympozium's own controller put a finalizer on every
 	// instance it reconciled and is no longer there to remove it.
-	if patch := legacy.FinalizerPatch(inst.Finalizers, legacy.FinalizerInstance); patch != nil {
-		_, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).Patch(ctx, inst.Name, types.JSONPatchType, patch,
+	if sent, err := legacy.RemoveFinalizer(klog.NewContext(ctx, logger), inst.Finalizers, legacy.FinalizerInstance, func(ctx context.Context, p []byte) error {
+		_, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).Patch(ctx, inst.Name, types.JSONPatchType, p,
 			metav1.PatchOptions{FieldManager: agentrun.ControllerName})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("removing finalizer %s: %w", legacy.FinalizerInstance, err)
-		}
-		logger.V(2).Info("Removed sympozium's finalizer", "finalizer", legacy.FinalizerInstance)
-		// The patch's own update event brings the instance back with the
-		// list that is now stored.
-		return nil
+		return err
+	}); sent {
+		return err
 	}
 	objs, err := c.runIndex.ByIndex(agentrun.IndexRunsByInstance, agentrun.InstanceKey(key.Namespace, key.Name))
 	if err != nil {

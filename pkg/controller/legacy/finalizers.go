@@ -4,9 +4,13 @@
 package legacy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 )
 
 // Finalizers sympozium's controller (commit 25c0bb2) puts on its objects and
@@ -48,4 +52,23 @@ func FinalizerPatch(finalizers []string, finalizer string) []byte {
 		panic(err) // strings only: cannot fail
 	}
 	return b
+}
+
+// PatchFunc sends a JSON patch to one object.
+type PatchFunc func(ctx context.Context, patch []byte) error
+
+// RemoveFinalizer removes finalizer from an object whose current list is
+// finalizers, through patch. It reports whether it sent a patch: the caller
+// then ends its sync, and the patch's own update event brings the object
+// back with the list now stored. An object already gone is not an error.
+func RemoveFinalizer(ctx context.Context, finalizers []string, finalizer string, patch PatchFunc) (bool, error) {
+	p := FinalizerPatch(finalizers, finalizer)
+	if p == nil {
+		return false, nil
+	}
+	if err := patch(ctx, p); err != nil && !apierrors.IsNotFound(err) {
+		return true, fmt.Errorf("removing finalizer %s: %w", finalizer, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Removed sympozium's finalizer", "finalizer", finalizer)
+	return true, nil
 }

@@ -2,10 +2,12 @@ package legacy
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -58,4 +60,31 @@ func TestFinalizerPatchGuarded(t *testing.T) {
 	p := FinalizerPatch([]string{"a", FinalizerInstance}, FinalizerInstance)
 	_, err := apply(t, []string{"x", "y"}, p)
 	assert.Error(t, err)
+}
+
+func TestRemoveFinalizer(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	ok := func(context.Context, []byte) error { calls++; return nil }
+	sent, err := RemoveFinalizer(ctx, []string{"a"}, FinalizerSkillPack, ok)
+	assert.False(t, sent)
+	assert.NoError(t, err)
+	assert.Zero(t, calls, "nothing to remove: no request")
+
+	sent, err = RemoveFinalizer(ctx, []string{FinalizerSkillPack}, FinalizerSkillPack, ok)
+	assert.True(t, sent)
+	assert.NoError(t, err)
+	assert.Equal(t, 1, calls)
+
+	gone := func(context.Context, []byte) error {
+		return apierrors.NewNotFound(v1alpha1.SchemeGroupVersion.WithResource("skillpacks").GroupResource(), "p")
+	}
+	sent, err = RemoveFinalizer(ctx, []string{FinalizerSkillPack}, FinalizerSkillPack, gone)
+	assert.True(t, sent)
+	assert.NoError(t, err, "an object already gone needs nothing more")
+
+	conflict := func(context.Context, []byte) error { return errors.New("the test op failed") }
+	sent, err = RemoveFinalizer(ctx, []string{FinalizerSkillPack}, FinalizerSkillPack, conflict)
+	assert.True(t, sent)
+	assert.ErrorContains(t, err, FinalizerSkillPack)
 }

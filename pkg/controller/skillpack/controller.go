@@ -138,17 +138,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	// Migration: sympozium's own controller put a finalizer on every pack it
 	// reconciled and is no longer there to remove it. The rendered ConfigMap
 	// it released with it goes by its ownerReference.
-	if patch := legacy.FinalizerPatch(sp.Finalizers, legacy.FinalizerSkillPack); patch != nil {
-		_, err := c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).Patch(ctx, sp.Name, types.JSONPatchType, patch,
+	if sent, err := legacy.RemoveFinalizer(klog.NewContext(ctx, logger), sp.Finalizers, legacy.FinalizerSkillPack, func(ctx context.Context, p []byte) error {
+		_, err := c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).Patch(ctx, sp.Name, types.JSONPatchType, p,
 			metav1.PatchOptions{FieldManager: fieldManager})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("removing finalizer %s: %w", legacy.FinalizerSkillPack, err)
-		}
-		logger.V(2).Info("Removed sympozium's finalizer", "finalizer", legacy.FinalizerSkillPack)
-		return nil // the patch's update event brings the pack back
+		return err
+	}); sent {
+		return err
 	}
 	if sp.DeletionTimestamp != nil {
 		return nil // going away: nothing to render
