@@ -29,6 +29,7 @@ lint:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/sympozium-controller
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/kubectl-agentrun ./cmd/kubectl-agentrun
 
 # Every test: unit tests, fixture tests, and the end-to-end tests on a real
 # local control plane (built from pinned modules on first use, then cached).
