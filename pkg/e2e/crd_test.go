@@ -219,9 +219,9 @@ func TestInvalidRunsRejected(t *testing.T) {
 		{"server with agent sandbox", with("  mode: server\n  agentSandbox: {enabled: true}\n"),
 			[]string{"spec.agentSandbox.enabled: Forbidden: agentSandbox.enabled is not supported with mode: server"}},
 		{"env overrides a contract variable", with("  env: {TASK: other}\n"),
-			[]string{"spec.env: Invalid value: \"object\": env cannot override a variable the controller sets (AGENT_RUN_ID, TASK, MODEL_NAME, RUN_TIMEOUT, ...)"}},
+			[]string{"spec.env: Invalid value: env cannot override a variable the controller sets (AGENT_RUN_ID, TASK, MODEL_NAME, RUN_TIMEOUT, ...)"}},
 		{"env key invalid", with("  env: {\"1 bad\": v}\n"),
-			[]string{"spec.env: Invalid value: \"object\": env keys must be valid environment variable names"}},
+			[]string{"spec.env: Invalid value: env keys must be valid environment variable names"}},
 		{"two mistakes, two messages", with("  mode: batch\n  timeout: soon\n"),
 			[]string{`spec.mode: Invalid value: "batch": mode must be task or server`,
 				`spec.timeout: Invalid value: "soon": timeout must be a duration such as 90s, 5m or 1h30m`}},
@@ -303,11 +303,23 @@ spec:
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3, out)
 	assert.Equal(t, []string{"NAME", "INSTANCE", "PHASE", "POD", "TOKENS", "REASON", "AGE"}, strings.Fields(lines[0]))
-	assert.Equal(t, []string{"cols", "inst", "Running", "cols-abcde", "15", "<none>"}, strings.Fields(lines[1])[:6])
-	assert.Equal(t, []string{"failed", "inst", "Failed", "failed-xyz", "<none>", "Timeout"}, strings.Fields(lines[2])[:6])
+	// kubectl leaves an empty cell blank: read the cells by the header's offsets.
+	cells := func(line string) []string {
+		var got []string
+		for _, col := range []string{"NAME", "INSTANCE", "PHASE", "POD", "TOKENS", "REASON"} {
+			at := strings.Index(lines[0], col)
+			got = append(got, strings.Fields(line[at:] + " ")[0:1]...)
+			if line[at] == ' ' {
+				got[len(got)-1] = ""
+			}
+		}
+		return got
+	}
+	assert.Equal(t, []string{"cols", "inst", "Running", "cols-abcde", "15", ""}, cells(lines[1]))
+	assert.Equal(t, []string{"failed", "inst", "Failed", "failed-xyz", "", "Timeout"}, cells(lines[2]))
 
 	out = e.kubectl(t, "get", "sympozium", "-n", ns, "-o", "name")
-	assert.ElementsMatch(t, []string{"agentrun.sympozium.ai/cols", "sympoziuminstance.sympozium.ai/inst", "skillpack.sympozium.ai/pack"},
+	assert.ElementsMatch(t, []string{"agentrun.sympozium.ai/cols", "agentrun.sympozium.ai/failed", "sympoziuminstance.sympozium.ai/inst", "skillpack.sympozium.ai/pack"},
 		strings.Fields(out))
 
 	out = e.kubectl(t, "explain", "agentrun.spec.timeout")
