@@ -191,7 +191,7 @@ for _ in $(seq 1 300); do
 		printf '    %s\n' "${line}"
 		last=${line}
 	fi
-	phase=$(kubectl -n demo get agentrun check-cluster -o jsonpath='{.status.phase}')
+	phase=${line%% *}
 	if [[ "${phase}" == "Succeeded" || "${phase}" == "Failed" ]]; then
 		break
 	fi

@@ -274,7 +274,8 @@ func report(r *v1alpha1.AgentRun, output string, stdout io.Writer) error {
 	}
 	if r.Status.Phase == v1alpha1.PhaseFailed {
 		msg := fmt.Sprintf("agentrun/%s Failed", r.Name)
-		if c := waitingOrFailed(r); c != nil {
+		// status.error starts with the reason; say it once.
+		if c := waitingOrFailed(r); c != nil && !strings.HasPrefix(r.Status.Error, c.Reason) {
 			msg += ": " + c.Reason
 		}
 		if r.Status.ExitCode != nil {

@@ -91,7 +91,7 @@ func TestKubectlPlugin(t *testing.T) {
 	assert.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Empty(t, out)
 	assert.Contains(t, errOut, "agentrun/bad Failed (AgentFailed)\n")
-	assert.Contains(t, errOut, "agentrun/bad Failed: AgentFailed (exit code 3): ")
+	assert.Contains(t, errOut, "agentrun/bad Failed (exit code 3): AgentFailed: ")
 	assert.Contains(t, errOut, "model refused the task")
 
 	// result reads both back; -o json prints the run.
@@ -100,7 +100,7 @@ func TestKubectlPlugin(t *testing.T) {
 	assert.Equal(t, "the cluster is healthy\n", out)
 	_, errOut, code = e.agentrun(t, "result", "-n", ns, "bad")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errOut, "AgentFailed (exit code 3)")
+	assert.Contains(t, errOut, "agentrun/bad Failed (exit code 3): AgentFailed: ")
 	out, _, code = e.agentrun(t, "result", "-n", ns, "-o", "json", "ok")
 	assert.Equal(t, 0, code)
 	var got v1alpha1.AgentRun
