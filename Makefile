@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo bench
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo sandbox-up sandbox-down bench
 
 all: build
 
@@ -29,6 +29,7 @@ lint:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/sympozium-controller
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/kubectl-agentrun ./cmd/kubectl-agentrun
 
 # Every test: unit tests, fixture tests, and the end-to-end tests on a real
 # local control plane (built from pinned modules on first use, then cached).
@@ -47,8 +48,16 @@ image:
 verify: verify-codegen lint build test
 
 # The newcomer command: a local control plane, the controller, a sample run to Succeeded.
+# KEEP=1 make demo (= make sandbox-up) leaves the control plane and the controller
+# running in the background; make sandbox-down stops both (it needs nothing in bin/).
 demo:
 	./hack/demo.sh
+
+sandbox-up:
+	KEEP=1 ./hack/demo.sh
+
+sandbox-down:
+	./hack/demo.sh down
 
 # Scale and performance figures on a local control plane (hack/bench): burst
 # against a bare client-go baseline, API writes per run, memory with many
@@ -58,5 +67,6 @@ BENCH_FLAGS ?= -runs 1000 -memory-runs 10000
 bench:
 	go run ./hack/bench $(BENCH_FLAGS) -update docs/bench.md
 
+# bin/ only: a running sandbox keeps what it needs in .localcp/demo.
 clean:
 	rm -rf bin

@@ -3,48 +3,132 @@
 # start the embedded local control plane, install the CRDs and the RBAC of
 # manifests/, run the controller as its own ServiceAccount (not as admin),
 # submit a sample run and follow it until it finishes. Prints how long each
-# step took. KEEP=1 leaves the control plane running afterwards.
+# step took.
+#
+#   hack/demo.sh        the demo; stops the control plane and the controller at the end
+#   KEEP=1 hack/demo.sh the demo, then leaves the control plane AND the controller
+#                       running in the background: a sandbox (make sandbox-up)
+#   hack/demo.sh down   stops the sandbox: the controller, then the control plane
+#                       (make sandbox-down; works after make clean)
+#
+# Everything of the sandbox lives in $DEMO_DIR (default .localcp/demo): the
+# kubeconfig, the logs, the controller's pid, and copies of the binaries the
+# stop command needs.
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${ROOT}"
 export GOTOOLCHAIN=local
 DIR=${DEMO_DIR:-${ROOT}/.localcp/demo}
-LOCALCP=("${ROOT}/bin/localcp")
-CTL_PID=""
+KEEP=${KEEP:-0}
+# The measured first build of the control plane on 2 cores (hack/localcp:
+# FirstBuildEstimate; the README says the same).
+FIRST_BUILD="about 20 minutes"
+
+# localcp runs the launcher: the sandbox's own copy when there is one, else
+# bin/localcp, else from source.
+localcp() {
+	if [[ -x "${DIR}/bin/localcp" ]]; then
+		"${DIR}/bin/localcp" "$@"
+	elif [[ -x "${ROOT}/bin/localcp" ]]; then
+		"${ROOT}/bin/localcp" "$@"
+	else
+		go run ./hack/localcp/cmd/localcp "$@"
+	fi
+}
+
+# stop_controller ends the controller whose pid is in DIR/controller.pid, if
+# that process is still our controller.
+stop_controller() {
+	local pidfile="${DIR}/controller.pid" pid
+	[[ -f "${pidfile}" ]] || return 0
+	pid=$(<"${pidfile}")
+	if [[ -n "${pid}" ]] && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -q sympozium-controller; then
+		kill "${pid}" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "${pid}" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "${pid}" 2>/dev/null || true
+	fi
+	rm -f "${pidfile}"
+}
+
+if [[ "${1:-}" == "down" ]]; then
+	if [[ ! -d "${DIR}" ]]; then
+		echo "demo: nothing to stop in ${DIR}"
+		exit 0
+	fi
+	stop_controller
+	localcp down --dir "${DIR}"
+	echo "demo: stopped the controller and the control plane of ${DIR}"
+	exit 0
+fi
 
 step_start=0
 step() { step_start=${EPOCHREALTIME}; printf '\n==> %s\n' "$*"; }
 done_step() { awk -v a="${step_start}" -v b="${EPOCHREALTIME}" 'BEGIN { printf "    done in %.1fs\n", b - a }'; }
 
+# with_progress LABEL CMD...: runs CMD, printing "still LABEL, Ns so far"
+# every 30 seconds while it runs.
+with_progress() {
+	local label=$1 start=${SECONDS} rc=0 ticker
+	shift
+	(
+		while sleep 30; do
+			printf '    still %s, %ss so far\n' "${label}" "$((SECONDS - start))"
+		done
+	) &
+	ticker=$!
+	"$@" || rc=$?
+	kill "${ticker}" 2>/dev/null || true
+	wait "${ticker}" 2>/dev/null || true
+	return "${rc}"
+}
+
 cleanup() {
-	if [[ -n "${CTL_PID}" ]] && kill -0 "${CTL_PID}" 2>/dev/null; then
-		kill "${CTL_PID}" 2>/dev/null || true
-		wait "${CTL_PID}" 2>/dev/null || true
+	local rc=$?
+	if [[ "${KEEP}" == "1" && "${rc}" == "0" ]]; then
+		cat <<EOF
+
+The sandbox keeps running: the control plane and the controller (pid $(<"${DIR}/controller.pid"), log ${DIR}/controller.log).
+  export KUBECONFIG=${DIR}/kubeconfig KUBECACHEDIR=${DIR}/kubectl-cache PATH=${ROOT}/bin:\$PATH
+  kubectl agentrun run -n demo "Check the cluster"      # see "Try it" in the README
+Stop both with: make sandbox-down   (or: hack/demo.sh down)
+EOF
+		return
 	fi
-	if [[ "${KEEP:-0}" != "1" ]]; then
-		"${LOCALCP[@]}" down --dir "${DIR}" >/dev/null 2>&1 || true
-	else
-		printf '\nThe control plane keeps running: export KUBECONFIG=%s/kubeconfig; stop it with bin/localcp down --dir %s\n' "${DIR}" "${DIR}"
+	stop_controller
+	localcp down --dir "${DIR}" >/dev/null 2>&1 || true
+	if [[ "${KEEP}" == "1" ]]; then
+		echo "demo: failed, so the sandbox was stopped" >&2
 	fi
 }
-trap cleanup EXIT
 
 command -v kubectl >/dev/null || { echo "demo: needs kubectl on PATH" >&2; exit 1; }
 
-step "Building the controller and the control-plane launcher"
-make -s build
-go build -o bin/localcp ./hack/localcp/cmd/localcp
+if [[ -f "${DIR}/controller.pid" || -f "${DIR}/kubeconfig" ]]; then
+	echo "demo: stopping the previous sandbox in ${DIR}"
+	stop_controller
+	localcp down --dir "${DIR}" >/dev/null 2>&1 || true
+fi
+trap cleanup EXIT
+
+step "Building the controller, kubectl-agentrun and the control-plane launcher (the first time several minutes: client-go and the Kubernetes API)"
+with_progress "compiling the controller" make -s build
+with_progress "compiling the launcher" go build -o bin/localcp ./hack/localcp/cmd/localcp
 done_step
 
-step "Building the control plane from pinned Go modules (first time about 8 minutes on 2 cores; cached afterwards)"
-"${LOCALCP[@]}" build >/dev/null
+step "Building the control plane from pinned Go modules (the first time ${FIRST_BUILD} on 2 cores; cached afterwards)"
+bin/localcp build >/dev/null
 done_step
 
 step "Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback"
-"${LOCALCP[@]}" down --dir "${DIR}" >/dev/null 2>&1 || true
 rm -rf "${DIR}"
-"${LOCALCP[@]}" up --dir "${DIR}" --nodes 1 >/dev/null
+mkdir -p "${DIR}/bin"
+# The stop command must work after make clean (which deletes bin/).
+cp bin/localcp bin/sympozium-controller "${DIR}/bin/"
+localcp up --dir "${DIR}" --nodes 1 >/dev/null
 export KUBECONFIG="${DIR}/kubeconfig"
 kubectl() { command kubectl --cache-dir "${DIR}/kubectl-cache" "$@"; }
 done_step
@@ -56,7 +140,8 @@ kubectl apply -f manifests/namespace.yaml -f manifests/rbac/ >/dev/null
 done_step
 
 step "Running the controller as ServiceAccount sympozium-system/sympozium-controller"
-TOKEN=$(kubectl -n sympozium-system create token sympozium-controller --duration=2h)
+# A sandbox may stay up for a day; the token lasts as long.
+TOKEN=$(kubectl -n sympozium-system create token sympozium-controller --duration=24h)
 SERVER=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
 kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > "${DIR}/ca.crt"
 cat > "${DIR}/controller.kubeconfig" <<KCFG
@@ -67,16 +152,22 @@ users: [{name: controller, user: {token: "${TOKEN}"}}]
 contexts: [{name: controller, context: {cluster: local, user: controller}}]
 current-context: controller
 KCFG
-bin/sympozium-controller --kubeconfig "${DIR}/controller.kubeconfig" \
+# Port 0: the metrics and probe endpoints take free ports (the log says
+# which), so the controller never collides with anything on :8080/:8081.
+# setsid: in a sandbox it outlives this script and its terminal.
+setsid "${DIR}/bin/sympozium-controller" --kubeconfig "${DIR}/controller.kubeconfig" \
 	--leader-elect --leader-election-namespace sympozium-system \
 	--agent-image registry.example/sympozium/agent-runner:demo \
 	--metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 \
-	> "${DIR}/controller.log" 2>&1 &
-CTL_PID=$!
+	</dev/null > "${DIR}/controller.log" 2>&1 &
+echo $! > "${DIR}/controller.pid"
 done_step
 
 step "Submitting manifests/samples with kubectl (the simulated agent answers after 3s)"
 kubectl create namespace demo >/dev/null
+# The instance names the Secret with the model provider's API key; the
+# simulated agent needs none, so a placeholder does.
+kubectl -n demo create secret generic anthropic-key --from-literal=ANTHROPIC_API_KEY=sk-ant-placeholder >/dev/null
 kubectl -n demo apply -f manifests/samples/instance.yaml -f manifests/samples/skillpack.yaml >/dev/null
 kubectl -n demo wait --for=condition=Ready --timeout=60s skillpack/k8s-ops >/dev/null
 # The sample run, with env telling kwok's simulated agent what to report.
@@ -85,14 +176,22 @@ sed -e 's/^  cleanup: delete$/  cleanup: delete\n  env:\n    SIM_DURATION: "3s"\
 done_step
 
 step "Following agentrun/check-cluster"
+# One line per change of what matters (not of AGE), under one header.
+COLUMNS='PHASE:.status.phase,REASON:.status.conditions[?(@.type=="Failed")].reason,POD:.status.podName,TOKENS:.status.tokenUsage.totalTokens'
 last=""
+header=1
 for _ in $(seq 1 300); do
-	line=$(kubectl -n demo get agentrun check-cluster --no-headers 2>/dev/null || true)
-	if [[ "${line}" != "${last}" ]]; then
+	out=$(kubectl -n demo get agentrun check-cluster -o "custom-columns=${COLUMNS}" 2>/dev/null || true)
+	line=$(tail -n1 <<<"${out}")
+	if [[ -n "${line}" && "${line}" != "${last}" ]]; then
+		if ((header)); then
+			printf '    %s\n' "$(head -n1 <<<"${out}")"
+			header=0
+		fi
 		printf '    %s\n' "${line}"
 		last=${line}
 	fi
-	phase=$(kubectl -n demo get agentrun check-cluster -o jsonpath='{.status.phase}')
+	phase=${line%% *}
 	if [[ "${phase}" == "Succeeded" || "${phase}" == "Failed" ]]; then
 		break
 	fi

@@ -31,7 +31,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 }
 
 // TestSmoke starts a cluster and checks the simulated agent behaviours. The
-// first run builds the binaries (about 8 minutes on 2 cores: use -timeout 20m);
+// first run builds the binaries (FirstBuildEstimate on 2 cores: use -timeout 40m);
 // afterwards it takes well under a minute.
 func TestSmoke(t *testing.T) {
 	if testing.Short() || os.Getenv("SYMPOZIUM_E2E") == "0" {

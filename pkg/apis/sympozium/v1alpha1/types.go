@@ -18,6 +18,7 @@ import (
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Pod",type=string,JSONPath=`.status.podName`
 // +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.tokenUsage.totalTokens`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Failed")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // AgentRun is one invocation of an LLM agent. The controller turns it into a
@@ -37,28 +38,40 @@ type AgentRun struct {
 }
 
 // AgentRunMode selects the workload that carries the agent.
-// +kubebuilder:validation:Enum=task;server
+//
+// The allowed values are checked by a CEL rule rather than an enum: an enum
+// violation makes the API server skip every CEL rule of the object and add a
+// "some validation rules were not checked" line to the one real mistake.
+// +kubebuilder:validation:XValidation:rule="self in ['task', 'server']",message="mode must be task or server"
 type AgentRunMode string
 
-// CleanupPolicy says what happens to a finished run's workload.
-// +kubebuilder:validation:Enum=delete;keep
+// CleanupPolicy says what happens to a finished run's workload (a CEL rule,
+// not an enum: see AgentRunMode).
+// +kubebuilder:validation:XValidation:rule="self in ['delete', 'keep']",message="cleanup must be delete or keep"
 type CleanupPolicy string
 
-// ThinkingMode is the model's reasoning effort.
-// +kubebuilder:validation:Enum=off;low;medium;high
+// ThinkingMode is the model's reasoning effort (a CEL rule, not an enum: see
+// AgentRunMode).
+// +kubebuilder:validation:XValidation:rule="self in ['off', 'low', 'medium', 'high']",message="thinking must be off, low, medium or high"
 type ThinkingMode string
 
 // AgentRunSpec describes one invocation of an agent.
 // +kubebuilder:validation:XValidation:rule="!(has(self.mode) && self.mode == 'server' && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="agentSandbox.enabled is not supported with mode: server",fieldPath=".agentSandbox.enabled",reason=FieldValueForbidden
+// Fields a run cannot do without are required by CEL rules rather than by the
+// schema's required list, for the reason given on AgentRunMode.
+// +kubebuilder:validation:XValidation:rule="has(self.instanceRef)",message="instanceRef is required: the SympoziumInstance the run belongs to",fieldPath=".instanceRef",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.task)",message="task is required: the instruction given to the agent",fieldPath=".task",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.model)",message="model is required: its provider and model name",fieldPath=".model",reason=FieldValueRequired
 // The spec of a task-mode run is immutable once created. Fields are compared
 // by value (a timeout by its duration), so that a client that writes the
 // object back through Go types ("5m" becomes "5m0s") is not refused.
-// +kubebuilder:validation:XValidation:rule="has(oldSelf.mode) && oldSelf.mode == 'server' && has(self.mode) && self.mode == 'server' || self.instanceRef == oldSelf.instanceRef && self.agentId == oldSelf.agentId && self.sessionKey == oldSelf.sessionKey && self.task == oldSelf.task && self.model == oldSelf.model && (has(self.systemPrompt) ? has(oldSelf.systemPrompt) && self.systemPrompt == oldSelf.systemPrompt : !has(oldSelf.systemPrompt)) && (has(self.mode) ? has(oldSelf.mode) && self.mode == oldSelf.mode : !has(oldSelf.mode)) && (has(self.parent) ? has(oldSelf.parent) && self.parent == oldSelf.parent : !has(oldSelf.parent)) && (has(self.skills) ? has(oldSelf.skills) && self.skills == oldSelf.skills : !has(oldSelf.skills)) && (has(self.toolPolicy) ? has(oldSelf.toolPolicy) && self.toolPolicy == oldSelf.toolPolicy : !has(oldSelf.toolPolicy)) && (has(self.cleanup) ? has(oldSelf.cleanup) && self.cleanup == oldSelf.cleanup : !has(oldSelf.cleanup)) && (has(self.env) ? has(oldSelf.env) && self.env == oldSelf.env : !has(oldSelf.env)) && (has(self.timeout) ? has(oldSelf.timeout) && duration(self.timeout) == duration(oldSelf.timeout) : !has(oldSelf.timeout)) && (has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled) == (has(oldSelf.sandbox) && has(oldSelf.sandbox.enabled) && oldSelf.sandbox.enabled) && (has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled) == (has(oldSelf.agentSandbox) && has(oldSelf.agentSandbox.enabled) && oldSelf.agentSandbox.enabled)",message="spec is immutable once created, except for runs in mode: server"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.mode) && oldSelf.mode == 'server' && has(self.mode) && self.mode == 'server' || (!has(self.instanceRef) || has(oldSelf.instanceRef) && self.instanceRef == oldSelf.instanceRef) && self.agentId == oldSelf.agentId && self.sessionKey == oldSelf.sessionKey && (!has(self.task) || has(oldSelf.task) && self.task == oldSelf.task) && (!has(self.model) || has(oldSelf.model) && self.model == oldSelf.model) && (has(self.systemPrompt) ? has(oldSelf.systemPrompt) && self.systemPrompt == oldSelf.systemPrompt : !has(oldSelf.systemPrompt)) && (has(self.mode) ? has(oldSelf.mode) && self.mode == oldSelf.mode : !has(oldSelf.mode)) && (has(self.parent) ? has(oldSelf.parent) && self.parent == oldSelf.parent : !has(oldSelf.parent)) && (has(self.skills) ? has(oldSelf.skills) && self.skills == oldSelf.skills : !has(oldSelf.skills)) && (has(self.toolPolicy) ? has(oldSelf.toolPolicy) && self.toolPolicy == oldSelf.toolPolicy : !has(oldSelf.toolPolicy)) && (has(self.cleanup) ? has(oldSelf.cleanup) && self.cleanup == oldSelf.cleanup : !has(oldSelf.cleanup)) && (has(self.env) ? has(oldSelf.env) && self.env == oldSelf.env : !has(oldSelf.env)) && (has(self.timeout) ? has(oldSelf.timeout) && duration(self.timeout) == duration(oldSelf.timeout) : !has(oldSelf.timeout)) && (has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled) == (has(oldSelf.sandbox) && has(oldSelf.sandbox.enabled) && oldSelf.sandbox.enabled) && (has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled) == (has(oldSelf.agentSandbox) && has(oldSelf.agentSandbox.enabled) && oldSelf.agentSandbox.enabled)",message="spec is immutable once created, except for runs in mode: server"
 type AgentRunSpec struct {
 	// instanceRef is the name of the SympoziumInstance in the same namespace
 	// that this run belongs to. The run waits in Pending (reason
 	// InstanceNotFound) until it exists.
-	// +required
+	// Required by a CEL rule on the spec, not by the schema.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	InstanceRef string `json:"instanceRef"`
@@ -76,7 +89,8 @@ type AgentRunSpec struct {
 	SessionKey string `json:"sessionKey"`
 
 	// task is the instruction given to the agent.
-	// +required
+	// Required by a CEL rule on the spec, not by the schema.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=120000
 	Task string `json:"task"`
@@ -87,7 +101,8 @@ type AgentRunSpec struct {
 	SystemPrompt string `json:"systemPrompt,omitempty"`
 
 	// model selects the LLM and how to reach it.
-	// +required
+	// Required by a CEL rule on the spec, not by the schema.
+	// +optional
 	Model ModelSpec `json:"model"`
 
 	// mode is task (default: a Job that runs once) or server (a long-lived
@@ -114,10 +129,13 @@ type AgentRunSpec struct {
 	// duration such as 5m or 1h30m. It defaults to the instance's
 	// agents.default.runTimeout, else to the controller's default (10m).
 	// +optional
+	// The format is checked by the first rule and the second reads only a
+	// well-formed value, so a malformed timeout gets one message and no CEL
+	// conversion error.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeout must be a positive duration such as 5m or 1h30m",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="timeout must be a duration such as 90s, 5m or 1h30m",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) > duration('0s')",message="timeout must be greater than zero",reason=FieldValueInvalid
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// cleanup is delete (default: the workload is removed once the outcome is
@@ -147,16 +165,20 @@ type AgentRunSpec struct {
 }
 
 // ModelSpec selects the LLM.
+// +kubebuilder:validation:XValidation:rule="has(self.provider)",message="provider is required: openai, anthropic, azure-openai, ollama, ...",fieldPath=".provider",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.model)",message="model is required: the provider's model name",fieldPath=".model",reason=FieldValueRequired
 type ModelSpec struct {
 	// provider is the model provider: openai, anthropic, azure-openai,
 	// ollama, ...
-	// +required
+	// Required by a CEL rule on ModelSpec, not by the schema.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	Provider string `json:"provider"`
 
 	// model is the provider's model name.
-	// +required
+	// Required by a CEL rule on ModelSpec, not by the schema.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Model string `json:"model"`
@@ -183,9 +205,12 @@ type ModelSpec struct {
 }
 
 // ParentRef links a sub-agent run to the run that spawned it.
+// +kubebuilder:validation:XValidation:rule="has(self.runName)",message="runName is required: the parent AgentRun",fieldPath=".runName",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.spawnDepth)",message="spawnDepth is required: 1 for a direct child",fieldPath=".spawnDepth",reason=FieldValueRequired
 type ParentRef struct {
 	// runName is the parent AgentRun in the same namespace; it owns this run.
-	// +required
+	// Required by a CEL rule on ParentRef, not by the schema.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	RunName string `json:"runName"`
@@ -197,7 +222,8 @@ type ParentRef struct {
 
 	// spawnDepth is this run's depth in the tree of sub-agents, 1 for a
 	// direct child.
-	// +required
+	// Required by a CEL rule on ParentRef, not by the schema.
+	// +optional
 	// +kubebuilder:validation:Minimum=1
 	SpawnDepth int32 `json:"spawnDepth"`
 }

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// agentContainer is the container of the agent pod that runs the agent.
+const agentContainer = "agent"
+
+// errNoLog means a log source has nothing for the run; the next one is asked.
+var errNoLog = errors.New("no log")
+
+// logSource is one place an agent's log can come from. Sources are asked in
+// order; the first that does not return errNoLog answers. The agent's pod is
+// the only one today; a log tail kept after the pod is gone plugs in as
+// another source after it.
+type logSource interface {
+	// open returns the log of run, or errNoLog when this source has none.
+	open(ctx context.Context, run *v1alpha1.AgentRun, follow bool) (io.ReadCloser, error)
+}
+
+// podLog reads the log of the agent container of the run's pod.
+type podLog struct{ kube kubernetes.Interface }
+
+func (p podLog) open(ctx context.Context, run *v1alpha1.AgentRun, follow bool) (io.ReadCloser, error) {
+	if run.Status.PodName == "" {
+		return nil, errNoLog
+	}
+	req := p.kube.CoreV1().Pods(run.Namespace).GetLogs(run.Status.PodName,
+		&corev1.PodLogOptions{Container: agentContainer, Follow: follow})
+	rc, err := req.Stream(ctx)
+	if apierrors.IsNotFound(err) {
+		return nil, errNoLog
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the log of pod/%s: %w", run.Status.PodName, err)
+	}
+	return rc, nil
+}
+
+func cmdLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := newFlags("logs", "NAME", stderr)
+	follow := fs.Bool("follow", false, "stream the log while the agent runs")
+	fs.BoolVar(follow, "f", false, "shorthand for --follow")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("logs takes one argument, the name of the run")
+	}
+	if c.output != "" {
+		return errors.New("logs prints text: --output does not apply")
+	}
+	client, kube, ns, err := c.clients()
+	if err != nil {
+		return err
+	}
+	run, err := getRun(ctx, client, ns, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return writeLog(ctx, run, []logSource{podLog{kube: kube}}, *follow, stdout)
+}
+
+// writeLog copies the run's log from the first source that has it, or says
+// clearly why there is none.
+func writeLog(ctx context.Context, run *v1alpha1.AgentRun, sources []logSource, follow bool, w io.Writer) error {
+	for _, s := range sources {
+		rc, err := s.open(ctx, run, follow)
+		if errors.Is(err, errNoLog) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(w, rc)
+		return err
+	}
+	return errors.New(noLogReason(run))
+}
+
+// noLogReason says why a run has no log to show.
+func noLogReason(run *v1alpha1.AgentRun) string {
+	name := "agentrun/" + run.Name
+	switch {
+	case run.Status.PodName == "" && !run.Status.Phase.IsTerminal():
+		return fmt.Sprintf("%s has no pod yet (%s): try again once it runs", name, describePhase(run))
+	case run.Status.PodName == "":
+		return fmt.Sprintf("%s %s without a pod, so there is no log", name, describePhase(run))
+	case run.Status.Phase.IsTerminal():
+		return fmt.Sprintf("%s finished (%s) and its pod/%s is gone (cleanup: %s), and with it the agent's log; "+
+			"its outcome is kept: kubectl agentrun result %s", name, describePhase(run), run.Status.PodName,
+			cleanupOf(run), run.Name)
+	default:
+		return fmt.Sprintf("%s is %s but its pod/%s is gone", name, describePhase(run), run.Status.PodName)
+	}
+}
+
+func cleanupOf(run *v1alpha1.AgentRun) string {
+	if run.Spec.Cleanup == "" {
+		return string(v1alpha1.CleanupDelete)
+	}
+	return string(run.Spec.Cleanup)
+}
