@@ -133,9 +133,10 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 				r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
 			}
 			full := phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
-				Job: tc.job, Pod: tc.pod, Config: cfg, Now: tc.now}
+				Objects: phase.Objects{phase.KindJob: tc.job}, Pod: tc.pod, Config: cfg, Now: tc.now}
 			trimmed := full
-			trimmed.Job, trimmed.Pod = cached(t, tc.job).(*batchv1.Job), cached(t, tc.pod).(*corev1.Pod)
+			trimmed.Objects = phase.Objects{phase.KindJob: cached(t, tc.job).(*batchv1.Job)}
+			trimmed.Pod = cached(t, tc.pod).(*corev1.Pod)
 			assert.Equal(t, phase.Next(full), phase.Next(trimmed))
 		})
 	}

@@ -86,6 +86,10 @@ type Controller struct {
 	podIndex    cache.Indexer
 	configMaps  cache.GenericLister
 	sandboxes   *SandboxAPI
+	// kinds reads and writes each kind of child; backends is the
+	// controller's part of each backend.
+	kinds    map[phase.Kind]kindClient
+	backends map[phase.Backend]backendObserver
 
 	synced []cache.InformerSynced
 	worker *cworkqueue.Worker
@@ -124,6 +128,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		writes:       newOwnWrites(),
 		now:          time.Now,
 	}
+	c.kinds, c.backends = c.kindClients(), c.backendObservers()
 	c.worker = cworkqueue.New("agentrun", opts.RateLimiter, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue

@@ -161,19 +161,19 @@ func TestJobHandlers(t *testing.T) {
 	t.Run("update with a new resourceVersion enqueues the owner run", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.c.expectations.expectJob(run.UID)
+		f.c.expectations.expectWorkload(run.UID)
 		require.Len(t, f.handlers.jobs, 1)
 		f.handlers.jobs[0].OnUpdate(job, bumped)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
-		assert.False(t, f.c.expectations.jobExpected(run.UID), "the expectation is observed")
+		assert.False(t, f.c.expectations.workloadExpected(run.UID), "the expectation is observed")
 	})
 	t.Run("update with the same resourceVersion (resync) enqueues nothing", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.c.expectations.expectJob(run.UID)
+		f.c.expectations.expectWorkload(run.UID)
 		f.handlers.jobs[0].OnUpdate(job, job.DeepCopy())
 		assert.Empty(t, f.queued())
-		assert.True(t, f.c.expectations.jobExpected(run.UID))
+		assert.True(t, f.c.expectations.workloadExpected(run.UID))
 	})
 	t.Run("add and delete enqueue the owner run", func(t *testing.T) {
 		f := newFixture(t)
@@ -278,10 +278,10 @@ func TestRunHandlers(t *testing.T) {
 	})
 	t.Run("a deleted run wakes the waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.expectations.expectJob(runningRun.UID)
+		f.c.expectations.expectWorkload(runningRun.UID)
 		f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: runningRun})
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
-		assert.False(t, f.c.expectations.jobExpected(runningRun.UID))
+		assert.False(t, f.c.expectations.workloadExpected(runningRun.UID))
 	})
 	t.Run("a new instance wakes its waiting runs", func(t *testing.T) {
 		f := setup(t)

@@ -14,14 +14,15 @@ import (
 // be on its way to the cache; past it the cache is trusted again.
 const expectationTTL = time.Minute
 
-// expectations remembers the Jobs this controller created that the Job
-// informer has not delivered yet, keyed by the owning run's UID, so that a
-// stale cache is not mistaken for a deleted Job. It lives in memory only:
-// after a restart the informers list everything before the first sync.
+// expectations remembers the workloads (Job, Deployment, Sandbox,
+// SandboxClaim) this controller created that the informers have not
+// delivered yet, keyed by the owning run's UID, so that a stale cache is
+// not mistaken for a deleted workload. It lives in memory only: after a
+// restart the informers list everything before the first sync.
 //
-// It also remembers the Jobs it deleted (by the Job's UID) until the
-// informer delivers the deletion, so that a Job still in the cache is not
-// deleted twice.
+// It also remembers the children it deleted (by their UID) until the
+// informers deliver the deletion, so that an object still in the cache is
+// not deleted twice.
 type expectations struct {
 	mu      sync.Mutex
 	pending map[types.UID]time.Time
@@ -33,24 +34,26 @@ func newExpectations() *expectations {
 	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, now: time.Now}
 }
 
-func (e *expectations) deletedJob(job types.UID) {
+// deletedChild remembers that this controller deleted the child uid.
+func (e *expectations) deletedChild(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.deleted[job] = e.now()
+	e.deleted[uid] = e.now()
 }
 
-func (e *expectations) jobGone(job types.UID) {
+// gone forgets a deleted child once the informer delivered its deletion.
+func (e *expectations) gone(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.deleted, job)
+	delete(e.deleted, uid)
 }
 
-// jobDeleting reports whether this controller deleted the Job and the cache
-// has not caught up yet.
-func (e *expectations) jobDeleting(job types.UID) bool {
+// deleting reports whether this controller deleted the child uid and the
+// cache has not caught up yet.
+func (e *expectations) deleting(uid types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.fresh(e.deleted, job)
+	return e.fresh(e.deleted, uid)
 }
 
 // fresh reports whether m holds uid from less than expectationTTL ago, and
@@ -64,7 +67,8 @@ func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
 	return ok
 }
 
-func (e *expectations) expectJob(run types.UID) {
+// expectWorkload remembers that run's workload was created.
+func (e *expectations) expectWorkload(run types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.pending[run] = e.now()
@@ -78,8 +82,9 @@ func (e *expectations) forget(run types.UID) {
 	delete(e.pending, run)
 }
 
-// jobExpected reports whether a Job for run was created and not seen yet.
-func (e *expectations) jobExpected(run types.UID) bool {
+// workloadExpected reports whether run's workload was created and not seen
+// yet.
+func (e *expectations) workloadExpected(run types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.fresh(e.pending, run)

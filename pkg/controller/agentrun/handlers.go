@@ -183,7 +183,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		},
 		DeleteFunc: func(d batchinformers.DeletedJob) {
 			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
+				c.expectations.gone(d.OptionalObj.UID)
 				c.enqueueJobOwner(d.OptionalObj)
 			}
 		},
@@ -200,7 +200,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		},
 		DeleteFunc: func(d appsinformers.DeletedDeployment) {
 			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
+				c.expectations.gone(d.OptionalObj.UID)
 				c.enqueueOwner(d.OptionalObj)
 			}
 		},
@@ -217,7 +217,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		},
 		DeleteFunc: func(d coreinformers.DeletedService) {
 			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
+				c.expectations.gone(d.OptionalObj.UID)
 				c.enqueueOwner(d.OptionalObj)
 			}
 		},
@@ -372,7 +372,7 @@ func (c *Controller) sandboxEvent(obj any, deleted bool) {
 		return
 	}
 	if deleted {
-		c.expectations.jobGone(m.GetUID())
+		c.expectations.gone(m.GetUID())
 		c.enqueueOwner(m)
 		return
 	}

@@ -17,7 +17,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -110,7 +109,15 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		defer unlock()
 		c.observeCapacity(run, &obs)
 	}
-	return c.apply(ctx, run, obs, phase.Next(obs))
+	rejected, run, err := c.apply(ctx, run, phase.Next(obs))
+	if err != nil || rejected == "" {
+		return err
+	}
+	// The API server refused to create the workload (Invalid): decide once
+	// more on the run as it is now, knowing that.
+	obs.Run, obs.WorkloadRejected = run, rejected
+	_, _, err = c.apply(ctx, run, phase.Next(obs))
+	return err
 }
 
 // errSandboxNotSynced says a run needs the agent-sandbox informers, which
@@ -127,22 +134,13 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	case !apierrors.IsNotFound(err):
 		return obs, err
 	}
-	backend := phase.BackendOf(run)
-	switch backend {
-	case phase.BackendTask:
-		err = c.observeJob(run, &obs)
-	case phase.BackendServer:
-		err = c.observeServer(run, &obs)
-	default:
-		err = c.observeSandbox(ctx, run, backend == phase.BackendSandboxClaim, &obs)
-	}
-	if err != nil {
+	if err := c.observeWorkload(ctx, run, &obs); err != nil {
 		return obs, err
 	}
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
-	if !phase.IsAdmitted(run) || backend == phase.BackendServer {
+	if !phase.IsAdmitted(run) || phase.BackendOf(run) == phase.BackendServer {
 		// A server's spec is rebuilt from its skill packs as long as it
 		// lives (its Deployment rolls when they change).
 		c.observeSkills(run, &obs)
@@ -164,46 +162,32 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	return obs, nil
 }
 
-// observeJob looks up a task-mode run's Job and its newest pod.
-func (c *Controller) observeJob(run *v1alpha1.AgentRun, obs *phase.Observed) error {
-	job, err := c.jobs.Jobs(run.Namespace).Get(naming.JobName(run.Name))
-	switch {
-	case err == nil && c.expectations.jobDeleting(job.UID):
-		// Deleted by this controller; the cache has not caught up.
-	case err == nil:
-		obs.Job = job
-		obs.Pod = c.agentPod(job)
-	case apierrors.IsNotFound(err):
-		obs.JobExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
+// observeWorkload looks up the run's workload objects (the children its
+// backend makes, by their deterministic names) and its agent pod.
+func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) error {
+	b := c.backends[phase.BackendOf(run)]
+	if b.prepare != nil {
+		if ok, err := b.prepare(ctx, run, obs); err != nil || !ok {
+			return err
+		}
 	}
-	return nil
-}
-
-// observeServer looks up a server-mode run's Deployment, Service and the
-// newest pod of the Deployment.
-func (c *Controller) observeServer(run *v1alpha1.AgentRun, obs *phase.Observed) error {
-	name := naming.ServerName(run.Name)
-	dep, err := c.deployments.Deployments(run.Namespace).Get(name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(dep.UID):
-	case err == nil:
-		obs.Deployment = dep
-		obs.Pod = c.serverPod(run)
-	case apierrors.IsNotFound(err):
-		obs.ServerExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
+	obs.Objects = phase.Objects{}
+	for i, child := range phase.Children(run) {
+		obj, err := c.kinds[child.Kind].get(run.Namespace, child.Name)
+		switch {
+		case err == nil && c.expectations.deleting(obj.GetUID()):
+			// Deleted by this controller; the cache has not caught up.
+		case err == nil:
+			obs.Objects[child.Kind] = obj
+		case apierrors.IsNotFound(err):
+			if i == 0 {
+				obs.WorkloadExpected = c.expectations.workloadExpected(run.UID)
+			}
+		default:
+			return err
+		}
 	}
-	svc, err := c.services.Services(run.Namespace).Get(name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(svc.UID):
-	case err == nil:
-		obs.Service = svc
-	case !apierrors.IsNotFound(err):
-		return err
-	}
+	obs.Pod = b.pod(ctx, run, obs)
 	return nil
 }
 
@@ -229,59 +213,6 @@ func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
 		}
 	}
 	return newest
-}
-
-// observeSandbox looks up the agent-sandbox API, the run's Sandbox or
-// SandboxClaim, and the pod named like the Sandbox. It returns
-// errSandboxNotSynced while the API's informers have not synced.
-func (c *Controller) observeSandbox(ctx context.Context, run *v1alpha1.AgentRun, claim bool, obs *phase.Observed) error {
-	if c.sandboxes == nil {
-		obs.SandboxAPI = phase.SandboxAPI{Why: "this controller was started without agent-sandbox support"}
-		return nil
-	}
-	api, err := c.sandboxes.Lookup(ctx, claim)
-	if err != nil {
-		return err
-	}
-	obs.SandboxAPI = api
-	if (claim && api.Claim == "") || (!claim && api.Sandbox == "") {
-		return nil
-	}
-	if !c.sandboxes.Synced() {
-		return errSandboxNotSynced
-	}
-	resource, name := jobspec.SandboxResource, naming.SandboxName(run.Name)
-	if claim {
-		resource, name = jobspec.ClaimResource, naming.SandboxClaimName(run.Name)
-	}
-	u, err := c.sandboxes.get(resource, run.Namespace, name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(u.GetUID()):
-	case err == nil:
-		o := sandboxObject(u)
-		if claim {
-			obs.SandboxClaim = o
-		} else {
-			obs.Sandbox = o
-		}
-	case apierrors.IsNotFound(err):
-		obs.SandboxExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
-	}
-	var sandbox string
-	var sandboxUID types.UID
-	switch {
-	case obs.Sandbox != nil:
-		sandbox, sandboxUID = obs.Sandbox.Name, obs.Sandbox.UID
-	case obs.SandboxClaim != nil:
-		sandbox = obs.SandboxClaim.BoundSandbox
-	}
-	if sandbox == "" || run.Status.Phase.IsTerminal() {
-		return nil
-	}
-	obs.Pod = c.sandboxPod(ctx, run, sandbox, sandboxUID, obs.SandboxClaim)
-	return nil
 }
 
 // sandboxPod returns the pod of Sandbox sandbox: named like it and

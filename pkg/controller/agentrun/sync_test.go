@@ -667,7 +667,7 @@ func TestSyncInvalidJobFailsOnce(t *testing.T) {
 	assert.Contains(t, st.Error, "InvalidSpec: the API server rejected the run's Job")
 	assert.Contains(t, st.Error, "must not be empty")
 	assert.Equal(t, 0, f.c.queue.Len())
-	assert.False(t, f.c.expectations.jobExpected("run-uid"), "a rejected Job is not expected")
+	assert.False(t, f.c.expectations.workloadExpected("run-uid"), "a rejected Job is not expected")
 
 	f.refresh()
 	assert.Equal(t, 1, f.converge("run", 3))
