@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -36,7 +36,7 @@ func trimJobOf(run *v1alpha1.AgentRun, conds ...batchv1.JobCondition) *batchv1.J
 		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", UID: "job-uid", ResourceVersion: "7", CreationTimestamp: metav1.NewTime(trimT0),
 			Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r",
 				"batch.kubernetes.io/controller-uid": "job-uid", "controller-uid": "job-uid", "job-name": "r", "batch.kubernetes.io/job-name": "r"},
-			Annotations:     map[string]string{"batch.kubernetes.io/job-tracking": "", jobspec.AnnotationSpecHash: "abc"},
+			Annotations:     map[string]string{"batch.kubernetes.io/job-tracking": "", workload.AnnotationSpecHash: "abc"},
 			Finalizers:      []string{"example.com/f"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "AgentRun", Name: run.Name, UID: run.UID, Controller: &yes}}},
 		Spec: batchv1.JobSpec{BackoffLimit: new(int32(0)), ActiveDeadlineSeconds: new(int64(615)),
@@ -123,7 +123,7 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 		"running, recorded": {job, trimPodOf(job, corev1.PodRunning, running), trimT0.Add(3 * time.Second), v1alpha1.PhaseRunning},
 		"succeeded, keep":   {job, trimPodOf(job, corev1.PodSucceeded, exited(0, report)), trimT0.Add(6 * time.Second), v1alpha1.PhaseSucceeded},
 	}
-	cfg := phase.Config{Job: jobspec.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	cfg := phase.Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := run.DeepCopy()
@@ -166,7 +166,7 @@ func TestTrimKeepsIdentityAndShrinks(t *testing.T) {
 	tj, tp := cached(t, job).(*batchv1.Job), cached(t, pod).(*corev1.Pod)
 
 	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r"}, tj.Labels)
-	assert.Equal(t, map[string]string{jobspec.AnnotationSpecHash: "abc"}, tj.Annotations)
+	assert.Equal(t, map[string]string{workload.AnnotationSpecHash: "abc"}, tj.Annotations)
 	assert.Equal(t, job.OwnerReferences, tj.OwnerReferences)
 	assert.Equal(t, job.Status.Conditions, tj.Status.Conditions)
 	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r", v1alpha1.LabelComponent: "agent"}, tp.Labels)

@@ -40,9 +40,9 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
@@ -99,7 +99,7 @@ func DefaultConfig() Config {
 		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
-		SandboxGroup: jobspec.SandboxGroup, SandboxClaimGroup: jobspec.SandboxClaimGroup, SandboxRecheck: time.Minute,
+		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -380,9 +380,9 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	}
 	opts := agentrun.Options{
 		Phase: phase.Config{
-			Job: jobspec.Config{
+			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
-				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second, FieldManager: agentrun.ControllerName,
+				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,
 		},

@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -128,8 +128,8 @@ func chain(opts ...runOpt) runOpt {
 // as the caches return them (UIDs set, the Deployment's template trimmed),
 // the Deployment available when the agent of pod runs.
 func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.Service) {
-	ji := jobspec.Inputs{Run: in.Run, Instance: in.Instance, SkillPacks: in.SkillPacks, Now: t0}
-	dep, err := jobspec.Deployment(testConfig.Job, ji)
+	ji := workload.Inputs{Run: in.Run, Instance: in.Instance, SkillPacks: in.SkillPacks, Now: t0}
+	dep, err := workload.Deployment(testConfig.Workload, ji)
 	if err != nil {
 		panic(err)
 	}
@@ -142,7 +142,7 @@ func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.S
 		avail = corev1.ConditionTrue
 	}
 	dep.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: avail}}
-	svc := jobspec.Service(ji)
+	svc := workload.Service(ji)
 	svc.UID, svc.ResourceVersion, svc.Spec.ClusterIP = "svc-uid", "11", "10.0.0.10"
 	return dep, svc
 }
@@ -484,7 +484,7 @@ func applied(in Observed, d Decision) Observed {
 	if next.Objects == nil {
 		next.Objects = Objects{}
 	}
-	workload := Children(in.Run)[0].Kind
+	primary := Children(in.Run)[0].Kind
 	for _, a := range d.Actions {
 		var obj metav1.Object
 		switch o := a.Object.(type) {
@@ -497,7 +497,7 @@ func applied(in Observed, d Decision) Observed {
 		case Create:
 			obj.SetUID(types.UID(createdUID[a.Kind]))
 			next.Objects[a.Kind] = obj
-			if a.Kind == workload {
+			if a.Kind == primary {
 				next.WorkloadExpected = false
 			}
 		case Update:
@@ -507,7 +507,7 @@ func applied(in Observed, d Decision) Observed {
 			next.Objects[a.Kind] = obj
 		case Delete:
 			delete(next.Objects, a.Kind)
-			if a.Kind == workload {
+			if a.Kind == primary {
 				next.Pod = nil
 			}
 		}
@@ -712,7 +712,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.EqualValues(t, 8080, action[*corev1.Service](d, Create, KindService).Spec.Ports[0].Port)
 				assert.Equal(t, []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
 					action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.Containers[0].Ports)
-				assert.Equal(t, jobspec.ServerSelector(newRun()), action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Selector.MatchLabels)
+				assert.Equal(t, workload.ServerSelector(newRun()), action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Selector.MatchLabels)
 			},
 		},
 		"server: a spec update rolls the Deployment and keeps serving": {
@@ -875,9 +875,9 @@ func envOfTemplate(tmpl corev1.PodTemplateSpec) []string {
 // the clock, or every sync would roll the Deployment.
 func TestServerTemplateIsStable(t *testing.T) {
 	run := newRun(withMode(v1alpha1.ModeServer))
-	a, err := jobspec.Deployment(testConfig.Job, jobspec.Inputs{Run: run, Instance: newInstance(), Now: now})
+	a, err := workload.Deployment(testConfig.Workload, workload.Inputs{Run: run, Instance: newInstance(), Now: now})
 	require.NoError(t, err)
-	b, err := jobspec.Deployment(testConfig.Job, jobspec.Inputs{Run: run, Instance: newInstance(), Now: now.Add(time.Hour)})
+	b, err := workload.Deployment(testConfig.Workload, workload.Inputs{Run: run, Instance: newInstance(), Now: now.Add(time.Hour)})
 	require.NoError(t, err)
 	assert.True(t, apiequality.Semantic.DeepEqual(a, b))
 	assert.Equal(t, naming.ServerName("run"), a.Name)

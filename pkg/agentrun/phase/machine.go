@@ -22,15 +22,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
 // Config holds the controller's settings the decisions depend on.
 type Config struct {
-	// Job configures the workload builder (agent image, default timeout).
-	Job jobspec.Config
+	// Workload configures the workload builder (agent image, default
+	// timeout).
+	Workload workload.Config
 	// Grace is how long a run may wait for a missing ConfigMap or parent, or
 	// an agent container may wait on an image pull or a missing Secret,
 	// before the run fails.
@@ -144,7 +145,7 @@ const MinRequeue = time.Second
 // Next decides the run's next status and actions.
 func Next(in Observed) Decision {
 	m := &machine{in: in, st: *in.Run.Status.DeepCopy()}
-	m.w = newWorkload(m)
+	m.w = newAdapter(m)
 	m.st.ObservedGeneration = in.Run.Generation
 	m.step()
 	if m.d.RequeueAfter > 0 && m.d.RequeueAfter < MinRequeue {
@@ -175,7 +176,7 @@ func HasFinalizer(run *v1alpha1.AgentRun) bool {
 
 type machine struct {
 	in Observed
-	w  workload
+	w  adapter
 	st v1alpha1.AgentRunStatus
 	d  Decision
 	// writes (creates, updates) and deletes become the Decision's actions.
@@ -228,7 +229,7 @@ func (m *machine) step() {
 		// admission now.
 		w.record()
 		if m.st.TraceID == "" {
-			m.st.TraceID, _ = jobspec.TraceParent(m.run())
+			m.st.TraceID, _ = workload.TraceParent(m.run())
 		}
 		msg := w.created()
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
@@ -292,11 +293,11 @@ func (m *machine) adoptByParent() {
 }
 
 func (m *machine) deadline() time.Time {
-	return jobspec.Deadline(m.run(), m.in.Instance, m.in.Config.Job.DefaultTimeout)
+	return workload.Deadline(m.run(), m.in.Instance, m.in.Config.Workload.DefaultTimeout)
 }
 
 func (m *machine) timeout() time.Duration {
-	return jobspec.Timeout(m.run(), m.in.Instance, m.in.Config.Job.DefaultTimeout)
+	return workload.Timeout(m.run(), m.in.Instance, m.in.Config.Workload.DefaultTimeout)
 }
 
 // graceLeft is how long a wait that began at since may still go on.
@@ -367,7 +368,7 @@ func (m *machine) admit() {
 	if m.w.needsFinalizer() && !HasFinalizer(run) {
 		m.d.AddFinalizer = true
 	}
-	m.st.TraceID, _ = jobspec.TraceParent(run)
+	m.st.TraceID, _ = workload.TraceParent(run)
 	msg := m.w.created()
 	m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg)
 	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)

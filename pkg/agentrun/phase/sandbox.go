@@ -7,17 +7,17 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
 // The workloads of agent-sandbox runs: a Sandbox of the run's own, or a
 // SandboxClaim on a warm pool whose bound Sandbox carries the agent.
 const (
-	KindSandbox      Kind = jobspec.SandboxKind
-	KindSandboxClaim Kind = jobspec.SandboxClaimKind
+	KindSandbox      Kind = workload.SandboxKind
+	KindSandboxClaim Kind = workload.SandboxClaimKind
 )
 
 func sandboxChildren(run string) []Child { return []Child{{KindSandbox, naming.SandboxName(run)}} }
@@ -63,34 +63,34 @@ type SandboxObject struct {
 	BoundSandbox string
 }
 
-// sandboxWorkload is an agent-sandbox Sandbox of the run's own. The
+// sandboxAdapter is an agent-sandbox Sandbox of the run's own. The
 // agent's outcome is read from the pod named like the Sandbox, exactly as
 // in task mode; the Sandbox's Finished condition stands in when that pod
 // cannot be read.
-type sandboxWorkload struct{ m *machine }
+type sandboxAdapter struct{ m *machine }
 
-func (w sandboxWorkload) kind() string          { return jobspec.SandboxKind }
-func (w sandboxWorkload) obj() *SandboxObject   { return cached[*SandboxObject](w.m, KindSandbox) }
-func (w sandboxWorkload) object() metav1.Object { return sandboxObject(w.obj()) }
-func (w sandboxWorkload) needsFinalizer() bool  { return false }
-func (w sandboxWorkload) recorded() bool        { return w.m.st.SandboxName != "" }
-func (w sandboxWorkload) name() string          { return naming.SandboxName(w.m.run().Name) }
-func (w sandboxWorkload) record()               { w.m.st.SandboxName = w.name() }
-func (w sandboxWorkload) lost()                 { sandboxLost(w.m, w) }
+func (w sandboxAdapter) kind() string          { return workload.SandboxKind }
+func (w sandboxAdapter) obj() *SandboxObject   { return cached[*SandboxObject](w.m, KindSandbox) }
+func (w sandboxAdapter) object() metav1.Object { return sandboxObject(w.obj()) }
+func (w sandboxAdapter) needsFinalizer() bool  { return false }
+func (w sandboxAdapter) recorded() bool        { return w.m.st.SandboxName != "" }
+func (w sandboxAdapter) name() string          { return naming.SandboxName(w.m.run().Name) }
+func (w sandboxAdapter) record()               { w.m.st.SandboxName = w.name() }
+func (w sandboxAdapter) lost()                 { sandboxLost(w.m, w) }
 
-func (w sandboxWorkload) created() string {
+func (w sandboxAdapter) created() string {
 	return fmt.Sprintf("Sandbox %s created", w.m.st.SandboxName)
 }
 
-func (w sandboxWorkload) unavailable() string {
+func (w sandboxAdapter) unavailable() string {
 	if api := w.m.in.SandboxAPI; api.Sandbox == "" {
-		return "agentSandbox needs the agent-sandbox Sandbox API (" + jobspec.SandboxGroup + "), which this cluster does not serve: " + api.Why
+		return "agentSandbox needs the agent-sandbox Sandbox API (" + workload.SandboxGroup + "), which this cluster does not serve: " + api.Why
 	}
 	return ""
 }
 
-func (w sandboxWorkload) create() error {
-	u, err := jobspec.Sandbox(w.m.in.Config.Job, w.m.inputs(), w.m.in.SandboxAPI.Sandbox)
+func (w sandboxAdapter) create() error {
+	u, err := workload.Sandbox(w.m.in.Config.Workload, w.m.inputs(), w.m.in.SandboxAPI.Sandbox)
 	if err != nil {
 		return err
 	}
@@ -98,9 +98,9 @@ func (w sandboxWorkload) create() error {
 	return nil
 }
 
-func (w sandboxWorkload) remove(force bool) { removeObject(w.m, KindSandbox, w.obj(), force) }
+func (w sandboxAdapter) remove(force bool) { removeObject(w.m, KindSandbox, w.obj(), force) }
 
-func (w sandboxWorkload) observe() {
+func (w sandboxAdapter) observe() {
 	m := w.m
 	obj := w.obj()
 	pod := m.in.Pod
@@ -117,32 +117,32 @@ func (w sandboxWorkload) observe() {
 	m.followPod(pod, agent)
 }
 
-// claimWorkload is a SandboxClaim on a warm pool: the pool's Sandbox bound
+// claimAdapter is a SandboxClaim on a warm pool: the pool's Sandbox bound
 // to it carries the agent, read as for a Sandbox of the run's own.
-type claimWorkload struct{ m *machine }
+type claimAdapter struct{ m *machine }
 
-func (w claimWorkload) kind() string          { return jobspec.SandboxClaimKind }
-func (w claimWorkload) obj() *SandboxObject   { return cached[*SandboxObject](w.m, KindSandboxClaim) }
-func (w claimWorkload) object() metav1.Object { return sandboxObject(w.obj()) }
-func (w claimWorkload) needsFinalizer() bool  { return false }
-func (w claimWorkload) recorded() bool        { return w.m.st.SandboxClaimName != "" }
-func (w claimWorkload) name() string          { return naming.SandboxClaimName(w.m.run().Name) }
-func (w claimWorkload) record()               { w.m.st.SandboxClaimName = w.name() }
-func (w claimWorkload) lost()                 { sandboxLost(w.m, w) }
+func (w claimAdapter) kind() string          { return workload.SandboxClaimKind }
+func (w claimAdapter) obj() *SandboxObject   { return cached[*SandboxObject](w.m, KindSandboxClaim) }
+func (w claimAdapter) object() metav1.Object { return sandboxObject(w.obj()) }
+func (w claimAdapter) needsFinalizer() bool  { return false }
+func (w claimAdapter) recorded() bool        { return w.m.st.SandboxClaimName != "" }
+func (w claimAdapter) name() string          { return naming.SandboxClaimName(w.m.run().Name) }
+func (w claimAdapter) record()               { w.m.st.SandboxClaimName = w.name() }
+func (w claimAdapter) lost()                 { sandboxLost(w.m, w) }
 
-func (w claimWorkload) created() string {
+func (w claimAdapter) created() string {
 	return fmt.Sprintf("SandboxClaim %s created on warm pool %s", w.m.st.SandboxClaimName, w.m.run().Spec.AgentSandbox.WarmPoolRef)
 }
 
-func (w claimWorkload) unavailable() string {
+func (w claimAdapter) unavailable() string {
 	if api := w.m.in.SandboxAPI; api.Claim == "" {
-		return "agentSandbox.warmPoolRef needs the agent-sandbox SandboxClaim API (" + jobspec.SandboxClaimGroup + "/v1beta1), which this cluster does not serve: " + api.Why
+		return "agentSandbox.warmPoolRef needs the agent-sandbox SandboxClaim API (" + workload.SandboxClaimGroup + "/v1beta1), which this cluster does not serve: " + api.Why
 	}
 	return ""
 }
 
-func (w claimWorkload) create() error {
-	u, err := jobspec.SandboxClaim(w.m.in.Config.Job, w.m.inputs(), w.m.in.SandboxAPI.Claim)
+func (w claimAdapter) create() error {
+	u, err := workload.SandboxClaim(w.m.in.Config.Workload, w.m.inputs(), w.m.in.SandboxAPI.Claim)
 	if err != nil {
 		return err
 	}
@@ -150,9 +150,9 @@ func (w claimWorkload) create() error {
 	return nil
 }
 
-func (w claimWorkload) remove(force bool) { removeObject(w.m, KindSandboxClaim, w.obj(), force) }
+func (w claimAdapter) remove(force bool) { removeObject(w.m, KindSandboxClaim, w.obj(), force) }
 
-func (w claimWorkload) observe() {
+func (w claimAdapter) observe() {
 	m := w.m
 	obj := w.obj()
 	if obj != nil {
@@ -184,7 +184,7 @@ func (w claimWorkload) observe() {
 // refused fails a run whose claim the sandbox controller refuses for a
 // reason waiting does not heal (no such warm pool, env injection not
 // allowed by the pool's template), once the grace period is over.
-func (w claimWorkload) refused(claim *SandboxObject) bool {
+func (w claimAdapter) refused(claim *SandboxObject) bool {
 	m := w.m
 	c := meta.FindStatusCondition(claim.Conditions, SandboxConditionReady)
 	if c == nil || c.Status != metav1.ConditionFalse || !slices.Contains(claimRefusals, c.Reason) {
@@ -209,7 +209,7 @@ func sandboxObject(obj *SandboxObject) metav1.Object {
 // sandboxLost fails a run whose Sandbox or SandboxClaim is gone: because
 // the cluster no longer serves its API, or because it was deleted.
 func sandboxLost(m *machine, w interface {
-	workload
+	adapter
 	name() string
 }) {
 	if why := w.unavailable(); why != "" {

@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -24,63 +24,63 @@ func serverChildren(run string) []Child {
 	return []Child{{KindDeployment, name}, {KindService, name}}
 }
 
-// serverWorkload is the Deployment (one replica, restartPolicy Always) and
+// serverAdapter is the Deployment (one replica, restartPolicy Always) and
 // the Service of a long-lived server-mode run. It reaches Serving once the
 // Deployment is available and has no deadline from then on; the run ends
 // only when it is deleted (Succeeded, through the finalizer) or its
 // Deployment is (JobLost).
-type serverWorkload struct{ m *machine }
+type serverAdapter struct{ m *machine }
 
-func (w serverWorkload) kind() string { return "Deployment" }
+func (w serverAdapter) kind() string { return "Deployment" }
 
-func (w serverWorkload) deployment() *appsv1.Deployment {
+func (w serverAdapter) deployment() *appsv1.Deployment {
 	return cached[*appsv1.Deployment](w.m, KindDeployment)
 }
 
-func (w serverWorkload) service() *corev1.Service { return cached[*corev1.Service](w.m, KindService) }
+func (w serverAdapter) service() *corev1.Service { return cached[*corev1.Service](w.m, KindService) }
 
-func (w serverWorkload) object() metav1.Object {
+func (w serverAdapter) object() metav1.Object {
 	if dep := w.deployment(); dep != nil {
 		return dep
 	}
 	return nil
 }
 
-func (w serverWorkload) recorded() bool       { return w.m.st.DeploymentName != "" }
-func (w serverWorkload) unavailable() string  { return "" }
-func (w serverWorkload) needsFinalizer() bool { return true }
+func (w serverAdapter) recorded() bool       { return w.m.st.DeploymentName != "" }
+func (w serverAdapter) unavailable() string  { return "" }
+func (w serverAdapter) needsFinalizer() bool { return true }
 
-func (w serverWorkload) record() {
+func (w serverAdapter) record() {
 	name := naming.ServerName(w.m.run().Name)
 	w.m.st.DeploymentName, w.m.st.ServiceName = name, name
 }
 
-func (w serverWorkload) created() string {
+func (w serverAdapter) created() string {
 	return fmt.Sprintf("Deployment %s and Service %s created", w.m.st.DeploymentName, w.m.st.ServiceName)
 }
 
-func (w serverWorkload) create() error {
-	dep, err := jobspec.Deployment(w.m.in.Config.Job, w.m.inputs())
+func (w serverAdapter) create() error {
+	dep, err := workload.Deployment(w.m.in.Config.Workload, w.m.inputs())
 	if err != nil {
 		return err
 	}
 	w.m.act(Create, KindDeployment, dep)
 	if w.service() == nil {
-		w.m.act(Create, KindService, jobspec.Service(w.m.inputs()))
+		w.m.act(Create, KindService, workload.Service(w.m.inputs()))
 	}
 	return nil
 }
 
-func (w serverWorkload) lost() {
+func (w serverAdapter) lost() {
 	w.m.fail(v1alpha1.ReasonJobLost, fmt.Sprintf("Deployment %s was deleted before the run finished", w.m.st.DeploymentName), nil)
 }
 
-func (w serverWorkload) remove(force bool) {
+func (w serverAdapter) remove(force bool) {
 	removeObject(w.m, KindDeployment, w.deployment(), force)
 	removeObject(w.m, KindService, w.service(), force)
 }
 
-func (w serverWorkload) observe() {
+func (w serverAdapter) observe() {
 	m := w.m
 	dep, svc := w.deployment(), w.service()
 	if svc != nil && !metav1.IsControlledBy(svc, m.run()) {
@@ -115,12 +115,12 @@ func (w serverWorkload) observe() {
 // complete reports whether everything the server's spec is built from is
 // known (the instance, every mounted SkillPack), so that rebuilding it
 // cannot drop a part that is only missing from the cache.
-func (w serverWorkload) complete() bool {
+func (w serverAdapter) complete() bool {
 	m := w.m
 	if m.in.Instance == nil {
 		return false
 	}
-	for _, name := range jobspec.SkillPackNames(m.inputs()) {
+	for _, name := range workload.SkillPackNames(m.inputs()) {
 		if m.in.SkillPacks[name] == nil {
 			return false
 		}
@@ -131,7 +131,7 @@ func (w serverWorkload) complete() bool {
 // converge recreates a missing Service and updates the Deployment and the
 // Service whose spec hash differs from what the run's spec builds now: a
 // spec update rolls the Deployment.
-func (w serverWorkload) converge() {
+func (w serverAdapter) converge() {
 	m := w.m
 	dep, svc := w.deployment(), w.service()
 	if !w.complete() {
@@ -139,17 +139,17 @@ func (w serverWorkload) converge() {
 	}
 	in := m.inputs()
 	if dep != nil {
-		want, err := jobspec.Deployment(m.in.Config.Job, in)
-		if err == nil && dep.Annotations[jobspec.AnnotationSpecHash] != want.Annotations[jobspec.AnnotationSpecHash] {
+		want, err := workload.Deployment(m.in.Config.Workload, in)
+		if err == nil && dep.Annotations[workload.AnnotationSpecHash] != want.Annotations[workload.AnnotationSpecHash] {
 			want.ResourceVersion, want.UID = dep.ResourceVersion, dep.UID
 			m.act(Update, KindDeployment, want)
 		}
 	}
-	want := jobspec.Service(in)
+	want := workload.Service(in)
 	switch {
 	case svc == nil && !m.in.WorkloadExpected:
 		m.act(Create, KindService, want)
-	case svc != nil && svc.Annotations[jobspec.AnnotationSpecHash] != want.Annotations[jobspec.AnnotationSpecHash]:
+	case svc != nil && svc.Annotations[workload.AnnotationSpecHash] != want.Annotations[workload.AnnotationSpecHash]:
 		want.ResourceVersion, want.UID = svc.ResourceVersion, svc.UID
 		// The cluster IPs are the API server's and cannot change.
 		want.Spec.ClusterIP, want.Spec.ClusterIPs = svc.Spec.ClusterIP, svc.Spec.ClusterIPs
@@ -158,12 +158,12 @@ func (w serverWorkload) converge() {
 	}
 }
 
-func (w serverWorkload) servingMessage() string {
+func (w serverAdapter) servingMessage() string {
 	return fmt.Sprintf("Deployment %s is available behind Service %s", w.m.st.DeploymentName, w.m.st.ServiceName)
 }
 
 // serve moves a run whose Deployment became available to Serving.
-func (w serverWorkload) serve() {
+func (w serverAdapter) serve() {
 	m := w.m
 	m.st.Phase = v1alpha1.PhaseServing
 	if m.st.StartedAt == nil {
@@ -179,7 +179,7 @@ func (w serverWorkload) serve() {
 // availability. The phase stays Serving: a server that is down for a while
 // is still the same long-lived run. Events are emitted only when the
 // availability flips.
-func (w serverWorkload) serving(available bool) {
+func (w serverAdapter) serving(available bool) {
 	m := w.m
 	prev := findCondition(m.st.Conditions, v1alpha1.ConditionServing)
 	wasUp := prev != nil && prev.Status == metav1.ConditionTrue
@@ -198,7 +198,7 @@ func (w serverWorkload) serving(available bool) {
 
 // why says why the Deployment is not available, from its conditions and
 // its newest pod.
-func (w serverWorkload) why() string {
+func (w serverAdapter) why() string {
 	dep, pod := w.deployment(), w.m.in.Pod
 	if dep == nil {
 		return "its Deployment is not in the cache yet"

@@ -6,9 +6,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -17,26 +17,26 @@ const KindJob Kind = "Job"
 
 func taskChildren(run string) []Child { return []Child{{KindJob, naming.JobName(run)}} }
 
-// taskWorkload is a Job running the agent pod once.
-type taskWorkload struct{ m *machine }
+// taskAdapter is a Job running the agent pod once.
+type taskAdapter struct{ m *machine }
 
-func (w taskWorkload) kind() string { return "Job" }
+func (w taskAdapter) kind() string { return "Job" }
 
-func (w taskWorkload) job() *batchv1.Job { return cached[*batchv1.Job](w.m, KindJob) }
+func (w taskAdapter) job() *batchv1.Job { return cached[*batchv1.Job](w.m, KindJob) }
 
-func (w taskWorkload) object() metav1.Object {
+func (w taskAdapter) object() metav1.Object {
 	if job := w.job(); job != nil {
 		return job
 	}
 	return nil
 }
 
-func (w taskWorkload) recorded() bool       { return w.m.st.JobName != "" }
-func (w taskWorkload) unavailable() string  { return "" }
-func (w taskWorkload) needsFinalizer() bool { return false }
-func (w taskWorkload) created() string      { return fmt.Sprintf("Job %s created", w.m.st.JobName) }
+func (w taskAdapter) recorded() bool       { return w.m.st.JobName != "" }
+func (w taskAdapter) unavailable() string  { return "" }
+func (w taskAdapter) needsFinalizer() bool { return false }
+func (w taskAdapter) created() string      { return fmt.Sprintf("Job %s created", w.m.st.JobName) }
 
-func (w taskWorkload) record() {
+func (w taskAdapter) record() {
 	name := naming.JobName(w.m.run().Name)
 	if job := w.job(); job != nil {
 		name = job.Name
@@ -44,8 +44,8 @@ func (w taskWorkload) record() {
 	w.m.st.JobName = name
 }
 
-func (w taskWorkload) create() error {
-	job, err := jobspec.Job(w.m.in.Config.Job, w.m.inputs())
+func (w taskAdapter) create() error {
+	job, err := workload.Job(w.m.in.Config.Workload, w.m.inputs())
 	if err != nil {
 		return err
 	}
@@ -53,18 +53,18 @@ func (w taskWorkload) create() error {
 	return nil
 }
 
-func (w taskWorkload) lost() {
+func (w taskAdapter) lost() {
 	w.m.fail(v1alpha1.ReasonJobLost, fmt.Sprintf("Job %s was deleted before the run finished", w.m.st.JobName), nil)
 }
 
-func (w taskWorkload) remove(force bool) {
+func (w taskAdapter) remove(force bool) {
 	removeObject(w.m, KindJob, w.job(), force)
 }
 
 // observe follows the Job and its agent pod: the agent container's exit
 // decides; the Job's own failure (its deadline), a lost pod or Job end the
 // run otherwise.
-func (w taskWorkload) observe() {
+func (w taskAdapter) observe() {
 	m := w.m
 	job, pod := w.job(), m.in.Pod
 	agent := agentOf(pod)

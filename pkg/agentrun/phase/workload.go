@@ -3,7 +3,7 @@ package phase
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -54,17 +54,17 @@ type Child struct {
 // and its adapter.
 type backend struct {
 	children func(run string) []Child
-	adapter  func(m *machine) workload
+	adapter  func(m *machine) adapter
 }
 
 // backends is the one list of backends. A new backend is an adapter (one
-// file beside this one), its builder in jobspec, a line here and its
+// file beside this one), its builder in package workload, a line here and its
 // kinds' clients in the controller.
 var backends = map[Backend]backend{
-	BackendTask:         {taskChildren, func(m *machine) workload { return taskWorkload{m} }},
-	BackendServer:       {serverChildren, func(m *machine) workload { return serverWorkload{m} }},
-	BackendSandbox:      {sandboxChildren, func(m *machine) workload { return sandboxWorkload{m} }},
-	BackendSandboxClaim: {claimChildren, func(m *machine) workload { return claimWorkload{m} }},
+	BackendTask:         {taskChildren, func(m *machine) adapter { return taskAdapter{m} }},
+	BackendServer:       {serverChildren, func(m *machine) adapter { return serverAdapter{m} }},
+	BackendSandbox:      {sandboxChildren, func(m *machine) adapter { return sandboxAdapter{m} }},
+	BackendSandboxClaim: {claimChildren, func(m *machine) adapter { return claimAdapter{m} }},
 }
 
 // Children lists the objects run's backend makes for it, by their
@@ -73,11 +73,11 @@ func Children(run *v1alpha1.AgentRun) []Child {
 	return backends[BackendOf(run)].children(run.Name)
 }
 
-// workload is one execution backend of a run: the objects that carry its
+// adapter is one execution backend of a run: the objects that carry its
 // agent and how its progress is read from them. The lifecycle around it
 // (admission, deadlines, terminal phases, conditions, events, the
 // finalizer) is the machine's, the same for every backend.
-type workload interface {
+type adapter interface {
 	// kind names the object that carries the run, for messages.
 	kind() string
 	// object is that object as cached; nil when the cache has none.
@@ -105,12 +105,12 @@ type workload interface {
 	remove(force bool)
 }
 
-func newWorkload(m *machine) workload {
+func newAdapter(m *machine) adapter {
 	return backends[BackendOf(m.in.Run)].adapter(m)
 }
 
-func (m *machine) inputs() jobspec.Inputs {
-	return jobspec.Inputs{Run: m.run(), Instance: m.in.Instance, SkillPacks: m.in.SkillPacks, Now: m.in.Now}
+func (m *machine) inputs() workload.Inputs {
+	return workload.Inputs{Run: m.run(), Instance: m.in.Instance, SkillPacks: m.in.SkillPacks, Now: m.in.Now}
 }
 
 // cached returns the cached object of kind as its Go type; nil when the

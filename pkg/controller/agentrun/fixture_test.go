@@ -32,8 +32,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2/ktesting"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
@@ -57,8 +57,8 @@ var (
 	configMapsGVR  = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 	testPhaseConfig = phase.Config{
-		Job:   jobspec.Config{AgentImage: "agent:test", SandboxImage: "sandbox:test", DefaultTimeout: 10 * time.Minute, DeadlineSlack: 15 * time.Second},
-		Grace: 30 * time.Second,
+		Workload: workload.Config{AgentImage: "agent:test", SandboxImage: "sandbox:test", DefaultTimeout: 10 * time.Minute, DeadlineSlack: 15 * time.Second},
+		Grace:    30 * time.Second,
 	}
 )
 
@@ -646,7 +646,7 @@ func withLimits(depth, concurrent, children int32) func(*v1alpha1.SympoziumInsta
 // jobOf is the Job of run as the API server returns it (with a UID).
 func jobOf(run *v1alpha1.AgentRun, uid types.UID) *batchv1.Job {
 	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: run.Name, Namespace: run.Namespace, UID: uid,
-		Labels:          jobspec.Labels(run),
+		Labels:          workload.Labels(run),
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(run, v1alpha1.SchemeGroupVersion.WithKind("AgentRun"))}}}
 }
 

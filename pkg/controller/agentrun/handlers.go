@@ -15,9 +15,9 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 )
@@ -349,7 +349,7 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 			return
 		}
 		c.enqueueJobOwner(job)
-	case jobspec.SandboxKind:
+	case workload.SandboxKind:
 		label := p.Labels[v1alpha1.LabelAgentRun]
 		if label == "" {
 			return

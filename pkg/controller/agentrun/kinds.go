@@ -12,8 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 )
 
 // kindClient reads one kind of a run's children from its cache and writes
@@ -72,8 +72,8 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 				return c.kubeClient.CoreV1().Services(ns).Delete(ctx, name, o)
 			},
 		},
-		phase.KindSandbox:      c.sandboxKind(jobspec.SandboxResource),
-		phase.KindSandboxClaim: c.sandboxKind(jobspec.ClaimResource),
+		phase.KindSandbox:      c.sandboxKind(workload.SandboxResource),
+		phase.KindSandboxClaim: c.sandboxKind(workload.ClaimResource),
 	}
 }
 

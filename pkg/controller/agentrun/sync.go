@@ -16,9 +16,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -223,7 +223,7 @@ func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
 func (c *Controller) sandboxPod(ctx context.Context, run *v1alpha1.AgentRun, sandbox string, uid types.UID, claim *phase.SandboxObject) *corev1.Pod {
 	ours := func(p *corev1.Pod) bool {
 		ref := metav1.GetControllerOf(p)
-		return ref != nil && ref.Kind == jobspec.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
+		return ref != nil && ref.Kind == workload.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
 	}
 	if p, err := c.pods.Pods(run.Namespace).Get(sandbox); err == nil {
 		if ours(p) {
@@ -260,7 +260,7 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 			obs.SkillPacks[sp.Name] = sp
 		}
 	}
-	for _, name := range jobspec.SkillConfigMaps(jobspec.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
+	for _, name := range workload.SkillConfigMaps(workload.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
 		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) {
 			obs.MissingConfigMaps = append(obs.MissingConfigMaps, name)
 		}
