@@ -125,8 +125,9 @@ func chain(opts ...runOpt) runOpt {
 }
 
 // serverObjects are the Deployment and Service the machine creates for run
-// as the caches return them (UIDs set, the Deployment's template trimmed),
-// the Deployment available when the agent of pod runs.
+// as the API server returns them (UIDs set; TestCachedObjectsDecideAlike
+// checks that the trimmed template of the cached copy decides alike), the
+// Deployment available when the agent of pod runs.
 func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.Service) {
 	ji := workload.Inputs{Run: in.Run, Instance: in.Instance, SkillPacks: in.SkillPacks, Now: t0}
 	dep, err := workload.Deployment(testConfig.Workload, ji)
@@ -134,7 +135,6 @@ func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.S
 		panic(err)
 	}
 	dep.UID, dep.ResourceVersion = "dep-uid", "10"
-	dep.Spec.Template = corev1.PodTemplateSpec{}
 	dep.Status.Replicas = 1
 	avail := corev1.ConditionFalse
 	if a := agentOf(pod); a != nil && a.State.Running != nil {
