@@ -25,7 +25,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
@@ -92,7 +92,7 @@ type Controller struct {
 	backends map[phase.Backend]backendObserver
 
 	synced []cache.InformerSynced
-	worker *cworkqueue.Worker
+	worker *worker.Worker
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
 
 	expectations *expectations
@@ -129,7 +129,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		now:          time.Now,
 	}
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
-	c.worker = cworkqueue.New("agentrun", opts.RateLimiter, c.sync)
+	c.worker = worker.New("agentrun", opts.RateLimiter, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
 	if err := AddIndexers(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
@@ -162,7 +162,7 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 
 // HasSynced reports whether every informer the controller reads has synced.
 func (c *Controller) HasSynced() bool {
-	return cworkqueue.AllSynced(c.synced...)
+	return worker.AllSynced(c.synced...)
 }
 
 func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }

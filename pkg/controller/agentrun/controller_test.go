@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 )
 
 // countingLimiter is a fast exponential limiter that counts requeues.
@@ -117,11 +117,11 @@ func TestWorkerDropsKeyAfterMaxRetries(t *testing.T) {
 	key := f.key("run")
 
 	f.c.queue.Add(key)
-	for range cworkqueue.MaxRetries + 1 {
+	for range worker.MaxRetries + 1 {
 		processNext(t, f)
 	}
-	assert.Equal(t, cworkqueue.MaxRetries+1, s.calls(), "the first try and MaxRetries retries")
-	assert.Equal(t, cworkqueue.MaxRetries, rl.count(), "requeued MaxRetries times, then dropped")
+	assert.Equal(t, worker.MaxRetries+1, s.calls(), "the first try and MaxRetries retries")
+	assert.Equal(t, worker.MaxRetries, rl.count(), "requeued MaxRetries times, then dropped")
 	assert.Equal(t, 0, f.c.queue.NumRequeues(key), "the dropped key's backoff is forgotten")
 	assert.Equal(t, 0, f.c.queue.Len())
 }

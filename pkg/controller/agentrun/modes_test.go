@@ -597,3 +597,14 @@ func TestSyncServerRejectedReleasesTheFinalizer(t *testing.T) {
 	assert.Contains(t, run.Status.Error, "rejected the run's Deployment")
 	assert.Empty(t, run.Finalizers)
 }
+
+// indexer returns the cache of resource (for tests to fill); nil when it
+// is not served.
+func (a *SandboxAPI) indexer(resource string) cache.Indexer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if di := a.infs[resource]; di != nil {
+		return di.inf.GetIndexer()
+	}
+	return nil
+}

@@ -209,16 +209,6 @@ func (a *SandboxAPI) client(resource string) dynamic.NamespaceableResourceInterf
 	return a.dyn.Resource(di.gvr)
 }
 
-// indexer returns the cache of resource; nil when it is not served.
-func (a *SandboxAPI) indexer(resource string) cache.Indexer {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if di := a.infs[resource]; di != nil {
-		return di.inf.GetIndexer()
-	}
-	return nil
-}
-
 // refresh runs discovery and (re)builds the informers to match.
 func (a *SandboxAPI) refresh(ctx context.Context) error {
 	groups, err := a.disc.ServerGroupsWithContext(ctx)

@@ -19,7 +19,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
@@ -35,7 +35,7 @@ type Controller struct {
 	instances listers.SympoziumInstanceLister
 	runIndex  cache.Indexer
 	synced    []cache.InformerSynced
-	worker    *cworkqueue.Worker
+	worker    *worker.Worker
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	coalesce  time.Duration
 }
@@ -50,7 +50,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
 	}
-	c.worker = cworkqueue.New("sympoziuminstance", rl, c.sync)
+	c.worker = worker.New("sympoziuminstance", rl, c.sync)
 	c.queue = c.worker.Queue
 	if err := agentrun.AddIndexers(runs.Informer(), pods); err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, w
 
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
-	return cworkqueue.AllSynced(c.synced...)
+	return worker.AllSynced(c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {

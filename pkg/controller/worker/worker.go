@@ -1,7 +1,7 @@
-// Package workqueue holds the queue → worker → sync loop that every
+// Package worker holds the queue → worker → sync loop that every
 // controller of this module runs: a typed, named, rate-limited workqueue of
 // object keys, drained by workers that call the controller's sync.
-package workqueue
+package worker
 
 import (
 	"context"
@@ -62,9 +62,6 @@ func AllSynced(synced ...cache.InformerSynced) bool {
 	}
 	return true
 }
-
-// Add enqueues a key.
-func (w *Worker) Add(key cache.ObjectName) { w.Queue.Add(key) }
 
 // Run waits for the caches, starts workers and blocks until ctx is done;
 // then it shuts the queue down and waits for the workers to finish.
