@@ -18,6 +18,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
 
 // apply carries out a decision: the run's metadata first (its parent as
@@ -159,7 +160,7 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 		if a.Kind == workload {
 			c.expectations.expectWorkload(run.UID)
 			if run.Spec.Parent != nil {
-				c.admissions.admitted(InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID)
+				c.admissions.admitted(index.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID)
 			}
 		}
 	}

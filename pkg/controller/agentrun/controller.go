@@ -25,6 +25,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -132,7 +133,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.worker = worker.New("agentrun", opts.RateLimiter, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
-	if err := AddIndexers(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
+	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
 	regs, err := c.addHandlers(logger, inf)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 )
 
@@ -257,10 +258,10 @@ func TestRunHandlers(t *testing.T) {
 
 	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.admissions.admitted(InstanceKey(testNS, "inst"), runningRun.UID)
+		f.c.admissions.admitted(index.InstanceKey(testNS, "inst"), runningRun.UID)
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
-		assert.Empty(t, f.c.admissions.unseen(InstanceKey(testNS, "inst"), ""), "the admission is observed")
+		assert.Empty(t, f.c.admissions.unseen(index.InstanceKey(testNS, "inst"), ""), "the admission is observed")
 	})
 	t.Run("a plain update enqueues only the run", func(t *testing.T) {
 		f := setup(t)
@@ -299,8 +300,8 @@ func TestRunHandlers(t *testing.T) {
 		f := setup(t)
 		child := newRun("child", withParent(admitted, 1), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "child"}))
 		f.addToCache(child)
-		names := func(index, key string) []string {
-			objs, err := f.c.runIndex.ByIndex(index, key)
+		names := func(name, key string) []string {
+			objs, err := f.c.runIndex.ByIndex(name, key)
 			require.NoError(t, err)
 			var out []string
 			for _, o := range objs {
@@ -309,15 +310,15 @@ func TestRunHandlers(t *testing.T) {
 			sort.Strings(out)
 			return out
 		}
-		key := InstanceKey(testNS, "inst")
-		assert.Equal(t, []string{"capacity", "waiting"}, names(IndexWaitingRunsByInstance, key))
-		assert.Equal(t, []string{"elsewhere"}, names(IndexWaitingRunsByInstance, InstanceKey(testNS, "other")))
-		assert.Equal(t, []string{"child"}, names(IndexSubagentsByInstance, key))
+		key := index.InstanceKey(testNS, "inst")
+		assert.Equal(t, []string{"capacity", "waiting"}, names(index.WaitingRunsByInstance, key))
+		assert.Equal(t, []string{"elsewhere"}, names(index.WaitingRunsByInstance, index.InstanceKey(testNS, "other")))
+		assert.Equal(t, []string{"child"}, names(index.SubagentsByInstance, key))
 
 		cur := capacity.DeepCopy()
 		cur.Status.JobName = "capacity"
 		require.NoError(t, f.c.runIndex.Update(cur))
-		assert.Equal(t, []string{"waiting"}, names(IndexWaitingRunsByInstance, key), "an admitted run leaves the index")
+		assert.Equal(t, []string{"waiting"}, names(index.WaitingRunsByInstance, key), "an admitted run leaves the index")
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/finishing", "ns/waiting"}, f.queued())
 	})

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
 
 // expectationTTL bounds how long a write this controller made is assumed to
@@ -134,7 +135,7 @@ func (a *admissions) admitted(instance string, run types.UID) {
 func (a *admissions) observed(run *v1alpha1.AgentRun) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	key := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	if m, ok := a.pending[key]; ok {
 		delete(m, run.UID)
 		if len(m) == 0 {

@@ -19,101 +19,9 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 )
-
-// Index names on the shared informers.
-const (
-	// IndexRunsByInstance keys runs by <namespace>/<instanceRef>.
-	IndexRunsByInstance = "sympozium.ai/by-instance"
-	// IndexRunsByParent keys sub-agent runs by <namespace>/<parent run>.
-	IndexRunsByParent = "sympozium.ai/by-parent"
-	// IndexWaitingRunsByInstance keys the runs that are neither admitted nor
-	// terminal by <namespace>/<instanceRef>: the runs a freed slot, a new
-	// instance or a new ConfigMap may let start. Waking them reads only
-	// them, not every run of a busy instance (which made a burst quadratic).
-	IndexWaitingRunsByInstance = "sympozium.ai/waiting-by-instance"
-	// IndexSubagentsByInstance keys sub-agent runs (spec.parent set) by
-	// <namespace>/<instanceRef>, for the sub-agent concurrency limit.
-	IndexSubagentsByInstance = "sympozium.ai/subagents-by-instance"
-	// IndexPodsByJob keys pods by the UID of the Job that controls them.
-	IndexPodsByJob = "sympozium.ai/by-job-uid"
-	// IndexPodsByRun keys pods by <namespace>/<the sympozium.ai/agent-run
-	// label> (naming.LabelValue of the run's name).
-	IndexPodsByRun = "sympozium.ai/by-run-label"
-)
-
-// RunLabelKey is the IndexPodsByRun key of a run's pods.
-func RunLabelKey(namespace, run string) string { return namespace + "/" + naming.LabelValue(run) }
-
-// InstanceKey is the IndexRunsByInstance key of a run.
-func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
-
-// byInstance indexes the runs for which keep is true by InstanceKey.
-func byInstance(keep func(*v1alpha1.AgentRun) bool) cache.IndexFunc {
-	return func(obj any) ([]string, error) {
-		r, ok := obj.(*v1alpha1.AgentRun)
-		if !ok || !keep(r) {
-			return nil, nil
-		}
-		return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
-	}
-}
-
-// AddIndexers adds the indexes the controllers use to the run and pod
-// informers. It is idempotent, so every controller sharing the informers may
-// call it.
-func AddIndexers(runs, pods cache.SharedIndexInformer) error {
-	want := map[cache.SharedIndexInformer]cache.Indexers{
-		runs: {
-			IndexRunsByInstance:        byInstance(func(*v1alpha1.AgentRun) bool { return true }),
-			IndexWaitingRunsByInstance: byInstance(phase.IsWaiting),
-			IndexSubagentsByInstance:   byInstance(func(r *v1alpha1.AgentRun) bool { return r.Spec.Parent != nil }),
-			IndexRunsByParent: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok || r.Spec.Parent == nil {
-					return nil, nil
-				}
-				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
-			},
-		},
-		pods: {
-			IndexPodsByJob: func(obj any) ([]string, error) {
-				p, ok := obj.(*corev1.Pod)
-				if !ok {
-					return nil, nil
-				}
-				if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
-					return []string{string(ref.UID)}, nil
-				}
-				return nil, nil
-			},
-			IndexPodsByRun: func(obj any) ([]string, error) {
-				p, ok := obj.(*corev1.Pod)
-				if !ok || p.Labels[v1alpha1.LabelAgentRun] == "" {
-					return nil, nil
-				}
-				return []string{p.Namespace + "/" + p.Labels[v1alpha1.LabelAgentRun]}, nil
-			},
-		},
-	}
-	for inf, idx := range want {
-		have := inf.GetIndexer().GetIndexers()
-		missing := cache.Indexers{}
-		for name, fn := range idx {
-			if _, ok := have[name]; !ok {
-				missing[name] = fn
-			}
-		}
-		if len(missing) == 0 {
-			continue
-		}
-		if err := inf.AddIndexers(missing); err != nil {
-			return fmt.Errorf("adding indexers: %w", err)
-		}
-	}
-	return nil
-}
 
 func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.ResourceEventHandlerRegistration, error) {
 	opts := cache.HandlerOptions{Logger: &logger}
@@ -154,7 +62,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
 				c.wakeWaiting(cur.Namespace, cur.Name)
-				c.wakeServers(IndexRunsByInstance, InstanceKey(cur.Namespace, cur.Name))
+				c.wakeServers(index.RunsByInstance, index.InstanceKey(cur.Namespace, cur.Name))
 			}
 		},
 	}, opts)
@@ -265,11 +173,11 @@ func releasesCapacity(old, cur *v1alpha1.AgentRun) bool {
 
 // wakeWaiting enqueues the instance's runs that are not admitted yet.
 func (c *Controller) wakeWaiting(namespace, instance string) {
-	c.wakeWaitingKey(InstanceKey(namespace, instance))
+	c.wakeWaitingKey(index.InstanceKey(namespace, instance))
 }
 
 func (c *Controller) wakeWaitingKey(key string) {
-	objs, err := c.runIndex.ByIndex(IndexWaitingRunsByInstance, key)
+	objs, err := c.runIndex.ByIndex(index.WaitingRunsByInstance, key)
 	if err != nil {
 		return
 	}
@@ -281,8 +189,8 @@ func (c *Controller) wakeWaitingKey(key string) {
 }
 
 // wakeServers enqueues the live server-mode runs under key of index.
-func (c *Controller) wakeServers(index, key string) {
-	objs, err := c.runIndex.ByIndex(index, key)
+func (c *Controller) wakeServers(indexName, key string) {
+	objs, err := c.runIndex.ByIndex(indexName, key)
 	if err != nil {
 		return
 	}
@@ -296,7 +204,7 @@ func (c *Controller) wakeServers(index, key string) {
 // wakeWaitingInNamespace enqueues every run of the namespace that is not
 // admitted yet (a ConfigMap it waits for may have appeared).
 func (c *Controller) wakeWaitingInNamespace(namespace string) {
-	for _, key := range c.runIndex.ListIndexFuncValues(IndexWaitingRunsByInstance) {
+	for _, key := range c.runIndex.ListIndexFuncValues(index.WaitingRunsByInstance) {
 		if strings.HasPrefix(key, namespace+"/") {
 			c.wakeWaitingKey(key)
 		}

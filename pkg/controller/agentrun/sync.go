@@ -20,6 +20,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
 
 // LogReader reads the end of a container's log.
@@ -104,7 +105,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if run.Spec.Parent != nil && !run.Status.Phase.IsTerminal() && !phase.IsAdmitted(run) && obs.Instance != nil {
 		// Admission of sub-agent runs is serialised per instance, so that
 		// two workers never fill the same free slot.
-		inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+		inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 		unlock := c.admissions.lock(inst)
 		defer unlock()
 		c.observeCapacity(run, &obs)
@@ -194,7 +195,7 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 // serverPod returns the newest pod of the run's Deployment (a pod with the
 // run's label, controlled by a ReplicaSet).
 func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
-	objs, err := c.podIndex.ByIndex(IndexPodsByRun, RunLabelKey(run.Namespace, run.Name))
+	objs, err := c.podIndex.ByIndex(index.PodsByRun, index.RunLabelKey(run.Namespace, run.Name))
 	if err != nil {
 		return nil
 	}
@@ -269,7 +270,7 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 
 // agentPod returns the newest pod controlled by job.
 func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
-	objs, err := c.podIndex.ByIndex(IndexPodsByJob, string(job.UID))
+	objs, err := c.podIndex.ByIndex(index.PodsByJob, string(job.UID))
 	if err != nil {
 		return nil
 	}
@@ -290,7 +291,7 @@ func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
 // childRank is the run's position among its parent's children, oldest
 // first, not counting children the limits refused.
 func (c *Controller) childRank(run *v1alpha1.AgentRun) int {
-	objs, err := c.runIndex.ByIndex(IndexRunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
+	objs, err := c.runIndex.ByIndex(index.RunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
 	if err != nil {
 		return 0
 	}
@@ -321,9 +322,9 @@ func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
 // admissions the cache does not show yet) and the waiting ones ahead of run.
 // The caller holds the instance's admission lock.
 func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed) {
-	inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	unseen := c.admissions.unseen(inst, run.UID)
-	objs, err := c.runIndex.ByIndex(IndexSubagentsByInstance, inst)
+	objs, err := c.runIndex.ByIndex(index.SubagentsByInstance, inst)
 	if err != nil {
 		return
 	}

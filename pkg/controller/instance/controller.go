@@ -18,7 +18,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -28,6 +28,10 @@ import (
 // Coalesce is how long run changes are gathered before an instance is
 // synced: a burst of run transitions makes one status write, not one each.
 const Coalesce = time.Second
+
+// fieldManager is the field manager of the status writes (the controller
+// manager's name, as the agentrun and skillpack controllers use).
+const fieldManager = "sympozium-controller"
 
 // Controller reconciles SympoziumInstance status and run history.
 type Controller struct {
@@ -52,7 +56,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	}
 	c.worker = worker.New("sympoziuminstance", rl, c.sync)
 	c.queue = c.worker.Queue
-	if err := agentrun.AddIndexers(runs.Informer(), pods); err != nil {
+	if err := index.Add(runs.Informer(), pods); err != nil {
 		return nil, err
 	}
 	opts := cache.HandlerOptions{Logger: &logger}
@@ -114,7 +118,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
-	objs, err := c.runIndex.ByIndex(agentrun.IndexRunsByInstance, agentrun.InstanceKey(key.Namespace, key.Name))
+	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
 	if err != nil {
 		return err
 	}
@@ -149,7 +153,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
-		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: agentrun.ControllerName}); err != nil {
+		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 			errs = append(errs, err)
 		}
 	}
