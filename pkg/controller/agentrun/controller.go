@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -60,6 +61,10 @@ type Options struct {
 	// taken not to serve it (runs with agentSandbox fail with
 	// SandboxUnavailable). Controller.Run runs it.
 	SandboxAPI *SandboxAPI
+	// Clock is the controller's one clock: its decisions, its in-memory
+	// stores (expectations, admissions), the agent-sandbox API's recheck
+	// and its queue's delays run on it. nil is the real clock.
+	Clock clock.WithTicker
 	// RateLimiter overrides the default per-item exponential backoff.
 	RateLimiter workqueue.TypedRateLimiter[cache.ObjectName]
 	// OnSync, when set, is told the outcome of every sync (metrics).
@@ -100,8 +105,10 @@ type Controller struct {
 	admissions   *admissions
 	writes       *ownWrites
 
-	now func() time.Time
+	clock clock.WithTicker
 }
+
+func (c *Controller) now() time.Time { return c.clock.Now() }
 
 // NewController wires the event handlers; call Run after the informer
 // factories are started.
@@ -109,28 +116,30 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	inf Informers, rec record.EventRecorder, opts Options) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "agentrun")
 	c := &Controller{
-		client:       client,
-		kubeClient:   kube,
-		recorder:     rec,
-		opts:         opts,
-		runs:         inf.Runs.Lister(),
-		runIndex:     inf.Runs.Informer().GetIndexer(),
-		instances:    inf.Instances.Lister(),
-		skillPacks:   inf.SkillPacks.Lister(),
-		jobs:         inf.Jobs.Lister(),
-		deployments:  inf.Deployments.Lister(),
-		services:     inf.Services.Lister(),
-		sandboxes:    opts.SandboxAPI,
-		pods:         inf.Pods.Lister(),
-		podIndex:     inf.Pods.Informer().GetIndexer(),
-		configMaps:   inf.ConfigMaps.Lister(),
-		expectations: newExpectations(),
-		admissions:   newAdmissions(),
-		writes:       newOwnWrites(),
-		now:          time.Now,
+		client:      client,
+		kubeClient:  kube,
+		recorder:    rec,
+		opts:        opts,
+		runs:        inf.Runs.Lister(),
+		runIndex:    inf.Runs.Informer().GetIndexer(),
+		instances:   inf.Instances.Lister(),
+		skillPacks:  inf.SkillPacks.Lister(),
+		jobs:        inf.Jobs.Lister(),
+		deployments: inf.Deployments.Lister(),
+		services:    inf.Services.Lister(),
+		sandboxes:   opts.SandboxAPI,
+		pods:        inf.Pods.Lister(),
+		podIndex:    inf.Pods.Informer().GetIndexer(),
+		configMaps:  inf.ConfigMaps.Lister(),
+		writes:      newOwnWrites(),
+		clock:       opts.Clock,
 	}
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
-	c.worker = worker.New("agentrun", opts.RateLimiter, c.sync)
+	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
 	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
@@ -145,6 +154,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	if c.sandboxes != nil {
 		c.sandboxes.setHandler(c.sandboxEvent)
+		c.sandboxes.now = c.clock.Now
 	}
 	return c, nil
 }

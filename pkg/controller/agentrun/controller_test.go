@@ -3,6 +3,7 @@ package agentrun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
@@ -48,17 +50,27 @@ func (l *countingLimiter) count() int {
 }
 
 // processNext runs one ProcessNextWorkItem, failing the test rather than
-// hanging when no key arrives.
+// hanging when no key arrives. The queue's delays run on the fixture's
+// clock, which it moves on while it waits: a rate-limited key comes back
+// only because the injected clock advanced.
 func processNext(t *testing.T, f *fixture) {
 	t.Helper()
 	done := make(chan bool, 1)
 	go func() { done <- f.c.worker.ProcessNextWorkItem(f.ctx) }()
-	select {
-	case ok := <-done:
-		require.True(t, ok, "the queue was shut down")
-	case <-time.After(10 * time.Second):
-		f.c.queue.ShutDown()
-		t.Fatal("no key was processed")
+	timeout := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ok := <-done:
+			require.True(t, ok, "the queue was shut down")
+			return
+		case <-tick.C:
+			f.clk.Step(time.Millisecond)
+		case <-timeout:
+			f.c.queue.ShutDown()
+			t.Fatal("no key was processed")
+		}
 	}
 }
 
@@ -340,4 +352,38 @@ func TestLastBytes(t *testing.T) {
 	got, err = lastBytes(strings.NewReader("short"), 64)
 	require.NoError(t, err)
 	assert.Equal(t, "short", got)
+}
+
+// An instance's admission lock excludes a second holder, and the lock map
+// keeps only the locks in use.
+func TestAdmissionLocksAreExclusiveAndDropped(t *testing.T) {
+	a := newAdmissions(clock.RealClock{})
+	unlock := a.lock("ns/a")
+	got := make(chan struct{})
+	go func() {
+		release := a.lock("ns/a")
+		close(got)
+		release()
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second worker took a held admission lock")
+	case <-time.After(20 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting worker never got the lock")
+	}
+	locks := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.locks)
+	}
+	require.Eventually(t, func() bool { return locks() == 0 }, 10*time.Second, time.Millisecond)
+	for i := range 100 {
+		a.lock(fmt.Sprintf("ns/inst-%d", i))()
+	}
+	assert.Zero(t, locks(), "locks of instances nobody admits to are dropped")
 }

@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
@@ -28,18 +29,18 @@ type expectations struct {
 	mu      sync.Mutex
 	pending map[types.UID]time.Time
 	deleted map[types.UID]time.Time
-	now     func() time.Time
+	clock   clock.PassiveClock
 }
 
-func newExpectations() *expectations {
-	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, now: time.Now}
+func newExpectations(clk clock.PassiveClock) *expectations {
+	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, clock: clk}
 }
 
 // deletedChild remembers that this controller deleted the child uid.
 func (e *expectations) deletedChild(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.deleted[uid] = e.now()
+	e.deleted[uid] = e.clock.Now()
 }
 
 // gone forgets a deleted child once the informer delivered its deletion.
@@ -61,7 +62,7 @@ func (e *expectations) deleting(uid types.UID) bool {
 // forgets an expired entry. The caller holds e.mu.
 func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
 	at, ok := m[uid]
-	if ok && e.now().Sub(at) > expectationTTL {
+	if ok && e.clock.Since(at) > expectationTTL {
 		delete(m, uid)
 		return false
 	}
@@ -72,7 +73,7 @@ func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
 func (e *expectations) expectWorkload(run types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pending[run] = e.now()
+	e.pending[run] = e.clock.Now()
 }
 
 func (e *expectations) observed(run types.UID) { e.forget(run) }
@@ -96,14 +97,22 @@ func (e *expectations) workloadExpected(run types.UID) bool {
 // yet, so that two workers (or a stale cache) never admit more runs than
 // maxConcurrent allows.
 type admissions struct {
-	mu      sync.Mutex
-	locks   map[string]*sync.Mutex
+	mu sync.Mutex
+	// locks holds the admission locks in use (held or waited for); an
+	// instance's entry goes with its last user, so the map does not grow
+	// with every instance ever seen.
+	locks   map[string]*admissionLock
 	pending map[string]map[types.UID]time.Time // instance key -> run UIDs
-	now     func() time.Time
+	clock   clock.PassiveClock
 }
 
-func newAdmissions() *admissions {
-	return &admissions{locks: map[string]*sync.Mutex{}, pending: map[string]map[types.UID]time.Time{}, now: time.Now}
+type admissionLock struct {
+	sync.Mutex
+	users int // holders and waiters; guarded by admissions.mu
+}
+
+func newAdmissions(clk clock.PassiveClock) *admissions {
+	return &admissions{locks: map[string]*admissionLock{}, pending: map[string]map[types.UID]time.Time{}, clock: clk}
 }
 
 // lock takes the instance's admission lock; call the returned func to
@@ -112,12 +121,20 @@ func (a *admissions) lock(instance string) func() {
 	a.mu.Lock()
 	l, ok := a.locks[instance]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &admissionLock{}
 		a.locks[instance] = l
 	}
+	l.users++
 	a.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if l.users--; l.users == 0 {
+			delete(a.locks, instance)
+		}
+	}
 }
 
 func (a *admissions) admitted(instance string, run types.UID) {
@@ -128,7 +145,7 @@ func (a *admissions) admitted(instance string, run types.UID) {
 		m = map[types.UID]time.Time{}
 		a.pending[instance] = m
 	}
-	m[run] = a.now()
+	m[run] = a.clock.Now()
 }
 
 // observed drops a run once the cache shows it admitted, finished or gone.
@@ -154,7 +171,7 @@ func (a *admissions) unseen(instance string, skip types.UID) map[types.UID]bool 
 		if uid == skip {
 			continue
 		}
-		if a.now().Sub(at) > expectationTTL {
+		if a.clock.Since(at) > expectationTTL {
 			delete(a.pending[instance], uid)
 			continue
 		}

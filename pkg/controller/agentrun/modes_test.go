@@ -56,7 +56,6 @@ func newSandboxFixture(t *testing.T, resources []*metav1.APIResourceList) *sandb
 	api := NewSandboxAPI(disc, dyn, SandboxAPIConfig{})
 	api.assumeSynced = true
 	f := newFixture(t, func(o *Options) { o.SandboxAPI = api })
-	api.now = f.clock
 	return &sandboxFixture{fixture: f, dyn: dyn, disc: disc}
 }
 

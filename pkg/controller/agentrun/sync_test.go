@@ -473,8 +473,6 @@ func TestSyncWorkloadLost(t *testing.T) {
 func TestSyncJobExpectationExpires(t *testing.T) {
 	f := newFixture(t)
 	f.add(newInstance("inst"), newRun("run"))
-	clock := time.Now()
-	f.c.expectations.now = func() time.Time { return clock }
 
 	require.NoError(t, f.sync("run"))
 	require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
@@ -488,7 +486,7 @@ func TestSyncJobExpectationExpires(t *testing.T) {
 	assert.Empty(t, describe(f.clientWrites()), "a Job created and not seen yet is not lost")
 	assert.Empty(t, describe(f.kubeWrites()))
 
-	clock = clock.Add(expectationTTL + time.Second)
+	f.setNow(f.clock().Add(expectationTTL + time.Second))
 	require.NoError(t, f.sync("run"))
 	assert.Empty(t, describe(f.kubeWrites()), "no second Job")
 	cw := f.clientWrites()

@@ -54,7 +54,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
 	}
-	c.worker = worker.New("sympoziuminstance", rl, c.sync)
+	c.worker = worker.New("sympoziuminstance", rl, nil, c.sync)
 	c.queue = c.worker.Queue
 	if err := index.Add(runs.Informer(), pods); err != nil {
 		return nil, err

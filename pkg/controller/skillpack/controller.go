@@ -55,7 +55,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	packs sinformers.TypedSkillPackInformer, configMaps informers.GenericInformer, rl workqueue.TypedRateLimiter[cache.ObjectName]) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "skillpack")
 	c := &Controller{client: client, kubeClient: kube, packs: packs.Lister(), configMaps: configMaps.Lister(), now: metav1.Now}
-	c.worker = worker.New("skillpack", rl, c.sync)
+	c.worker = worker.New("skillpack", rl, nil, c.sync)
 	c.queue = c.worker.Queue
 	opts := cache.HandlerOptions{Logger: &logger}
 	preg, err := packs.TypedInformer().AddTypedEventHandler(sinformers.SkillPackHandlerFuncs{
