@@ -23,20 +23,58 @@ import (
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 )
 
+// addHandlers registers the handlers of every kind the controller reads;
+// each kind's are one small method below.
 func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.ResourceEventHandlerRegistration, error) {
 	opts := cache.HandlerOptions{Logger: &logger}
+	adds := []struct {
+		what string
+		add  func() (cache.ResourceEventHandlerRegistration, error)
+	}{
+		{"AgentRun", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Runs.TypedInformer().AddTypedEventHandler(c.runHandlers(), opts)
+		}},
+		{"SympoziumInstance", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Instances.TypedInformer().AddTypedEventHandler(c.instanceHandlers(), opts)
+		}},
+		{"SkillPack", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.SkillPacks.TypedInformer().AddTypedEventHandler(c.skillPackHandlers(), opts)
+		}},
+		{"Job", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Jobs.TypedInformer().AddTypedEventHandler(c.jobHandlers(), opts)
+		}},
+		{"Deployment", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Deployments.TypedInformer().AddTypedEventHandler(c.deploymentHandlers(), opts)
+		}},
+		{"Service", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Services.TypedInformer().AddTypedEventHandler(c.serviceHandlers(), opts)
+		}},
+		{"Pod", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Pods.TypedInformer().AddTypedEventHandler(c.podHandlers(), opts)
+		}},
+		{"ConfigMap", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.ConfigMaps.Informer().AddEventHandlerWithOptions(c.configMapHandlers(), opts)
+		}},
+	}
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(what string, reg cache.ResourceEventHandlerRegistration, err error) error {
+	for _, a := range adds {
+		reg, err := a.add()
 		if err != nil {
-			return fmt.Errorf("adding %s event handler: %w", what, err)
+			return nil, fmt.Errorf("adding %s event handler: %w", a.what, err)
 		}
 		regs = append(regs, reg)
-		return nil
 	}
-	reg, err := inf.Runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
+	return regs, nil
+}
+
+// runHandlers enqueue the run itself (a resync re-enqueues too: the safety
+// net), keep the in-memory stores in step with it, and wake the runs
+// waiting for a sub-agent slot it frees.
+func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
+	return sinformers.AgentRunHandlerFuncs{
 		AddFunc: func(r *v1alpha1.AgentRun) { c.enqueue(cache.MetaObjectToName(r)) },
 		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
-			c.enqueue(cache.MetaObjectToName(cur)) // a resync re-enqueues too: the safety net
+			c.enqueue(cache.MetaObjectToName(cur))
 			if phase.IsAdmitted(cur) || cur.Status.Phase.IsTerminal() {
 				c.admissions.observed(cur)
 			}
@@ -53,11 +91,14 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 				c.wakeWaiting(r.Namespace, r.Spec.InstanceRef)
 			}
 		},
-	}, opts)
-	if err := add("AgentRun", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.Instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
+}
+
+// instanceHandlers wake the runs an instance's appearance or change
+// concerns: those waiting for it, and its servers (their spec is built
+// from it).
+func (c *Controller) instanceHandlers() sinformers.SympoziumInstanceHandlerFuncs {
+	return sinformers.SympoziumInstanceHandlerFuncs{
 		AddFunc: func(i *v1alpha1.SympoziumInstance) { c.wakeWaiting(i.Namespace, i.Name) },
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
@@ -65,101 +106,78 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 				c.wakeServers(index.RunsByInstance, index.InstanceKey(cur.Namespace, cur.Name))
 			}
 		},
-	}, opts)
-	if err := add("SympoziumInstance", reg, err); err != nil {
-		return nil, err
 	}
-	// A server's pod template is built from its skill packs as long as it
-	// lives: a changed pack rolls the servers of its namespace that mount
-	// it.
-	reg, err = inf.SkillPacks.TypedInformer().AddTypedEventHandler(sinformers.SkillPackHandlerFuncs{
+}
+
+// skillPackHandlers: a server's pod template is built from its skill packs
+// as long as it lives, so a changed pack rolls the servers of its
+// namespace that mount it.
+func (c *Controller) skillPackHandlers() sinformers.SkillPackHandlerFuncs {
+	return sinformers.SkillPackHandlerFuncs{
 		UpdateFunc: func(old, cur *v1alpha1.SkillPack) {
 			if old.Generation != cur.Generation {
 				c.wakeServers(cache.NamespaceIndex, cur.Namespace)
 			}
 		},
-	}, opts)
-	if err := add("SkillPack", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.Jobs.TypedInformer().AddTypedEventHandler(batchinformers.JobHandlerFuncs{
-		AddFunc: func(j *batchv1.Job) { c.jobChanged(j) },
-		UpdateFunc: func(old, cur *batchv1.Job) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.jobChanged(cur)
-			}
-		},
-		DeleteFunc: func(d batchinformers.DeletedJob) {
-			if d.OptionalObj != nil {
-				c.expectations.gone(d.OptionalObj.UID)
-				c.enqueueJobOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Job", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) jobHandlers() batchinformers.JobHandlerFuncs {
+	return batchinformers.JobHandlerFuncs{
+		AddFunc:    func(j *batchv1.Job) { c.workloadChanged(j) },
+		UpdateFunc: onNewVersion(func(j *batchv1.Job) { c.workloadChanged(j) }),
+		DeleteFunc: func(d batchinformers.DeletedJob) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Deployments.TypedInformer().AddTypedEventHandler(appsinformers.DeploymentHandlerFuncs{
-		AddFunc: func(d *appsv1.Deployment) { c.childChanged(d) },
-		UpdateFunc: func(old, cur *appsv1.Deployment) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.childChanged(cur)
-			}
-		},
-		DeleteFunc: func(d appsinformers.DeletedDeployment) {
-			if d.OptionalObj != nil {
-				c.expectations.gone(d.OptionalObj.UID)
-				c.enqueueOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Deployment", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) deploymentHandlers() appsinformers.DeploymentHandlerFuncs {
+	return appsinformers.DeploymentHandlerFuncs{
+		AddFunc:    func(d *appsv1.Deployment) { c.workloadChanged(d) },
+		UpdateFunc: onNewVersion(func(d *appsv1.Deployment) { c.workloadChanged(d) }),
+		DeleteFunc: func(d appsinformers.DeletedDeployment) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Services.TypedInformer().AddTypedEventHandler(coreinformers.ServiceHandlerFuncs{
-		AddFunc: func(s *corev1.Service) { c.enqueueOwner(s) },
-		UpdateFunc: func(old, cur *corev1.Service) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.enqueueOwner(cur)
-			}
-		},
-		DeleteFunc: func(d coreinformers.DeletedService) {
-			if d.OptionalObj != nil {
-				c.expectations.gone(d.OptionalObj.UID)
-				c.enqueueOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Service", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) serviceHandlers() coreinformers.ServiceHandlerFuncs {
+	return coreinformers.ServiceHandlerFuncs{
+		AddFunc:    func(s *corev1.Service) { c.enqueueOwner(s) },
+		UpdateFunc: onNewVersion(func(s *corev1.Service) { c.enqueueOwner(s) }),
+		DeleteFunc: func(d coreinformers.DeletedService) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Pods.TypedInformer().AddTypedEventHandler(coreinformers.PodHandlerFuncs{
-		AddFunc: c.enqueuePodOwner,
-		UpdateFunc: func(old, cur *corev1.Pod) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.enqueuePodOwner(cur)
-			}
-		},
+}
+
+func (c *Controller) podHandlers() coreinformers.PodHandlerFuncs {
+	return coreinformers.PodHandlerFuncs{
+		AddFunc:    c.enqueuePodOwner,
+		UpdateFunc: onNewVersion(c.enqueuePodOwner),
 		DeleteFunc: func(d coreinformers.DeletedPod) {
 			if d.OptionalObj != nil {
 				c.enqueuePodOwner(d.OptionalObj)
 			}
 		},
-	}, opts)
-	if err := add("Pod", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.ConfigMaps.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+}
+
+// configMapHandlers: a ConfigMap that appears may be the one a waiting run
+// of its namespace needs.
+func (c *Controller) configMapHandlers() cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if m, ok := obj.(metav1.Object); ok {
 				c.wakeWaitingInNamespace(m.GetNamespace())
 			}
 		},
-	}, opts)
-	if err := add("ConfigMap", reg, err); err != nil {
-		return nil, err
 	}
-	return regs, nil
+}
+
+// onNewVersion calls changed on an update that carries a new
+// resourceVersion (a resync delivers the same one: nothing changed).
+func onNewVersion[T metav1.Object](changed func(T)) func(old, cur T) {
+	return func(old, cur T) {
+		if old.GetResourceVersion() != cur.GetResourceVersion() {
+			changed(cur)
+		}
+	}
 }
 
 // releasesCapacity reports a run that stopped holding (or waiting for) a
@@ -211,21 +229,30 @@ func (c *Controller) wakeWaitingInNamespace(namespace string) {
 	}
 }
 
-func (c *Controller) jobChanged(j *batchv1.Job) { c.childChanged(j) }
-
-// childChanged handles a workload object (Job, Deployment, Sandbox,
+// workloadChanged handles a workload object (Job, Deployment, Sandbox,
 // SandboxClaim) that was added or changed: the create it was expected from
 // is observed, and its run enqueued.
-func (c *Controller) childChanged(obj metav1.Object) {
+func (c *Controller) workloadChanged(obj metav1.Object) {
 	if ref := metav1.GetControllerOf(obj); ref != nil && ref.Kind == "AgentRun" {
 		c.expectations.observed(ref.UID)
 	}
 	c.enqueueOwner(obj)
 }
 
-// enqueueJobOwner enqueues the AgentRun that controls the Job, if it is
-// still the same run (same UID).
-func (c *Controller) enqueueJobOwner(j *batchv1.Job) { c.enqueueOwner(j) }
+// childDeleted handles a child whose deletion the cache delivered (obj nil:
+// its last state is unknown): the delete this controller may have made is
+// observed, and its run enqueued.
+func childDeleted[T interface {
+	comparable
+	metav1.Object
+}](c *Controller, obj T) {
+	var unknown T
+	if obj == unknown {
+		return
+	}
+	c.expectations.gone(obj.GetUID())
+	c.enqueueOwner(obj)
+}
 
 // enqueueOwner enqueues the AgentRun that controls obj, if it is still the
 // same run (same UID).
@@ -256,7 +283,7 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 		if err != nil || job.UID != ref.UID {
 			return
 		}
-		c.enqueueJobOwner(job)
+		c.enqueueOwner(job)
 	case workload.SandboxKind:
 		label := p.Labels[v1alpha1.LabelAgentRun]
 		if label == "" {
@@ -284,5 +311,5 @@ func (c *Controller) sandboxEvent(obj any, deleted bool) {
 		c.enqueueOwner(m)
 		return
 	}
-	c.childChanged(m)
+	c.workloadChanged(m)
 }

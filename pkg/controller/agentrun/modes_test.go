@@ -277,7 +277,7 @@ func TestSyncServerDeploymentDeleted(t *testing.T) {
 	// expectation), then its deletion.
 	dep, err := f.inf.Deployments.Lister().Deployments(testNS).Get("web-server")
 	require.NoError(t, err)
-	f.c.childChanged(dep)
+	f.c.workloadChanged(dep)
 	require.NoError(t, f.kube.Tracker().Delete(deploymentsGVR, testNS, "web-server"))
 	f.refresh()
 	f.clearActions()
