@@ -170,11 +170,7 @@ func TestCachedObjectsDecideAlike(t *testing.T) {
 	for _, k := range kits {
 		for _, step := range lifecycle {
 			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
-				full := step.in(k)
-				if full.Now.IsZero() {
-					full.Now = now
-				}
-				full.Config, full.SandboxAPI = testConfig, servedAPI
+				full := stepInput(k, step.in)
 				// The full objects carry what the API server adds and the
 				// cache drops.
 				full.Objects = maps.Clone(full.Objects)

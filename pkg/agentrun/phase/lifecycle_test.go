@@ -354,15 +354,23 @@ var lifecycle = []struct {
 	},
 }
 
+// stepInput is what a lifecycle step observes for backend k: the clock at
+// now unless the step sets it, the test configuration, the served
+// agent-sandbox API.
+func stepInput(k kit, in func(kit) Observed) Observed {
+	o := in(k)
+	if o.Now.IsZero() {
+		o.Now = now
+	}
+	o.Config, o.SandboxAPI = testConfig, servedAPI
+	return o
+}
+
 func TestLifecycleEveryBackend(t *testing.T) {
 	for _, k := range kits {
 		for _, step := range lifecycle {
 			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
-				in := step.in(k)
-				if in.Now.IsZero() {
-					in.Now = now
-				}
-				in.Config, in.SandboxAPI = testConfig, servedAPI
+				in := stepInput(k, step.in)
 				w, ok := step.wants[k.backend]
 				if !ok {
 					w = step.wants[""]
