@@ -4,10 +4,12 @@
 // status must be and which actions bring the cluster there.
 //
 // One lifecycle (admission, deadlines, terminal phases, conditions, events,
-// the server finalizer) runs over every execution backend: a workload (see
-// workload.go) knows only its own objects: the Job of a task-mode run, the
-// Deployment and Service of a server-mode run, the Sandbox or SandboxClaim
-// of an agent-sandbox run.
+// the server finalizer) runs over every execution backend and names none of
+// them: each backend is an adapter (task.go, server.go, sandbox.go, listed
+// in workload.go) that knows only its own objects: the Job of a task-mode
+// run, the Deployment and Service of a server-mode run, the Sandbox or
+// SandboxClaim of an agent-sandbox run. What the machine reads of cached
+// objects is fixed beside it (cached.go).
 //
 // Nothing here does I/O, reads a clock, logs or draws random numbers, and
 // inputs (which point into informer caches) are never mutated: the same
@@ -48,7 +50,7 @@ type Observed struct {
 	// Objects are the run's workload objects as the caches hold them, by
 	// kind (the kinds of its backend, see Children); a kind is absent when
 	// the cache has none. A cached Deployment may have its pod template
-	// trimmed (see cachetrim.go).
+	// trimmed (see TrimForCache).
 	Objects Objects
 	// WorkloadExpected is true when this controller created the run's
 	// workload and the cache has not shown it yet: a missing workload is
