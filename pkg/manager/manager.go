@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,9 +38,9 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
@@ -99,7 +97,7 @@ func DefaultConfig() Config {
 		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
-		SandboxGroup: jobspec.SandboxGroup, SandboxClaimGroup: jobspec.SandboxClaimGroup, SandboxRecheck: time.Minute,
+		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -296,33 +294,6 @@ func (p *process) serve(ctx context.Context) (func(), error) {
 	return stop, nil
 }
 
-// stripForCache drops what the controllers never read from cached objects:
-// managedFields everywhere, kubectl's last-applied copy of the spec, the
-// bulk of Deployment specs (a Deployment's template is compared through its
-// spec-hash annotation), and all but what the phase machine reads of Jobs
-// and Pods (trimJob, trimPod). It keeps the cache proportional to the number
-// of objects, not to the size of their tasks.
-func stripForCache(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		if a := m.GetAnnotations(); a != nil {
-			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
-				delete(a, corev1.LastAppliedConfigAnnotation)
-				m.SetAnnotations(a)
-			}
-		}
-	}
-	switch o := obj.(type) {
-	case *batchv1.Job:
-		trimJob(o)
-	case *appsv1.Deployment:
-		o.Spec.Template = corev1.PodTemplateSpec{}
-	case *corev1.Pod:
-		trimPod(o)
-	}
-	return obj, nil
-}
-
 func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) error {
 	cfg := p.cfg
 	kube, err := kubernetes.NewForConfig(restCfg)
@@ -345,12 +316,12 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		o.LabelSelector = v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue
 	}
 	sf := sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
-		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(stripForCache))
+		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(phase.TrimForCache))
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
-		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(stripForCache))
+		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(phase.TrimForCache))
 	mf := metadatainformer.NewFilteredSharedInformerFactory(meta, cfg.ResyncPeriod, cfg.Namespace, nil)
 	configMaps := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
-	if err := configMaps.Informer().SetTransform(stripForCache); err != nil {
+	if err := configMaps.Informer().SetTransform(phase.TrimForCache); err != nil {
 		return err
 	}
 
@@ -380,9 +351,9 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	}
 	opts := agentrun.Options{
 		Phase: phase.Config{
-			Job: jobspec.Config{
+			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
-				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second, FieldManager: agentrun.ControllerName,
+				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,
 		},

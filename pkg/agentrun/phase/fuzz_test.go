@@ -47,17 +47,18 @@ func FuzzNext(f *testing.F) {
 			in.Instance = newInstance(withLimits(int32(sub%3), int32(sub%4+1), int32(sub%4)))
 		}
 		if flags&64 != 0 {
-			in.Job = jobFor(run)
+			job := jobFor(run)
 			switch sub % 4 {
 			case 1:
-				in.Job.OwnerReferences = nil
+				job.OwnerReferences = nil
 			case 2:
-				jobCond("Failed", "DeadlineExceeded")(in.Job)
+				jobCond("Failed", "DeadlineExceeded")(job)
 			case 3:
-				jobCond("Complete", "")(in.Job)
+				jobCond("Complete", "")(job)
 			}
+			in.Objects = Objects{KindJob: job}
 		} else {
-			in.JobExpected = sub&1 != 0
+			in.WorkloadExpected = sub&1 != 0
 		}
 		if flags&8 != 0 && sub&16 != 0 {
 			in.Parent = newRun(func(r *v1alpha1.AgentRun) { r.Name, r.UID = "parent", "parent-uid" })
@@ -88,7 +89,7 @@ func FuzzNext(f *testing.F) {
 			if !apiequality.Semantic.DeepEqual(withGeneration(run.Status, run.Generation), d.Status) {
 				t.Fatalf("terminal phase %s changed: %+v -> %+v", run.Status.Phase, run.Status, d.Status)
 			}
-			if d.CreateJob != nil || len(d.Events) > 0 || d.SetOwner != nil {
+			if verbs(d, Create) || len(d.Events) > 0 || d.SetOwner != nil {
 				t.Fatalf("terminal phase acted: %+v", d)
 			}
 		}
@@ -98,15 +99,10 @@ func FuzzNext(f *testing.F) {
 		if d.RequeueAfter < 0 || (d.RequeueAfter > 0 && d.RequeueAfter < MinRequeue) {
 			t.Fatalf("requeue %s", d.RequeueAfter)
 		}
-		if d.Status.Phase.IsTerminal() && (d.CreateJob != nil || d.RequeueAfter != 0) {
+		if d.Status.Phase.IsTerminal() && (verbs(d, Create) || verbs(d, Update) || d.RequeueAfter != 0) {
 			t.Fatalf("finished run still creates or requeues: %+v", d)
 		}
-		if d.CreateJob != nil && in.Job != nil {
-			t.Fatalf("creates a Job that exists")
-		}
-		if d.DeleteJob && in.Job == nil {
-			t.Fatalf("deletes a Job it did not see")
-		}
+		assertActionsMatchCache(t, in, d)
 		if d.Status.ObservedGeneration != run.Generation {
 			t.Fatalf("observedGeneration not kept")
 		}

@@ -1,6 +1,7 @@
 package phase
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -8,16 +9,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -122,16 +125,16 @@ func chain(opts ...runOpt) runOpt {
 }
 
 // serverObjects are the Deployment and Service the machine creates for run
-// as the caches return them (UIDs set, the Deployment's template trimmed),
-// the Deployment available when the agent of pod runs.
+// as the API server returns them (UIDs set; TestCachedObjectsDecideAlike
+// checks that the trimmed template of the cached copy decides alike), the
+// Deployment available when the agent of pod runs.
 func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.Service) {
-	ji := jobspec.Inputs{Run: in.Run, Instance: in.Instance, SkillPacks: in.SkillPacks, Now: t0}
-	dep, err := jobspec.Deployment(testConfig.Job, ji)
+	ji := workload.Inputs{Run: in.Run, Instance: in.Instance, SkillPacks: in.SkillPacks, Now: t0}
+	dep, err := workload.Deployment(testConfig.Workload, ji)
 	if err != nil {
 		panic(err)
 	}
 	dep.UID, dep.ResourceVersion = "dep-uid", "10"
-	dep.Spec.Template = corev1.PodTemplateSpec{}
 	dep.Status.Replicas = 1
 	avail := corev1.ConditionFalse
 	if a := agentOf(pod); a != nil && a.State.Running != nil {
@@ -139,7 +142,7 @@ func serverObjects(in *Observed, pod *corev1.Pod) (*appsv1.Deployment, *corev1.S
 		avail = corev1.ConditionTrue
 	}
 	dep.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: avail}}
-	svc := jobspec.Service(ji)
+	svc := workload.Service(ji)
 	svc.UID, svc.ResourceVersion, svc.Spec.ClusterIP = "svc-uid", "11", "10.0.0.10"
 	return dep, svc
 }
@@ -188,40 +191,44 @@ func ownedBy(pod *corev1.Pod, kind, name, uid string) *corev1.Pod {
 var kits = []kit{
 	{
 		backend: BackendTask, admitted: admitted(), started: running(),
-		workload: func(in *Observed, pod *corev1.Pod) { in.Job, in.Pod = jobFor(in.Run), pod },
-		creates:  func(d Decision) bool { return d.CreateJob != nil },
-		deletes:  func(d Decision) bool { return d.DeleteJob },
+		workload: func(in *Observed, pod *corev1.Pod) { in.Objects, in.Pod = Objects{KindJob: jobFor(in.Run)}, pod },
+		creates:  func(d Decision) bool { return action[*batchv1.Job](d, Create, KindJob) != nil },
+		deletes:  func(d Decision) bool { return acts(d, Delete, KindJob) },
 	},
 	{
 		backend: BackendServer, opts: []runOpt{withMode(v1alpha1.ModeServer)},
 		admitted: chain(withFinalizer(), serverAdmitted()), started: chain(withFinalizer(), serverServing()),
 		workload: func(in *Observed, pod *corev1.Pod) {
-			in.Deployment, in.Service = serverObjects(in, pod)
+			dep, svc := serverObjects(in, pod)
+			in.Objects = Objects{KindDeployment: dep, KindService: svc}
 			in.Pod = ownedBy(pod, "ReplicaSet", "run-server-5d8f9-abcde", "rs-uid")
 		},
-		creates: func(d Decision) bool { return d.CreateDeployment != nil && d.CreateService != nil },
-		deletes: func(d Decision) bool { return d.DeleteDeployment && d.DeleteService },
+		creates: func(d Decision) bool {
+			return action[*appsv1.Deployment](d, Create, KindDeployment) != nil && action[*corev1.Service](d, Create, KindService) != nil
+		},
+		deletes: func(d Decision) bool { return acts(d, Delete, KindDeployment) && acts(d, Delete, KindService) },
 	},
 	{
 		backend: BackendSandbox, opts: []runOpt{withAgentSandbox("")},
 		admitted: sandboxAdmitted(), started: chain(sandboxAdmitted(), statusRunning("run")),
 		workload: func(in *Observed, pod *corev1.Pod) {
-			in.Sandbox = sandboxOf(in.Run, "run", "sandbox-uid", pod)
+			in.Objects = Objects{KindSandbox: sandboxOf(in.Run, "run", "sandbox-uid", pod)}
 			in.Pod = ownedBy(pod, "Sandbox", "run", "sandbox-uid")
 		},
-		creates: func(d Decision) bool { return d.CreateSandbox != nil },
-		deletes: func(d Decision) bool { return d.DeleteSandbox },
+		creates: func(d Decision) bool { return action[*unstructured.Unstructured](d, Create, KindSandbox) != nil },
+		deletes: func(d Decision) bool { return acts(d, Delete, KindSandbox) },
 	},
 	{
 		backend: BackendSandboxClaim, opts: []runOpt{withAgentSandbox("pool")},
 		admitted: claimAdmitted(), started: chain(claimAdmitted(), statusRunning(boundSandbox)),
 		workload: func(in *Observed, pod *corev1.Pod) {
-			in.SandboxClaim = sandboxOf(in.Run, "run", "claim-uid", pod)
-			in.SandboxClaim.BoundSandbox = boundSandbox
+			claim := sandboxOf(in.Run, "run", "claim-uid", pod)
+			claim.BoundSandbox = boundSandbox
+			in.Objects = Objects{KindSandboxClaim: claim}
 			in.Pod = ownedBy(pod, "Sandbox", boundSandbox, "pool-sandbox-uid")
 		},
-		creates: func(d Decision) bool { return d.CreateSandboxClaim != nil },
-		deletes: func(d Decision) bool { return d.DeleteSandboxClaim },
+		creates: func(d Decision) bool { return action[*unstructured.Unstructured](d, Create, KindSandboxClaim) != nil },
+		deletes: func(d Decision) bool { return acts(d, Delete, KindSandboxClaim) },
 	},
 }
 
@@ -347,15 +354,23 @@ var lifecycle = []struct {
 	},
 }
 
+// stepInput is what a lifecycle step observes for backend k: the clock at
+// now unless the step sets it, the test configuration, the served
+// agent-sandbox API.
+func stepInput(k kit, in func(kit) Observed) Observed {
+	o := in(k)
+	if o.Now.IsZero() {
+		o.Now = now
+	}
+	o.Config, o.SandboxAPI = testConfig, servedAPI
+	return o
+}
+
 func TestLifecycleEveryBackend(t *testing.T) {
 	for _, k := range kits {
 		for _, step := range lifecycle {
 			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
-				in := step.in(k)
-				if in.Now.IsZero() {
-					in.Now = now
-				}
-				in.Config, in.SandboxAPI = testConfig, servedAPI
+				in := stepInput(k, step.in)
 				w, ok := step.wants[k.backend]
 				if !ok {
 					w = step.wants[""]
@@ -399,19 +414,61 @@ func eventReasons(d Decision) []string {
 // of the run's backend.
 func assertOnlyBackendActions(t *testing.T, b Backend, d Decision) {
 	t.Helper()
-	if b != BackendTask {
-		assert.False(t, d.CreateJob != nil || d.DeleteJob, "a %s run acts on a Job", b)
+	kinds := map[Kind]bool{}
+	for _, c := range backends[b].children("run") {
+		kinds[c.Kind] = true
+	}
+	for _, a := range d.Actions {
+		assert.True(t, kinds[a.Kind], "a %s run acts on a %s", b, a.Kind)
 	}
 	if b != BackendServer {
-		assert.False(t, d.CreateDeployment != nil || d.UpdateDeployment != nil || d.DeleteDeployment ||
-			d.CreateService != nil || d.UpdateService != nil || d.DeleteService || d.AddFinalizer, "a %s run acts on a server", b)
+		assert.False(t, d.AddFinalizer, "a %s run adds the server finalizer", b)
 	}
-	if b != BackendSandbox {
-		assert.False(t, d.CreateSandbox != nil || d.DeleteSandbox, "a %s run acts on a Sandbox", b)
+}
+
+// action returns the object of d's action verb on kind; nil for none.
+func action[T metav1.Object](d Decision, verb Verb, kind Kind) T {
+	var none T
+	for _, a := range d.Actions {
+		if a.Verb == verb && a.Kind == kind {
+			return a.Object.(T)
+		}
 	}
-	if b != BackendSandboxClaim {
-		assert.False(t, d.CreateSandboxClaim != nil || d.DeleteSandboxClaim, "a %s run acts on a SandboxClaim", b)
+	return none
+}
+
+// verbs reports whether d does verb to any object.
+func verbs(d Decision, verb Verb) bool {
+	return slices.ContainsFunc(d.Actions, func(a Action) bool { return a.Verb == verb })
+}
+
+// assertActionsMatchCache checks that d creates only objects the cache
+// does not hold and updates or deletes only the cached ones.
+func assertActionsMatchCache(t *testing.T, in Observed, d Decision) {
+	t.Helper()
+	for _, a := range d.Actions {
+		cached := in.Objects[a.Kind]
+		switch a.Verb {
+		case Create:
+			if cached != nil {
+				t.Fatalf("creates a %s that exists: %+v", a.Kind, d)
+			}
+		case Update:
+			if cached == nil || cached.GetUID() != a.Object.GetUID() || cached.GetResourceVersion() != a.Object.GetResourceVersion() {
+				t.Fatalf("updates a %s it did not see: %+v", a.Kind, d)
+			}
+		case Delete:
+			if cached == nil || cached.GetUID() != a.Object.GetUID() || cached.GetName() != a.Object.GetName() ||
+				cached.GetNamespace() != a.Object.GetNamespace() {
+				t.Fatalf("deletes a %s it did not see: %+v", a.Kind, d)
+			}
+		}
 	}
+}
+
+// acts reports whether d does verb to an object of kind.
+func acts(d Decision, verb Verb, kind Kind) bool {
+	return slices.ContainsFunc(d.Actions, func(a Action) bool { return a.Verb == verb && a.Kind == kind })
 }
 
 // applied is the observation after d was carried out and the caches caught
@@ -431,52 +488,44 @@ func applied(in Observed, d Decision) Observed {
 		run.Finalizers = slices.DeleteFunc(run.Finalizers, func(f string) bool { return f == v1alpha1.FinalizerServer })
 	}
 	next.Run = run
-	if d.CreateJob != nil {
-		j := d.CreateJob.DeepCopy()
-		j.UID = "job-uid"
-		next.Job, next.JobExpected = j, false
+	next.Objects = maps.Clone(in.Objects)
+	if next.Objects == nil {
+		next.Objects = Objects{}
 	}
-	if d.DeleteJob {
-		next.Job, next.Pod = nil, nil
-	}
-	if d.CreateDeployment != nil {
-		dep := d.CreateDeployment.DeepCopy()
-		dep.UID = "dep-uid"
-		next.Deployment, next.ServerExpected = dep, false
-	}
-	if d.UpdateDeployment != nil {
-		dep := d.UpdateDeployment.DeepCopy()
-		dep.Status = *in.Deployment.Status.DeepCopy()
-		next.Deployment = dep
-	}
-	if d.CreateService != nil {
-		svc := d.CreateService.DeepCopy()
-		svc.UID = "svc-uid"
-		next.Service = svc
-	}
-	if d.UpdateService != nil {
-		next.Service = d.UpdateService.DeepCopy()
-	}
-	if d.DeleteDeployment {
-		next.Deployment, next.Pod = nil, nil
-	}
-	if d.DeleteService {
-		next.Service = nil
-	}
-	if d.CreateSandbox != nil {
-		next.Sandbox, next.SandboxExpected = asSandboxObject(d.CreateSandbox, "sandbox-uid"), false
-	}
-	if d.CreateSandboxClaim != nil {
-		next.SandboxClaim, next.SandboxExpected = asSandboxObject(d.CreateSandboxClaim, "claim-uid"), false
-	}
-	if d.DeleteSandbox {
-		next.Sandbox, next.Pod = nil, nil
-	}
-	if d.DeleteSandboxClaim {
-		next.SandboxClaim, next.Pod = nil, nil
+	primary := Children(in.Run)[0].Kind
+	for _, a := range d.Actions {
+		var obj metav1.Object
+		switch o := a.Object.(type) {
+		case *unstructured.Unstructured:
+			obj = asSandboxObject(o, createdUID[a.Kind])
+		case runtime.Object:
+			obj = o.DeepCopyObject().(metav1.Object)
+		}
+		switch a.Verb {
+		case Create:
+			obj.SetUID(types.UID(createdUID[a.Kind]))
+			next.Objects[a.Kind] = obj
+			if a.Kind == primary {
+				next.WorkloadExpected = false
+			}
+		case Update:
+			if dep, ok := obj.(*appsv1.Deployment); ok {
+				dep.Status = *in.Objects[a.Kind].(*appsv1.Deployment).Status.DeepCopy()
+			}
+			next.Objects[a.Kind] = obj
+		case Delete:
+			delete(next.Objects, a.Kind)
+			if a.Kind == primary {
+				next.Pod = nil
+			}
+		}
 	}
 	return next
 }
+
+// createdUID is the UID the API server gives a created object, by kind.
+var createdUID = map[Kind]string{KindJob: "job-uid", KindDeployment: "dep-uid", KindService: "svc-uid",
+	KindSandbox: "sandbox-uid", KindSandboxClaim: "claim-uid"}
 
 func asSandboxObject(u *unstructured.Unstructured, uid string) *SandboxObject {
 	return &SandboxObject{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: types.UID(uid),
@@ -486,20 +535,9 @@ func asSandboxObject(u *unstructured.Unstructured, uid string) *SandboxObject {
 // assertNoActions checks that a decision asks for nothing.
 func assertNoActions(t *testing.T, d Decision) {
 	t.Helper()
-	assert.Nil(t, d.CreateJob, "second pass creates a Job")
-	assert.False(t, d.DeleteJob, "second pass deletes the Job")
+	assert.Empty(t, d.Actions, "second pass acts on the workload")
 	assert.Nil(t, d.SetOwner, "second pass sets the owner")
 	assert.False(t, d.AddFinalizer || d.RemoveFinalizer, "second pass changes the finalizer")
-	assert.Nil(t, d.CreateDeployment, "second pass creates a Deployment")
-	assert.Nil(t, d.UpdateDeployment, "second pass updates the Deployment")
-	assert.False(t, d.DeleteDeployment, "second pass deletes the Deployment")
-	assert.Nil(t, d.CreateService, "second pass creates a Service")
-	assert.Nil(t, d.UpdateService, "second pass updates the Service")
-	assert.False(t, d.DeleteService, "second pass deletes the Service")
-	assert.Nil(t, d.CreateSandbox, "second pass creates a Sandbox")
-	assert.False(t, d.DeleteSandbox, "second pass deletes the Sandbox")
-	assert.Nil(t, d.CreateSandboxClaim, "second pass creates a SandboxClaim")
-	assert.False(t, d.DeleteSandboxClaim, "second pass deletes the SandboxClaim")
 	assert.Empty(t, d.Events, "second pass emits events")
 }
 
@@ -524,7 +562,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, v1alpha1.PhaseFailed, d.Status.Phase)
 				assert.Equal(t, v1alpha1.ReasonSandboxUnavailable, failedReason(&d.Status))
 				assert.Contains(t, d.Status.Error, "agents.x-k8s.io is not served")
-				assert.Nil(t, d.CreateSandbox)
+				assert.Nil(t, action[*unstructured.Unstructured](d, Create, KindSandbox))
 			},
 		},
 		"sandbox API not served fails even a run whose instance is missing": {
@@ -547,7 +585,7 @@ func TestBackendSpecifics(t *testing.T) {
 			in: func() Observed { return Observed{Run: newRun(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.PhasePending, d.Status.Phase)
-				assert.NotNil(t, d.CreateJob)
+				assert.NotNil(t, action[*batchv1.Job](d, Create, KindJob))
 			},
 		},
 		"v1alpha1 Sandbox: spec.replicas instead of operatingMode": {
@@ -555,16 +593,16 @@ func TestBackendSpecifics(t *testing.T) {
 				return Observed{Run: sandbox.run(), Instance: newInstance(), SandboxAPI: SandboxAPI{Sandbox: "agents.x-k8s.io/v1alpha1"}}
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				require.NotNil(t, d.CreateSandbox)
-				assert.Equal(t, "agents.x-k8s.io/v1alpha1", d.CreateSandbox.GetAPIVersion())
-				r, _, _ := unstructured.NestedInt64(d.CreateSandbox.Object, "spec", "replicas")
+				require.NotNil(t, action[*unstructured.Unstructured](d, Create, KindSandbox))
+				assert.Equal(t, "agents.x-k8s.io/v1alpha1", action[*unstructured.Unstructured](d, Create, KindSandbox).GetAPIVersion())
+				r, _, _ := unstructured.NestedInt64(action[*unstructured.Unstructured](d, Create, KindSandbox).Object, "spec", "replicas")
 				assert.EqualValues(t, 1, r)
 			},
 		},
 		"the Sandbox carries the Job's pod template with the runtime class": {
 			in: func() Observed { return Observed{Run: sandbox.run(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
-				u := d.CreateSandbox
+				u := action[*unstructured.Unstructured](d, Create, KindSandbox)
 				require.NotNil(t, u)
 				assert.Equal(t, "Sandbox", u.GetKind())
 				assert.Equal(t, "run", u.GetName())
@@ -580,7 +618,7 @@ func TestBackendSpecifics(t *testing.T) {
 		"the claim names the warm pool and carries the agent's env": {
 			in: func() Observed { return Observed{Run: claim.run(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
-				u := d.CreateSandboxClaim
+				u := action[*unstructured.Unstructured](d, Create, KindSandboxClaim)
 				require.NotNil(t, u)
 				pool, _, _ := unstructured.NestedString(u.Object, "spec", "warmPoolRef", "name")
 				assert.Equal(t, "pool", pool)
@@ -619,13 +657,13 @@ func TestBackendSpecifics(t *testing.T) {
 			in: func() Observed {
 				in := Observed{Run: claim.run(claim.admitted), Instance: newInstance()}
 				claim.workload(&in, nil)
-				in.SandboxClaim.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "WarmPoolNotFound", Message: "no pool"}}
+				in.Objects[KindSandboxClaim].(*SandboxObject).Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "WarmPoolNotFound", Message: "no pool"}}
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.ReasonConfigError, failedReason(&d.Status))
 				assert.Contains(t, d.Status.Error, "WarmPoolNotFound")
-				assert.True(t, d.DeleteSandboxClaim)
+				assert.True(t, acts(d, Delete, KindSandboxClaim))
 			},
 		},
 		"a finished Sandbox whose pod cannot be read: the outcome from its Finished condition": {
@@ -650,7 +688,7 @@ func TestBackendSpecifics(t *testing.T) {
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.ReasonPodLost, failedReason(&d.Status))
-				assert.True(t, d.DeleteSandbox)
+				assert.True(t, acts(d, Delete, KindSandbox))
 			},
 		},
 		"sandbox API uninstalled under an admitted run: SandboxUnavailable": {
@@ -668,21 +706,21 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				require.NotNil(t, d.CreateService)
-				assert.Equal(t, []corev1.ServicePort{{Name: "web", Protocol: corev1.ProtocolTCP, Port: 3000, TargetPort: intOrInt(3000)}}, d.CreateService.Spec.Ports)
-				assert.Empty(t, d.CreateDeployment.Spec.Template.Spec.Containers[0].Ports)
-				assert.Equal(t, corev1.RestartPolicyAlways, d.CreateDeployment.Spec.Template.Spec.RestartPolicy)
+				require.NotNil(t, action[*corev1.Service](d, Create, KindService))
+				assert.Equal(t, []corev1.ServicePort{{Name: "web", Protocol: corev1.ProtocolTCP, Port: 3000, TargetPort: intOrInt(3000)}}, action[*corev1.Service](d, Create, KindService).Spec.Ports)
+				assert.Empty(t, action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.Containers[0].Ports)
+				assert.Equal(t, corev1.RestartPolicyAlways, action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.RestartPolicy)
 			},
 		},
 		"server: without sidecar ports, 8080 named http on the agent": {
 			in: func() Observed { return Observed{Run: server.run(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
-				require.NotNil(t, d.CreateService)
-				assert.Equal(t, "http", d.CreateService.Spec.Ports[0].Name)
-				assert.EqualValues(t, 8080, d.CreateService.Spec.Ports[0].Port)
+				require.NotNil(t, action[*corev1.Service](d, Create, KindService))
+				assert.Equal(t, "http", action[*corev1.Service](d, Create, KindService).Spec.Ports[0].Name)
+				assert.EqualValues(t, 8080, action[*corev1.Service](d, Create, KindService).Spec.Ports[0].Port)
 				assert.Equal(t, []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
-					d.CreateDeployment.Spec.Template.Spec.Containers[0].Ports)
-				assert.Equal(t, jobspec.ServerSelector(newRun()), d.CreateDeployment.Spec.Selector.MatchLabels)
+					action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.Containers[0].Ports)
+				assert.Equal(t, workload.ServerSelector(newRun()), action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Selector.MatchLabels)
 			},
 		},
 		"server: a spec update rolls the Deployment and keeps serving": {
@@ -694,10 +732,10 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, in Observed, d Decision) {
-				require.NotNil(t, d.UpdateDeployment)
-				assert.Equal(t, in.Deployment.ResourceVersion, d.UpdateDeployment.ResourceVersion)
-				assert.Contains(t, envOfTemplate(d.UpdateDeployment.Spec.Template), "TASK=a new task")
-				assert.Nil(t, d.UpdateService, "the ports did not change")
+				require.NotNil(t, action[*appsv1.Deployment](d, Update, KindDeployment))
+				assert.Equal(t, in.Objects[KindDeployment].GetResourceVersion(), action[*appsv1.Deployment](d, Update, KindDeployment).ResourceVersion)
+				assert.Contains(t, envOfTemplate(action[*appsv1.Deployment](d, Update, KindDeployment).Spec.Template), "TASK=a new task")
+				assert.Nil(t, action[*corev1.Service](d, Update, KindService), "the ports did not change")
 				assert.Equal(t, v1alpha1.PhaseServing, d.Status.Phase)
 				assert.EqualValues(t, 2, d.Status.ObservedGeneration)
 			},
@@ -710,10 +748,10 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, in Observed, d Decision) {
-				require.NotNil(t, d.UpdateService)
-				assert.Equal(t, "10.0.0.10", d.UpdateService.Spec.ClusterIP)
-				assert.EqualValues(t, 3000, d.UpdateService.Spec.Ports[0].Port)
-				assert.NotNil(t, d.UpdateDeployment, "the sidecar joins the pod template")
+				require.NotNil(t, action[*corev1.Service](d, Update, KindService))
+				assert.Equal(t, "10.0.0.10", action[*corev1.Service](d, Update, KindService).Spec.ClusterIP)
+				assert.EqualValues(t, 3000, action[*corev1.Service](d, Update, KindService).Spec.Ports[0].Port)
+				assert.NotNil(t, action[*appsv1.Deployment](d, Update, KindDeployment), "the sidecar joins the pod template")
 			},
 		},
 		"server: nothing is rolled while the instance is missing from the cache": {
@@ -725,19 +763,19 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				assert.Nil(t, d.UpdateDeployment)
-				assert.Nil(t, d.UpdateService)
+				assert.Nil(t, action[*appsv1.Deployment](d, Update, KindDeployment))
+				assert.Nil(t, action[*corev1.Service](d, Update, KindService))
 			},
 		},
 		"server: a deleted Service is created again": {
 			in: func() Observed {
 				in := Observed{Run: server.run(server.started), Instance: newInstance()}
 				server.workload(&in, newPod(agentRunning(t0)))
-				in.Service = nil
+				delete(in.Objects, KindService)
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				require.NotNil(t, d.CreateService)
+				require.NotNil(t, action[*corev1.Service](d, Create, KindService))
 				assert.Equal(t, v1alpha1.PhaseServing, d.Status.Phase)
 			},
 		},
@@ -745,13 +783,13 @@ func TestBackendSpecifics(t *testing.T) {
 			in: func() Observed {
 				in := Observed{Run: server.run(server.admitted), Instance: newInstance()}
 				server.workload(&in, nil)
-				in.Service.OwnerReferences = nil
+				in.Objects[KindService].SetOwnerReferences(nil)
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.ReasonChildNameConflict, failedReason(&d.Status))
-				assert.True(t, d.DeleteDeployment)
-				assert.False(t, d.DeleteService, "not ours")
+				assert.True(t, acts(d, Delete, KindDeployment))
+				assert.False(t, acts(d, Delete, KindService), "not ours")
 				assert.True(t, d.RemoveFinalizer)
 			},
 		},
@@ -772,7 +810,7 @@ func TestBackendSpecifics(t *testing.T) {
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.PhaseServing, d.Status.Phase)
 				assert.Zero(t, d.RequeueAfter)
-				assert.False(t, d.DeleteDeployment)
+				assert.False(t, acts(d, Delete, KindDeployment))
 			},
 		},
 		"server: an image that cannot be pulled fails after the grace": {
@@ -783,7 +821,7 @@ func TestBackendSpecifics(t *testing.T) {
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.ReasonImagePullFailed, failedReason(&d.Status))
-				assert.True(t, d.DeleteDeployment && d.DeleteService)
+				assert.True(t, acts(d, Delete, KindDeployment) && acts(d, Delete, KindService))
 				assert.True(t, d.RemoveFinalizer)
 			},
 		},
@@ -795,7 +833,7 @@ func TestBackendSpecifics(t *testing.T) {
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
 				assert.Equal(t, v1alpha1.ReasonServerNotReady, failedReason(&d.Status))
-				assert.True(t, d.DeleteDeployment && d.DeleteService && d.RemoveFinalizer)
+				assert.True(t, acts(d, Delete, KindDeployment) && acts(d, Delete, KindService) && d.RemoveFinalizer)
 			},
 		},
 		"server: a finished run that still holds the finalizer releases it": {
@@ -845,9 +883,9 @@ func envOfTemplate(tmpl corev1.PodTemplateSpec) []string {
 // the clock, or every sync would roll the Deployment.
 func TestServerTemplateIsStable(t *testing.T) {
 	run := newRun(withMode(v1alpha1.ModeServer))
-	a, err := jobspec.Deployment(testConfig.Job, jobspec.Inputs{Run: run, Instance: newInstance(), Now: now})
+	a, err := workload.Deployment(testConfig.Workload, workload.Inputs{Run: run, Instance: newInstance(), Now: now})
 	require.NoError(t, err)
-	b, err := jobspec.Deployment(testConfig.Job, jobspec.Inputs{Run: run, Instance: newInstance(), Now: now.Add(time.Hour)})
+	b, err := workload.Deployment(testConfig.Workload, workload.Inputs{Run: run, Instance: newInstance(), Now: now.Add(time.Hour)})
 	require.NoError(t, err)
 	assert.True(t, apiequality.Semantic.DeepEqual(a, b))
 	assert.Equal(t, naming.ServerName("run"), a.Name)
@@ -904,14 +942,14 @@ func FuzzNextBackends(f *testing.F) {
 		if flags&4 != 0 {
 			k.workload(&in, pod)
 		} else {
-			in.JobExpected, in.ServerExpected, in.SandboxExpected = flags&128 != 0, flags&128 != 0, flags&128 != 0
+			in.WorkloadExpected = flags&128 != 0
 		}
 		before := run.DeepCopy()
 		d := Next(in)
 		if !apiequality.Semantic.DeepEqual(before, run) {
 			t.Fatalf("Next mutated the run")
 		}
-		creates := d.CreateJob != nil || d.CreateDeployment != nil || d.CreateService != nil || d.CreateSandbox != nil || d.CreateSandboxClaim != nil
+		creates, updates := verbs(d, Create), verbs(d, Update)
 		if run.Status.Phase.IsTerminal() {
 			if !apiequality.Semantic.DeepEqual(withGeneration(run.Status, run.Generation), d.Status) {
 				t.Fatalf("terminal phase %s changed: %+v -> %+v", run.Status.Phase, run.Status, d.Status)
@@ -924,7 +962,7 @@ func FuzzNextBackends(f *testing.F) {
 			// Left to the garbage collector (the controller does not even
 			// decide): nothing changes.
 			if !apiequality.Semantic.DeepEqual(withGeneration(run.Status, run.Generation), d.Status) || creates || len(d.Events) > 0 ||
-				d.DeleteJob || d.DeleteDeployment || d.DeleteService || d.DeleteSandbox || d.DeleteSandboxClaim {
+				verbs(d, Delete) {
 				t.Fatalf("a run being deleted without the finalizer acted: %+v", d)
 			}
 			return
@@ -935,7 +973,7 @@ func FuzzNextBackends(f *testing.F) {
 		if d.RequeueAfter < 0 || (d.RequeueAfter > 0 && d.RequeueAfter < MinRequeue) {
 			t.Fatalf("requeue %s", d.RequeueAfter)
 		}
-		if d.Status.Phase.IsTerminal() && (creates || d.UpdateDeployment != nil || d.UpdateService != nil || d.RequeueAfter != 0 || d.AddFinalizer) {
+		if d.Status.Phase.IsTerminal() && (creates || updates || d.RequeueAfter != 0 || d.AddFinalizer) {
 			t.Fatalf("finished run still creates, updates or requeues: %+v", d)
 		}
 		if d.Status.Phase.IsTerminal() && HasFinalizer(run) && !d.RemoveFinalizer {
@@ -944,14 +982,7 @@ func FuzzNextBackends(f *testing.F) {
 		if d.AddFinalizer && (d.RemoveFinalizer || HasFinalizer(run)) || d.RemoveFinalizer && !HasFinalizer(run) {
 			t.Fatalf("finalizer actions do not match the run: %+v", d)
 		}
-		if (d.CreateJob != nil && in.Job != nil) || (d.CreateDeployment != nil && in.Deployment != nil) || (d.CreateService != nil && in.Service != nil) ||
-			(d.CreateSandbox != nil && in.Sandbox != nil) || (d.CreateSandboxClaim != nil && in.SandboxClaim != nil) {
-			t.Fatalf("creates an object that exists: %+v", d)
-		}
-		if (d.DeleteJob && in.Job == nil) || (d.DeleteDeployment && in.Deployment == nil) || (d.DeleteService && in.Service == nil) ||
-			(d.DeleteSandbox && in.Sandbox == nil) || (d.DeleteSandboxClaim && in.SandboxClaim == nil) {
-			t.Fatalf("deletes an object it did not see: %+v", d)
-		}
+		assertActionsMatchCache(t, in, d)
 		if d.Status.ObservedGeneration != run.Generation {
 			t.Fatalf("observedGeneration not kept")
 		}

@@ -4,10 +4,12 @@
 // status must be and which actions bring the cluster there.
 //
 // One lifecycle (admission, deadlines, terminal phases, conditions, events,
-// the server finalizer) runs over every execution backend: a workload (see
-// workload.go) knows only its own objects: the Job of a task-mode run, the
-// Deployment and Service of a server-mode run, the Sandbox or SandboxClaim
-// of an agent-sandbox run.
+// the server finalizer) runs over every execution backend and names none of
+// them: each backend is an adapter (task.go, server.go, sandbox.go, listed
+// in workload.go) that knows only its own objects: the Job of a task-mode
+// run, the Deployment and Service of a server-mode run, the Sandbox or
+// SandboxClaim of an agent-sandbox run. What the machine reads of cached
+// objects is fixed beside it (cached.go).
 //
 // Nothing here does I/O, reads a clock, logs or draws random numbers, and
 // inputs (which point into informer caches) are never mutated: the same
@@ -19,21 +21,19 @@ import (
 	"slices"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
 // Config holds the controller's settings the decisions depend on.
 type Config struct {
-	// Job configures the workload builder (agent image, default timeout).
-	Job jobspec.Config
+	// Workload configures the workload builder (agent image, default
+	// timeout).
+	Workload workload.Config
 	// Grace is how long a run may wait for a missing ConfigMap or parent, or
 	// an agent container may wait on an image pull or a missing Secret,
 	// before the run fails.
@@ -47,39 +47,22 @@ type Config struct {
 type Observed struct {
 	Run      *v1alpha1.AgentRun
 	Instance *v1alpha1.SympoziumInstance // nil: not found
-	// Job is the run's Job (by its deterministic name); nil when the cache
-	// has none.
-	Job *batchv1.Job
-	// JobExpected is true when this controller created the Job and the
-	// cache has not shown it yet: a missing Job is then not lost.
-	JobExpected bool
+	// Objects are the run's workload objects as the caches hold them, by
+	// kind (the kinds of its backend, see Children); a kind is absent when
+	// the cache has none. A cached Deployment may have its pod template
+	// trimmed (see TrimForCache).
+	Objects Objects
+	// WorkloadExpected is true when this controller created the run's
+	// workload and the cache has not shown it yet: a missing workload is
+	// then not lost.
+	WorkloadExpected bool
 	// Pod is the agent pod: the newest pod of the Job (task mode), the
 	// newest pod of the Deployment (server mode), the pod named like the
 	// Sandbox (agent sandbox); nil when there is none.
 	Pod *corev1.Pod
-
-	// Server mode (spec.mode server). Deployment and Service are the run's
-	// (by naming.ServerName); nil when the cache has none. The cached
-	// Deployment may have its pod template trimmed: the machine compares
-	// its jobspec.AnnotationSpecHash instead.
-	Deployment *appsv1.Deployment
-	Service    *corev1.Service
-	// ServerExpected is true when this controller created the Deployment
-	// and the cache has not shown it yet.
-	ServerExpected bool
-
-	// Agent sandbox (spec.agentSandbox.enabled). SandboxAPI is what the
-	// cluster serves of the agent-sandbox API.
+	// SandboxAPI is what the cluster serves of the agent-sandbox API (read
+	// by the agent-sandbox backends only).
 	SandboxAPI SandboxAPI
-	// Sandbox is the run's own Sandbox (by naming.SandboxName); nil when the
-	// cache has none.
-	Sandbox *SandboxObject
-	// SandboxClaim is the run's SandboxClaim (warm-pool runs, by
-	// naming.SandboxClaimName); nil when the cache has none.
-	SandboxClaim *SandboxObject
-	// SandboxExpected is true when this controller created the Sandbox or
-	// SandboxClaim and the cache has not shown it yet.
-	SandboxExpected bool
 	// LogTail is the end of the agent container's log, read only when the
 	// agent terminated and its termination message holds no report.
 	LogTail string
@@ -89,10 +72,9 @@ type Observed struct {
 	// MissingConfigMaps are the skill ConfigMaps the pod would mount that
 	// do not exist.
 	MissingConfigMaps []string
-	// JobRejected is the API server's reason for refusing the workload this
-	// machine asked to create (an invalid Job, Deployment, Service, Sandbox
-	// or SandboxClaim); "" when not refused.
-	JobRejected string
+	// WorkloadRejected is the API server's reason for refusing an object
+	// this machine asked to create (Invalid); "" when not refused.
+	WorkloadRejected string
 
 	// Sub-agent runs only (spec.parent set).
 	// Parent is the parent run; nil when not found.
@@ -109,31 +91,6 @@ type Observed struct {
 
 	Config Config
 	Now    time.Time
-}
-
-// SandboxAPI is what the cluster serves of the agent-sandbox API, as
-// "<group>/<version>" of the resource the controller would use.
-type SandboxAPI struct {
-	// Sandbox is the served version of Sandbox (agents.x-k8s.io); "" when
-	// the cluster does not serve it.
-	Sandbox string
-	// Claim is the served version of SandboxClaim
-	// (extensions.agents.x-k8s.io/v1beta1); "" when the cluster does not
-	// serve it.
-	Claim string
-	// Why explains, for the run's status, why what is "" is not served.
-	Why string
-}
-
-// SandboxObject is what the machine reads of an agent-sandbox Sandbox or
-// SandboxClaim (which the controller reads as unstructured objects): its
-// metadata, its conditions (Ready, Finished, ...) and, for a claim, the
-// Sandbox bound to it.
-type SandboxObject struct {
-	metav1.ObjectMeta
-	Conditions []metav1.Condition
-	// BoundSandbox is a claim's status.sandbox.name; "" until bound.
-	BoundSandbox string
 }
 
 // Event is a Kubernetes Event to record once the status is written.
@@ -155,33 +112,33 @@ type Decision struct {
 	// else: the status write and the deletes).
 	AddFinalizer    bool
 	RemoveFinalizer bool
-	// CreateJob is the Job to create; nil for none.
-	CreateJob *batchv1.Job
-	// DeleteJob asks to delete Observed.Job (with its UID as precondition).
-	DeleteJob bool
-	// CreateDeployment and CreateService are a server's objects to create;
-	// UpdateDeployment and UpdateService replace Observed.Deployment and
-	// Observed.Service (they carry its resourceVersion); nil for none.
-	CreateDeployment *appsv1.Deployment
-	UpdateDeployment *appsv1.Deployment
-	CreateService    *corev1.Service
-	UpdateService    *corev1.Service
-	// DeleteDeployment and DeleteService ask to delete Observed.Deployment
-	// and Observed.Service.
-	DeleteDeployment bool
-	DeleteService    bool
-	// CreateSandbox and CreateSandboxClaim are the agent-sandbox objects to
-	// create; nil for none.
-	CreateSandbox      *unstructured.Unstructured
-	CreateSandboxClaim *unstructured.Unstructured
-	// DeleteSandbox and DeleteSandboxClaim ask to delete Observed.Sandbox
-	// and Observed.SandboxClaim.
-	DeleteSandbox      bool
-	DeleteSandboxClaim bool
+	// Actions are the writes to the run's children, in order: apply
+	// executes the creates, then the updates, writes the status, then the
+	// deletes. A finished decision (terminal phase) carries deletes only.
+	Actions []Action
 	// RequeueAfter is the next deadline or grace expiry; 0 for none.
 	RequeueAfter time.Duration
 	// Events are recorded after the status is written, only on transitions.
 	Events []Event
+}
+
+// Verb is what an Action does to its object.
+type Verb string
+
+const (
+	Create Verb = "create"
+	Update Verb = "update"
+	Delete Verb = "delete"
+)
+
+// Action is one write to a child of the run. Object is what to create, or
+// the replacement (carrying the cached resourceVersion) to update with, or
+// the identity (namespace, name, UID) of the cached object to delete: the
+// UID is the delete's precondition.
+type Action struct {
+	Verb   Verb
+	Kind   Kind
+	Object metav1.Object
 }
 
 // MinRequeue is the shortest delay a Decision asks for.
@@ -190,7 +147,7 @@ const MinRequeue = time.Second
 // Next decides the run's next status and actions.
 func Next(in Observed) Decision {
 	m := &machine{in: in, st: *in.Run.Status.DeepCopy()}
-	m.w = newWorkload(m)
+	m.w = newAdapter(m)
 	m.st.ObservedGeneration = in.Run.Generation
 	m.step()
 	if m.d.RequeueAfter > 0 && m.d.RequeueAfter < MinRequeue {
@@ -201,9 +158,15 @@ func Next(in Observed) Decision {
 	if HasFinalizer(in.Run) && m.st.Phase.IsTerminal() {
 		m.d.RemoveFinalizer = true
 	}
-	if m.d.RemoveFinalizer {
+	if m.d.RemoveFinalizer || m.st.Phase.IsTerminal() {
 		m.d.AddFinalizer = false
 	}
+	// A finished run creates and updates nothing, whatever was asked for
+	// before it finished: only the deletes leave the machine.
+	if !m.st.Phase.IsTerminal() {
+		m.d.Actions = append(m.d.Actions, m.writes...)
+	}
+	m.d.Actions = append(m.d.Actions, m.deletes...)
 	m.d.Status = m.st
 	return m.d
 }
@@ -215,9 +178,21 @@ func HasFinalizer(run *v1alpha1.AgentRun) bool {
 
 type machine struct {
 	in Observed
-	w  workload
+	w  adapter
 	st v1alpha1.AgentRunStatus
 	d  Decision
+	// writes (creates, updates) and deletes become the Decision's actions.
+	writes, deletes []Action
+}
+
+// act asks for an action; Next decides which of them leave the machine.
+func (m *machine) act(verb Verb, kind Kind, obj metav1.Object) {
+	a := Action{Verb: verb, Kind: kind, Object: obj}
+	if verb == Delete {
+		m.deletes = append(m.deletes, a)
+		return
+	}
+	m.writes = append(m.writes, a)
 }
 
 func (m *machine) run() *v1alpha1.AgentRun { return m.in.Run }
@@ -237,7 +212,7 @@ func (m *machine) step() {
 	}
 	w := m.w
 	obj := w.object()
-	if obj == nil && !w.expected() {
+	if obj == nil && !m.in.WorkloadExpected {
 		if w.recorded() {
 			w.lost()
 			return
@@ -256,7 +231,7 @@ func (m *machine) step() {
 		// admission now.
 		w.record()
 		if m.st.TraceID == "" {
-			m.st.TraceID, _ = jobspec.TraceParent(m.run())
+			m.st.TraceID, _ = workload.TraceParent(m.run())
 		}
 		msg := w.created()
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
@@ -320,11 +295,11 @@ func (m *machine) adoptByParent() {
 }
 
 func (m *machine) deadline() time.Time {
-	return jobspec.Deadline(m.run(), m.in.Instance, m.in.Config.Job.DefaultTimeout)
+	return workload.Deadline(m.run(), m.in.Instance, m.in.Config.Workload.DefaultTimeout)
 }
 
 func (m *machine) timeout() time.Duration {
-	return jobspec.Timeout(m.run(), m.in.Instance, m.in.Config.Job.DefaultTimeout)
+	return workload.Timeout(m.run(), m.in.Instance, m.in.Config.Workload.DefaultTimeout)
 }
 
 // graceLeft is how long a wait that began at since may still go on.
@@ -383,8 +358,8 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonConfigError, msg, nil)
 		return
 	}
-	if m.in.JobRejected != "" {
-		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.JobRejected, nil)
+	if m.in.WorkloadRejected != "" {
+		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.WorkloadRejected, nil)
 		return
 	}
 	if err := m.w.create(); err != nil {
@@ -395,7 +370,7 @@ func (m *machine) admit() {
 	if m.w.needsFinalizer() && !HasFinalizer(run) {
 		m.d.AddFinalizer = true
 	}
-	m.st.TraceID, _ = jobspec.TraceParent(run)
+	m.st.TraceID, _ = workload.TraceParent(run)
 	msg := m.w.created()
 	m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg)
 	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
@@ -581,9 +556,6 @@ func (m *machine) fail(reason, msg string, exit *int32) {
 	}
 	m.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, reason, msg)
 	m.event(corev1.EventTypeWarning, reason, msg)
-	m.d.CreateJob, m.d.CreateDeployment, m.d.CreateService, m.d.CreateSandbox, m.d.CreateSandboxClaim = nil, nil, nil, nil, nil
-	m.d.UpdateDeployment, m.d.UpdateService = nil, nil
-	m.d.AddFinalizer = false
 	m.w.remove(forcesCleanup(reason))
 }
 

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,8 +44,8 @@ func TestNext(t *testing.T) {
 				check: func(t *testing.T, d Decision) {
 					assert.Equal(t, "run", d.Status.JobName)
 					assert.Len(t, d.Status.TraceID, 32)
-					assert.Equal(t, "run", d.CreateJob.Name)
-					assert.True(t, metav1.IsControlledBy(d.CreateJob, newRun()))
+					assert.Equal(t, "run", action[*batchv1.Job](d, Create, KindJob).Name)
+					assert.True(t, metav1.IsControlledBy(action[*batchv1.Job](d, Create, KindJob), newRun()))
 					assert.EqualValues(t, 1, d.Status.ObservedGeneration)
 				}},
 		},
@@ -69,15 +71,15 @@ func TestNext(t *testing.T) {
 			want: want{phase: v1alpha1.PhasePending, create: true, requeue: 2 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
 		},
 		"created Job not in the cache yet: nothing to do": {
-			in:   Observed{Run: newRun(admitted()), Instance: newInstance(), JobExpected: true},
+			in:   Observed{Run: newRun(admitted()), Instance: newInstance(), WorkloadExpected: true},
 			want: want{phase: v1alpha1.PhasePending, requeue: 9 * time.Minute},
 		},
 		"Job present, no pod yet": {
-			in:   Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun())},
+			in:   Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}},
 			want: want{phase: v1alpha1.PhasePending, requeue: 9 * time.Minute},
 		},
 		"Job found without a recorded name (earlier crash): adopted": {
-			in: Observed{Run: newRun(), Instance: newInstance(), Job: jobFor(newRun())},
+			in: Observed{Run: newRun(), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}},
 			want: want{phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
 				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated},
 				check: func(t *testing.T, d Decision) {
@@ -86,13 +88,13 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"Job created but the admitting status write lost: admission recorded": {
-			in: Observed{Run: newRun(), Instance: newInstance(), JobExpected: true},
+			in: Observed{Run: newRun(), Instance: newInstance(), WorkloadExpected: true},
 			want: want{phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
 				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated},
 				check: func(t *testing.T, d Decision) { assert.Equal(t, "run", d.Status.JobName) }},
 		},
 		"agent container running: Running": {
-			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentRunning(t0.Add(5 * time.Second)))},
+			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentRunning(t0.Add(5 * time.Second)))},
 			want: want{phase: v1alpha1.PhaseRunning, condition: v1alpha1.ConditionRunning, reason: v1alpha1.ReasonStarted, condTrue: true,
 				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonStarted},
 				check: func(t *testing.T, d Decision) {
@@ -101,7 +103,7 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"agent exit 0: Succeeded with result and usage, Job deleted": {
-			in: Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentExited(0, reportJSON))},
+			in: Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
 			want: want{phase: v1alpha1.PhaseSucceeded, condition: v1alpha1.ConditionComplete, reason: v1alpha1.ReasonSucceeded, condTrue: true,
 				delete: true, events: []string{v1alpha1.ReasonSucceeded},
 				check: func(t *testing.T, d Decision) {
@@ -116,15 +118,15 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"agent exit 0 with cleanup keep: Job kept": {
-			in:   Observed{Run: newRun(running(), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentExited(0, reportJSON))},
+			in:   Observed{Run: newRun(running(), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
 			want: want{phase: v1alpha1.PhaseSucceeded, reason: v1alpha1.ReasonSucceeded, condition: v1alpha1.ConditionComplete, condTrue: true, events: []string{v1alpha1.ReasonSucceeded}},
 		},
 		"agent exit 0 while a sidecar still runs: Succeeded": {
-			in:   Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentExited(0, reportJSON), sidecarRunning())},
+			in:   Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON), sidecarRunning())},
 			want: want{phase: v1alpha1.PhaseSucceeded, condition: v1alpha1.ConditionComplete, reason: v1alpha1.ReasonSucceeded, condTrue: true, delete: true, events: []string{v1alpha1.ReasonSucceeded}},
 		},
 		"agent exit 3: Failed AgentFailed with exit code and the agent's error": {
-			in: Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(agentExited(3, `{"status":"error","error":"model refused","metrics":{"inputTokens":10}}`))},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonAgentFailed, condTrue: true,
 				delete: true, events: []string{v1alpha1.ReasonAgentFailed},
@@ -137,7 +139,7 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"agent finished before it was ever seen running: straight to Succeeded": {
-			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentExited(0, reportJSON))},
+			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
 			want: want{phase: v1alpha1.PhaseSucceeded, condition: v1alpha1.ConditionComplete, reason: v1alpha1.ReasonSucceeded, condTrue: true,
 				delete: true, events: []string{v1alpha1.ReasonStarted, v1alpha1.ReasonSucceeded},
 				check: func(t *testing.T, d Decision) {
@@ -146,7 +148,7 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"no report in the message: the log marker is read": {
-			in: Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentExited(0, "")),
+			in: Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, "")),
 				LogTail: "starting\n__SYMPOZIUM_RESULT__" + reportJSON + "__SYMPOZIUM_END__\nbye\n"},
 			want: want{phase: v1alpha1.PhaseSucceeded, condition: v1alpha1.ConditionComplete, reason: v1alpha1.ReasonSucceeded, condTrue: true, delete: true,
 				events: []string{v1alpha1.ReasonSucceeded},
@@ -154,7 +156,7 @@ func TestNext(t *testing.T) {
 		},
 		"timeout while Running: Failed Timeout and the Job deleted even with cleanup keep": {
 			in: Observed{Run: newRun(running(), withTimeout(2*time.Minute), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(),
-				Job: jobFor(newRun()), Pod: newPod(agentRunning(t0)), Now: t0.Add(2 * time.Minute)},
+				Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentRunning(t0)), Now: t0.Add(2 * time.Minute)},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonTimeout, condTrue: true, delete: true,
 				events: []string{v1alpha1.ReasonTimeout},
 				check: func(t *testing.T, d Decision) {
@@ -163,7 +165,7 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"timeout of a pod that never scheduled: Timeout naming Unschedulable": {
-			in: Observed{Run: newRun(admitted(), withTimeout(time.Minute)), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(admitted(), withTimeout(time.Minute)), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(podCond(corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable, "0/2 nodes are available")),
 				Now: t0.Add(time.Minute)},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonTimeout, condTrue: true, delete: true,
@@ -173,20 +175,20 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"Job's own deadline fired first: Timeout": {
-			in:   Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun(), jobCond("Failed", "DeadlineExceeded"))},
+			in:   Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun(), jobCond("Failed", "DeadlineExceeded"))}},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonTimeout, condTrue: true, delete: true, events: []string{v1alpha1.ReasonTimeout}},
 		},
 		"pod deleted under a running agent: PodLost": {
-			in:   Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun())},
+			in:   Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonPodLost, condTrue: true, delete: true, events: []string{v1alpha1.ReasonPodLost}},
 		},
 		"pod being deleted: PodLost": {
-			in: Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(agentRunning(t0), func(p *corev1.Pod) { p.DeletionTimestamp = new(metav1.NewTime(now)) })},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonPodLost, condTrue: true, delete: true, events: []string{v1alpha1.ReasonPodLost}},
 		},
 		"pod evicted: PodLost even though the agent was killed with an exit code": {
-			in: Observed{Run: newRun(running()), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(agentExited(137, ""), func(p *corev1.Pod) { p.Status.Reason, p.Status.Message = "Evicted", "low on memory" })},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonPodLost, condTrue: true, delete: true,
 				events: []string{v1alpha1.ReasonPodLost},
@@ -200,7 +202,7 @@ func TestNext(t *testing.T) {
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonJobLost, condTrue: true, events: []string{v1alpha1.ReasonJobLost}},
 		},
 		"a Job of the same name that is not ours: ChildNameConflict": {
-			in: Observed{Run: newRun(), Instance: newInstance(), Job: jobFor(newRun(), func(j *batchJob) { j.OwnerReferences = nil })},
+			in: Observed{Run: newRun(), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun(), func(j *batchJob) { j.OwnerReferences = nil })}},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonChildNameConflict, condTrue: true,
 				events: []string{v1alpha1.ReasonChildNameConflict},
 				check: func(t *testing.T, d Decision) {
@@ -210,17 +212,17 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"image pull failing within the grace: wait": {
-			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(agentWaiting("ImagePullBackOff")), Now: t0.Add(12 * time.Second)},
 			want: want{phase: v1alpha1.PhasePending, requeue: 20 * time.Second},
 		},
 		"image pull failing past the grace: ImagePullFailed": {
-			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentWaiting("ErrImagePull"))},
+			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentWaiting("ErrImagePull"))},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonImagePullFailed, condTrue: true, delete: true,
 				events: []string{v1alpha1.ReasonImagePullFailed}},
 		},
 		"missing Secret past the grace: ConfigError": {
-			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Job: jobFor(newRun()), Pod: newPod(agentWaiting("CreateContainerConfigError"))},
+			in: Observed{Run: newRun(admitted()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentWaiting("CreateContainerConfigError"))},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonConfigError, condTrue: true, delete: true,
 				events: []string{v1alpha1.ReasonConfigError}},
 		},
@@ -236,7 +238,7 @@ func TestNext(t *testing.T) {
 				check:  func(t *testing.T, d Decision) { assert.Contains(t, d.Status.Error, "k8s-ops") }},
 		},
 		"Job rejected by the API server: InvalidSpec": {
-			in: Observed{Run: newRun(), Instance: newInstance(), JobRejected: "spec.template: invalid"},
+			in: Observed{Run: newRun(), Instance: newInstance(), WorkloadRejected: "spec.template: invalid"},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonInvalidSpec, condTrue: true,
 				events: []string{v1alpha1.ReasonInvalidSpec}},
 		},
@@ -245,8 +247,8 @@ func TestNext(t *testing.T) {
 			want: want{phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
 				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated},
 				check: func(t *testing.T, d Decision) {
-					assert.Equal(t, "run-server", d.CreateDeployment.Name)
-					assert.Equal(t, "run-server", d.CreateService.Name)
+					assert.Equal(t, "run-server", action[*appsv1.Deployment](d, Create, KindDeployment).Name)
+					assert.Equal(t, "run-server", action[*corev1.Service](d, Create, KindService).Name)
 					assert.True(t, d.AddFinalizer)
 					assert.Equal(t, "run-server", d.Status.DeploymentName)
 				}},
@@ -281,7 +283,7 @@ func TestNext(t *testing.T) {
 				check: func(t *testing.T, d Decision) {
 					c := findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted)
 					assert.Equal(t, now, c.LastTransitionTime.Time)
-					assert.Contains(t, envOf(d.CreateJob), "PARENT_RUN_NAME=parent")
+					assert.Contains(t, envOf(action[*batchv1.Job](d, Create, KindJob)), "PARENT_RUN_NAME=parent")
 				}},
 		},
 		"sub-agent not yet owned by its parent: ownerReference added": {
@@ -298,13 +300,13 @@ func TestNext(t *testing.T) {
 				events: []string{v1alpha1.ReasonInvalidSpec}},
 		},
 		"Succeeded absorbs: cleanup of a Job left behind": {
-			in: Observed{Run: newRun(running(), withPhase(v1alpha1.PhaseSucceeded)), Instance: newInstance(), Job: jobFor(newRun()),
+			in: Observed{Run: newRun(running(), withPhase(v1alpha1.PhaseSucceeded)), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())},
 				Pod: newPod(agentExited(1, ""))},
 			want: want{phase: v1alpha1.PhaseSucceeded, delete: true},
 		},
 		"Failed absorbs: nothing brings it back": {
 			in: Observed{Run: newRun(running(), withPhase(v1alpha1.PhaseFailed), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(),
-				Job: jobFor(newRun()), Pod: newPod(agentExited(0, reportJSON))},
+				Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
 			want: want{phase: v1alpha1.PhaseFailed},
 		},
 	}
@@ -327,8 +329,8 @@ func TestNext(t *testing.T) {
 				assert.Equal(t, w.condTrue, c.Status == metav1.ConditionTrue)
 				assert.Contains(t, v1alpha1.Reasons, c.Reason)
 			}
-			assert.Equal(t, w.create, d.CreateJob != nil, "create")
-			assert.Equal(t, w.delete, d.DeleteJob, "delete")
+			assert.Equal(t, w.create, action[*batchv1.Job](d, Create, KindJob) != nil, "create")
+			assert.Equal(t, w.delete, acts(d, Delete, KindJob), "delete")
 			assert.Equal(t, w.owner, d.SetOwner != nil, "owner")
 			assert.Equal(t, w.requeue, d.RequeueAfter, "requeue")
 			var reasons []string

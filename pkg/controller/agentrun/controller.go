@@ -22,10 +22,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
@@ -59,6 +61,10 @@ type Options struct {
 	// taken not to serve it (runs with agentSandbox fail with
 	// SandboxUnavailable). Controller.Run runs it.
 	SandboxAPI *SandboxAPI
+	// Clock is the controller's one clock: its decisions, its in-memory
+	// stores (expectations, admissions), the agent-sandbox API's recheck
+	// and its queue's delays run on it. nil is the real clock.
+	Clock clock.WithTicker
 	// RateLimiter overrides the default per-item exponential backoff.
 	RateLimiter workqueue.TypedRateLimiter[cache.ObjectName]
 	// OnSync, when set, is told the outcome of every sync (metrics).
@@ -86,17 +92,23 @@ type Controller struct {
 	podIndex    cache.Indexer
 	configMaps  cache.GenericLister
 	sandboxes   *SandboxAPI
+	// kinds reads and writes each kind of child; backends is the
+	// controller's part of each backend.
+	kinds    map[phase.Kind]kindClient
+	backends map[phase.Backend]backendObserver
 
 	synced []cache.InformerSynced
-	worker *cworkqueue.Worker
+	worker *worker.Worker
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
 
 	expectations *expectations
 	admissions   *admissions
 	writes       *ownWrites
 
-	now func() time.Time
+	clock clock.WithTicker
 }
+
+func (c *Controller) now() time.Time { return c.clock.Now() }
 
 // NewController wires the event handlers; call Run after the informer
 // factories are started.
@@ -104,30 +116,33 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	inf Informers, rec record.EventRecorder, opts Options) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "agentrun")
 	c := &Controller{
-		client:       client,
-		kubeClient:   kube,
-		recorder:     rec,
-		opts:         opts,
-		runs:         inf.Runs.Lister(),
-		runIndex:     inf.Runs.Informer().GetIndexer(),
-		instances:    inf.Instances.Lister(),
-		skillPacks:   inf.SkillPacks.Lister(),
-		jobs:         inf.Jobs.Lister(),
-		deployments:  inf.Deployments.Lister(),
-		services:     inf.Services.Lister(),
-		sandboxes:    opts.SandboxAPI,
-		pods:         inf.Pods.Lister(),
-		podIndex:     inf.Pods.Informer().GetIndexer(),
-		configMaps:   inf.ConfigMaps.Lister(),
-		expectations: newExpectations(),
-		admissions:   newAdmissions(),
-		writes:       newOwnWrites(),
-		now:          time.Now,
+		client:      client,
+		kubeClient:  kube,
+		recorder:    rec,
+		opts:        opts,
+		runs:        inf.Runs.Lister(),
+		runIndex:    inf.Runs.Informer().GetIndexer(),
+		instances:   inf.Instances.Lister(),
+		skillPacks:  inf.SkillPacks.Lister(),
+		jobs:        inf.Jobs.Lister(),
+		deployments: inf.Deployments.Lister(),
+		services:    inf.Services.Lister(),
+		sandboxes:   opts.SandboxAPI,
+		pods:        inf.Pods.Lister(),
+		podIndex:    inf.Pods.Informer().GetIndexer(),
+		configMaps:  inf.ConfigMaps.Lister(),
+		writes:      newOwnWrites(),
+		clock:       opts.Clock,
 	}
-	c.worker = cworkqueue.New("agentrun", opts.RateLimiter, c.sync)
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
+	c.kinds, c.backends = c.kindClients(), c.backendObservers()
+	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
-	if err := AddIndexers(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
+	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
 	regs, err := c.addHandlers(logger, inf)
@@ -139,6 +154,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	if c.sandboxes != nil {
 		c.sandboxes.setHandler(c.sandboxEvent)
+		c.sandboxes.now = c.clock.Now
 	}
 	return c, nil
 }
@@ -157,7 +173,7 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 
 // HasSynced reports whether every informer the controller reads has synced.
 func (c *Controller) HasSynced() bool {
-	return cworkqueue.AllSynced(c.synced...)
+	return worker.AllSynced(c.synced...)
 }
 
 func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }

@@ -3,6 +3,7 @@ package agentrun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -17,9 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 )
 
 // countingLimiter is a fast exponential limiter that counts requeues.
@@ -47,17 +50,27 @@ func (l *countingLimiter) count() int {
 }
 
 // processNext runs one ProcessNextWorkItem, failing the test rather than
-// hanging when no key arrives.
+// hanging when no key arrives. The queue's delays run on the fixture's
+// clock, which it moves on while it waits: a rate-limited key comes back
+// only because the injected clock advanced.
 func processNext(t *testing.T, f *fixture) {
 	t.Helper()
 	done := make(chan bool, 1)
 	go func() { done <- f.c.worker.ProcessNextWorkItem(f.ctx) }()
-	select {
-	case ok := <-done:
-		require.True(t, ok, "the queue was shut down")
-	case <-time.After(10 * time.Second):
-		f.c.queue.ShutDown()
-		t.Fatal("no key was processed")
+	timeout := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ok := <-done:
+			require.True(t, ok, "the queue was shut down")
+			return
+		case <-tick.C:
+			f.clk.Step(time.Millisecond)
+		case <-timeout:
+			f.c.queue.ShutDown()
+			t.Fatal("no key was processed")
+		}
 	}
 }
 
@@ -117,11 +130,11 @@ func TestWorkerDropsKeyAfterMaxRetries(t *testing.T) {
 	key := f.key("run")
 
 	f.c.queue.Add(key)
-	for range cworkqueue.MaxRetries + 1 {
+	for range worker.MaxRetries + 1 {
 		processNext(t, f)
 	}
-	assert.Equal(t, cworkqueue.MaxRetries+1, s.calls(), "the first try and MaxRetries retries")
-	assert.Equal(t, cworkqueue.MaxRetries, rl.count(), "requeued MaxRetries times, then dropped")
+	assert.Equal(t, worker.MaxRetries+1, s.calls(), "the first try and MaxRetries retries")
+	assert.Equal(t, worker.MaxRetries, rl.count(), "requeued MaxRetries times, then dropped")
 	assert.Equal(t, 0, f.c.queue.NumRequeues(key), "the dropped key's backoff is forgotten")
 	assert.Equal(t, 0, f.c.queue.Len())
 }
@@ -161,19 +174,19 @@ func TestJobHandlers(t *testing.T) {
 	t.Run("update with a new resourceVersion enqueues the owner run", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.c.expectations.expectJob(run.UID)
+		f.c.expectations.expectWorkload(run.UID)
 		require.Len(t, f.handlers.jobs, 1)
 		f.handlers.jobs[0].OnUpdate(job, bumped)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
-		assert.False(t, f.c.expectations.jobExpected(run.UID), "the expectation is observed")
+		assert.False(t, f.c.expectations.workloadExpected(run.UID), "the expectation is observed")
 	})
 	t.Run("update with the same resourceVersion (resync) enqueues nothing", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.c.expectations.expectJob(run.UID)
+		f.c.expectations.expectWorkload(run.UID)
 		f.handlers.jobs[0].OnUpdate(job, job.DeepCopy())
 		assert.Empty(t, f.queued())
-		assert.True(t, f.c.expectations.jobExpected(run.UID))
+		assert.True(t, f.c.expectations.workloadExpected(run.UID))
 	})
 	t.Run("add and delete enqueue the owner run", func(t *testing.T) {
 		f := newFixture(t)
@@ -257,10 +270,10 @@ func TestRunHandlers(t *testing.T) {
 
 	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.admissions.admitted(InstanceKey(testNS, "inst"), runningRun.UID)
+		f.c.admissions.admitted(index.InstanceKey(testNS, "inst"), runningRun.UID)
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
-		assert.Empty(t, f.c.admissions.unseen(InstanceKey(testNS, "inst"), ""), "the admission is observed")
+		assert.Empty(t, f.c.admissions.unseen(index.InstanceKey(testNS, "inst"), ""), "the admission is observed")
 	})
 	t.Run("a plain update enqueues only the run", func(t *testing.T) {
 		f := setup(t)
@@ -278,10 +291,10 @@ func TestRunHandlers(t *testing.T) {
 	})
 	t.Run("a deleted run wakes the waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.expectations.expectJob(runningRun.UID)
+		f.c.expectations.expectWorkload(runningRun.UID)
 		f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: runningRun})
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
-		assert.False(t, f.c.expectations.jobExpected(runningRun.UID))
+		assert.False(t, f.c.expectations.workloadExpected(runningRun.UID))
 	})
 	t.Run("a new instance wakes its waiting runs", func(t *testing.T) {
 		f := setup(t)
@@ -299,8 +312,8 @@ func TestRunHandlers(t *testing.T) {
 		f := setup(t)
 		child := newRun("child", withParent(admitted, 1), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "child"}))
 		f.addToCache(child)
-		names := func(index, key string) []string {
-			objs, err := f.c.runIndex.ByIndex(index, key)
+		names := func(name, key string) []string {
+			objs, err := f.c.runIndex.ByIndex(name, key)
 			require.NoError(t, err)
 			var out []string
 			for _, o := range objs {
@@ -309,15 +322,15 @@ func TestRunHandlers(t *testing.T) {
 			sort.Strings(out)
 			return out
 		}
-		key := InstanceKey(testNS, "inst")
-		assert.Equal(t, []string{"capacity", "waiting"}, names(IndexWaitingRunsByInstance, key))
-		assert.Equal(t, []string{"elsewhere"}, names(IndexWaitingRunsByInstance, InstanceKey(testNS, "other")))
-		assert.Equal(t, []string{"child"}, names(IndexSubagentsByInstance, key))
+		key := index.InstanceKey(testNS, "inst")
+		assert.Equal(t, []string{"capacity", "waiting"}, names(index.WaitingRunsByInstance, key))
+		assert.Equal(t, []string{"elsewhere"}, names(index.WaitingRunsByInstance, index.InstanceKey(testNS, "other")))
+		assert.Equal(t, []string{"child"}, names(index.SubagentsByInstance, key))
 
 		cur := capacity.DeepCopy()
 		cur.Status.JobName = "capacity"
 		require.NoError(t, f.c.runIndex.Update(cur))
-		assert.Equal(t, []string{"waiting"}, names(IndexWaitingRunsByInstance, key), "an admitted run leaves the index")
+		assert.Equal(t, []string{"waiting"}, names(index.WaitingRunsByInstance, key), "an admitted run leaves the index")
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/finishing", "ns/waiting"}, f.queued())
 	})
@@ -339,4 +352,38 @@ func TestLastBytes(t *testing.T) {
 	got, err = lastBytes(strings.NewReader("short"), 64)
 	require.NoError(t, err)
 	assert.Equal(t, "short", got)
+}
+
+// An instance's admission lock excludes a second holder, and the lock map
+// keeps only the locks in use.
+func TestAdmissionLocksAreExclusiveAndDropped(t *testing.T) {
+	a := newAdmissions(clock.RealClock{})
+	unlock := a.lock("ns/a")
+	got := make(chan struct{})
+	go func() {
+		release := a.lock("ns/a")
+		close(got)
+		release()
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second worker took a held admission lock")
+	case <-time.After(20 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting worker never got the lock")
+	}
+	locks := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.locks)
+	}
+	require.Eventually(t, func() bool { return locks() == 0 }, 10*time.Second, time.Millisecond)
+	for i := range 100 {
+		a.lock(fmt.Sprintf("ns/inst-%d", i))()
+	}
+	assert.Zero(t, locks(), "locks of instances nobody admits to are dropped")
 }

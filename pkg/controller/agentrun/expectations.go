@@ -6,68 +6,74 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
 
 // expectationTTL bounds how long a write this controller made is assumed to
 // be on its way to the cache; past it the cache is trusted again.
 const expectationTTL = time.Minute
 
-// expectations remembers the Jobs this controller created that the Job
-// informer has not delivered yet, keyed by the owning run's UID, so that a
-// stale cache is not mistaken for a deleted Job. It lives in memory only:
-// after a restart the informers list everything before the first sync.
+// expectations remembers the workloads (Job, Deployment, Sandbox,
+// SandboxClaim) this controller created that the informers have not
+// delivered yet, keyed by the owning run's UID, so that a stale cache is
+// not mistaken for a deleted workload. It lives in memory only: after a
+// restart the informers list everything before the first sync.
 //
-// It also remembers the Jobs it deleted (by the Job's UID) until the
-// informer delivers the deletion, so that a Job still in the cache is not
-// deleted twice.
+// It also remembers the children it deleted (by their UID) until the
+// informers deliver the deletion, so that an object still in the cache is
+// not deleted twice.
 type expectations struct {
 	mu      sync.Mutex
 	pending map[types.UID]time.Time
 	deleted map[types.UID]time.Time
-	now     func() time.Time
+	clock   clock.PassiveClock
 }
 
-func newExpectations() *expectations {
-	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, now: time.Now}
+func newExpectations(clk clock.PassiveClock) *expectations {
+	return &expectations{pending: map[types.UID]time.Time{}, deleted: map[types.UID]time.Time{}, clock: clk}
 }
 
-func (e *expectations) deletedJob(job types.UID) {
+// deletedChild remembers that this controller deleted the child uid.
+func (e *expectations) deletedChild(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.deleted[job] = e.now()
+	e.deleted[uid] = e.clock.Now()
 }
 
-func (e *expectations) jobGone(job types.UID) {
+// gone forgets a deleted child once the informer delivered its deletion.
+func (e *expectations) gone(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.deleted, job)
+	delete(e.deleted, uid)
 }
 
-// jobDeleting reports whether this controller deleted the Job and the cache
-// has not caught up yet.
-func (e *expectations) jobDeleting(job types.UID) bool {
+// deleting reports whether this controller deleted the child uid and the
+// cache has not caught up yet.
+func (e *expectations) deleting(uid types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.fresh(e.deleted, job)
+	return e.fresh(e.deleted, uid)
 }
 
 // fresh reports whether m holds uid from less than expectationTTL ago, and
 // forgets an expired entry. The caller holds e.mu.
 func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
 	at, ok := m[uid]
-	if ok && e.now().Sub(at) > expectationTTL {
+	if ok && e.clock.Since(at) > expectationTTL {
 		delete(m, uid)
 		return false
 	}
 	return ok
 }
 
-func (e *expectations) expectJob(run types.UID) {
+// expectWorkload remembers that run's workload was created.
+func (e *expectations) expectWorkload(run types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pending[run] = e.now()
+	e.pending[run] = e.clock.Now()
 }
 
 func (e *expectations) observed(run types.UID) { e.forget(run) }
@@ -78,8 +84,9 @@ func (e *expectations) forget(run types.UID) {
 	delete(e.pending, run)
 }
 
-// jobExpected reports whether a Job for run was created and not seen yet.
-func (e *expectations) jobExpected(run types.UID) bool {
+// workloadExpected reports whether run's workload was created and not seen
+// yet.
+func (e *expectations) workloadExpected(run types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.fresh(e.pending, run)
@@ -90,14 +97,22 @@ func (e *expectations) jobExpected(run types.UID) bool {
 // yet, so that two workers (or a stale cache) never admit more runs than
 // maxConcurrent allows.
 type admissions struct {
-	mu      sync.Mutex
-	locks   map[string]*sync.Mutex
+	mu sync.Mutex
+	// locks holds the admission locks in use (held or waited for); an
+	// instance's entry goes with its last user, so the map does not grow
+	// with every instance ever seen.
+	locks   map[string]*admissionLock
 	pending map[string]map[types.UID]time.Time // instance key -> run UIDs
-	now     func() time.Time
+	clock   clock.PassiveClock
 }
 
-func newAdmissions() *admissions {
-	return &admissions{locks: map[string]*sync.Mutex{}, pending: map[string]map[types.UID]time.Time{}, now: time.Now}
+type admissionLock struct {
+	sync.Mutex
+	users int // holders and waiters; guarded by admissions.mu
+}
+
+func newAdmissions(clk clock.PassiveClock) *admissions {
+	return &admissions{locks: map[string]*admissionLock{}, pending: map[string]map[types.UID]time.Time{}, clock: clk}
 }
 
 // lock takes the instance's admission lock; call the returned func to
@@ -106,12 +121,20 @@ func (a *admissions) lock(instance string) func() {
 	a.mu.Lock()
 	l, ok := a.locks[instance]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &admissionLock{}
 		a.locks[instance] = l
 	}
+	l.users++
 	a.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if l.users--; l.users == 0 {
+			delete(a.locks, instance)
+		}
+	}
 }
 
 func (a *admissions) admitted(instance string, run types.UID) {
@@ -122,14 +145,14 @@ func (a *admissions) admitted(instance string, run types.UID) {
 		m = map[types.UID]time.Time{}
 		a.pending[instance] = m
 	}
-	m[run] = a.now()
+	m[run] = a.clock.Now()
 }
 
 // observed drops a run once the cache shows it admitted, finished or gone.
 func (a *admissions) observed(run *v1alpha1.AgentRun) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	key := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	if m, ok := a.pending[key]; ok {
 		delete(m, run.UID)
 		if len(m) == 0 {
@@ -148,7 +171,7 @@ func (a *admissions) unseen(instance string, skip types.UID) map[types.UID]bool 
 		if uid == skip {
 			continue
 		}
-		if a.now().Sub(at) > expectationTTL {
+		if a.clock.Since(at) > expectationTTL {
 			delete(a.pending[instance], uid)
 			continue
 		}

@@ -31,9 +31,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2/ktesting"
+	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
@@ -57,8 +58,8 @@ var (
 	configMapsGVR  = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 	testPhaseConfig = phase.Config{
-		Job:   jobspec.Config{AgentImage: "agent:test", SandboxImage: "sandbox:test", DefaultTimeout: 10 * time.Minute, DeadlineSlack: 15 * time.Second},
-		Grace: 30 * time.Second,
+		Workload: workload.Config{AgentImage: "agent:test", SandboxImage: "sandbox:test", DefaultTimeout: 10 * time.Minute, DeadlineSlack: 15 * time.Second},
+		Grace:    30 * time.Second,
 	}
 )
 
@@ -77,8 +78,7 @@ type fixture struct {
 	c        *Controller
 	handlers *handlers
 
-	mu  sync.Mutex
-	now time.Time
+	clk *testingclock.FakeClock
 }
 
 // handlers are the event handlers NewController registered, captured so
@@ -101,7 +101,7 @@ func withLogs(l LogReader) fixtureOption { return func(o *Options) { o.Logs = l 
 func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
-	f := &fixture{t: t, ctx: ctx, now: t0.Add(time.Minute), handlers: &handlers{}}
+	f := &fixture{t: t, ctx: ctx, clk: testingclock.NewFakeClock(t0.Add(time.Minute)), handlers: &handlers{}}
 	f.client = sfake.NewSimpleClientset()
 	f.kube = k8sfake.NewClientset()
 	scheme := metadatafake.NewTestScheme()
@@ -123,30 +123,21 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
 		ConfigMaps:  mf.ForResource(configMapsGVR),
 	}
-	o := Options{Phase: testPhaseConfig}
+	o := Options{Phase: testPhaseConfig, Clock: f.clk}
 	for _, fn := range opts {
 		fn(&o)
 	}
 	f.recorder = record.NewFakeRecorder(100)
 	c, err := NewController(ctx, f.client, f.kube, f.capturing(f.inf), f.recorder, o)
 	require.NoError(t, err)
-	c.now = f.clock
 	f.c = c
 	t.Cleanup(c.queue.ShutDown)
 	return f
 }
 
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
+func (f *fixture) clock() time.Time { return f.clk.Now() }
 
-func (f *fixture) setNow(t time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = t
-}
+func (f *fixture) setNow(t time.Time) { f.clk.SetTime(t) }
 
 func (f *fixture) key(name string) cache.ObjectName {
 	return cache.ObjectName{Namespace: testNS, Name: name}
@@ -646,7 +637,7 @@ func withLimits(depth, concurrent, children int32) func(*v1alpha1.SympoziumInsta
 // jobOf is the Job of run as the API server returns it (with a UID).
 func jobOf(run *v1alpha1.AgentRun, uid types.UID) *batchv1.Job {
 	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: run.Name, Namespace: run.Namespace, UID: uid,
-		Labels:          jobspec.Labels(run),
+		Labels:          workload.Labels(run),
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(run, v1alpha1.SchemeGroupVersion.WithKind("AgentRun"))}}}
 }
 

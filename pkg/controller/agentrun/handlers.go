@@ -15,120 +15,66 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 )
 
-// Index names on the shared informers.
-const (
-	// IndexRunsByInstance keys runs by <namespace>/<instanceRef>.
-	IndexRunsByInstance = "sympozium.ai/by-instance"
-	// IndexRunsByParent keys sub-agent runs by <namespace>/<parent run>.
-	IndexRunsByParent = "sympozium.ai/by-parent"
-	// IndexWaitingRunsByInstance keys the runs that are neither admitted nor
-	// terminal by <namespace>/<instanceRef>: the runs a freed slot, a new
-	// instance or a new ConfigMap may let start. Waking them reads only
-	// them, not every run of a busy instance (which made a burst quadratic).
-	IndexWaitingRunsByInstance = "sympozium.ai/waiting-by-instance"
-	// IndexSubagentsByInstance keys sub-agent runs (spec.parent set) by
-	// <namespace>/<instanceRef>, for the sub-agent concurrency limit.
-	IndexSubagentsByInstance = "sympozium.ai/subagents-by-instance"
-	// IndexPodsByJob keys pods by the UID of the Job that controls them.
-	IndexPodsByJob = "sympozium.ai/by-job-uid"
-	// IndexPodsByRun keys pods by <namespace>/<the sympozium.ai/agent-run
-	// label> (naming.LabelValue of the run's name).
-	IndexPodsByRun = "sympozium.ai/by-run-label"
-)
-
-// RunLabelKey is the IndexPodsByRun key of a run's pods.
-func RunLabelKey(namespace, run string) string { return namespace + "/" + naming.LabelValue(run) }
-
-// InstanceKey is the IndexRunsByInstance key of a run.
-func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
-
-// byInstance indexes the runs for which keep is true by InstanceKey.
-func byInstance(keep func(*v1alpha1.AgentRun) bool) cache.IndexFunc {
-	return func(obj any) ([]string, error) {
-		r, ok := obj.(*v1alpha1.AgentRun)
-		if !ok || !keep(r) {
-			return nil, nil
-		}
-		return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
-	}
-}
-
-// AddIndexers adds the indexes the controllers use to the run and pod
-// informers. It is idempotent, so every controller sharing the informers may
-// call it.
-func AddIndexers(runs, pods cache.SharedIndexInformer) error {
-	want := map[cache.SharedIndexInformer]cache.Indexers{
-		runs: {
-			IndexRunsByInstance:        byInstance(func(*v1alpha1.AgentRun) bool { return true }),
-			IndexWaitingRunsByInstance: byInstance(phase.IsWaiting),
-			IndexSubagentsByInstance:   byInstance(func(r *v1alpha1.AgentRun) bool { return r.Spec.Parent != nil }),
-			IndexRunsByParent: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok || r.Spec.Parent == nil {
-					return nil, nil
-				}
-				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
-			},
-		},
-		pods: {
-			IndexPodsByJob: func(obj any) ([]string, error) {
-				p, ok := obj.(*corev1.Pod)
-				if !ok {
-					return nil, nil
-				}
-				if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
-					return []string{string(ref.UID)}, nil
-				}
-				return nil, nil
-			},
-			IndexPodsByRun: func(obj any) ([]string, error) {
-				p, ok := obj.(*corev1.Pod)
-				if !ok || p.Labels[v1alpha1.LabelAgentRun] == "" {
-					return nil, nil
-				}
-				return []string{p.Namespace + "/" + p.Labels[v1alpha1.LabelAgentRun]}, nil
-			},
-		},
-	}
-	for inf, idx := range want {
-		have := inf.GetIndexer().GetIndexers()
-		missing := cache.Indexers{}
-		for name, fn := range idx {
-			if _, ok := have[name]; !ok {
-				missing[name] = fn
-			}
-		}
-		if len(missing) == 0 {
-			continue
-		}
-		if err := inf.AddIndexers(missing); err != nil {
-			return fmt.Errorf("adding indexers: %w", err)
-		}
-	}
-	return nil
-}
-
+// addHandlers registers the handlers of every kind the controller reads;
+// each kind's are one small method below.
 func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.ResourceEventHandlerRegistration, error) {
 	opts := cache.HandlerOptions{Logger: &logger}
+	adds := []struct {
+		what string
+		add  func() (cache.ResourceEventHandlerRegistration, error)
+	}{
+		{"AgentRun", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Runs.TypedInformer().AddTypedEventHandler(c.runHandlers(), opts)
+		}},
+		{"SympoziumInstance", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Instances.TypedInformer().AddTypedEventHandler(c.instanceHandlers(), opts)
+		}},
+		{"SkillPack", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.SkillPacks.TypedInformer().AddTypedEventHandler(c.skillPackHandlers(), opts)
+		}},
+		{"Job", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Jobs.TypedInformer().AddTypedEventHandler(c.jobHandlers(), opts)
+		}},
+		{"Deployment", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Deployments.TypedInformer().AddTypedEventHandler(c.deploymentHandlers(), opts)
+		}},
+		{"Service", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Services.TypedInformer().AddTypedEventHandler(c.serviceHandlers(), opts)
+		}},
+		{"Pod", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.Pods.TypedInformer().AddTypedEventHandler(c.podHandlers(), opts)
+		}},
+		{"ConfigMap", func() (cache.ResourceEventHandlerRegistration, error) {
+			return inf.ConfigMaps.Informer().AddEventHandlerWithOptions(c.configMapHandlers(), opts)
+		}},
+	}
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(what string, reg cache.ResourceEventHandlerRegistration, err error) error {
+	for _, a := range adds {
+		reg, err := a.add()
 		if err != nil {
-			return fmt.Errorf("adding %s event handler: %w", what, err)
+			return nil, fmt.Errorf("adding %s event handler: %w", a.what, err)
 		}
 		regs = append(regs, reg)
-		return nil
 	}
-	reg, err := inf.Runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
+	return regs, nil
+}
+
+// runHandlers enqueue the run itself (a resync re-enqueues too: the safety
+// net), keep the in-memory stores in step with it, and wake the runs
+// waiting for a sub-agent slot it frees.
+func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
+	return sinformers.AgentRunHandlerFuncs{
 		AddFunc: func(r *v1alpha1.AgentRun) { c.enqueue(cache.MetaObjectToName(r)) },
 		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
-			c.enqueue(cache.MetaObjectToName(cur)) // a resync re-enqueues too: the safety net
+			c.enqueue(cache.MetaObjectToName(cur))
 			if phase.IsAdmitted(cur) || cur.Status.Phase.IsTerminal() {
 				c.admissions.observed(cur)
 			}
@@ -145,113 +91,93 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 				c.wakeWaiting(r.Namespace, r.Spec.InstanceRef)
 			}
 		},
-	}, opts)
-	if err := add("AgentRun", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.Instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
+}
+
+// instanceHandlers wake the runs an instance's appearance or change
+// concerns: those waiting for it, and its servers (their spec is built
+// from it).
+func (c *Controller) instanceHandlers() sinformers.SympoziumInstanceHandlerFuncs {
+	return sinformers.SympoziumInstanceHandlerFuncs{
 		AddFunc: func(i *v1alpha1.SympoziumInstance) { c.wakeWaiting(i.Namespace, i.Name) },
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
 				c.wakeWaiting(cur.Namespace, cur.Name)
-				c.wakeServers(IndexRunsByInstance, InstanceKey(cur.Namespace, cur.Name))
+				c.wakeServers(index.RunsByInstance, index.InstanceKey(cur.Namespace, cur.Name))
 			}
 		},
-	}, opts)
-	if err := add("SympoziumInstance", reg, err); err != nil {
-		return nil, err
 	}
-	// A server's pod template is built from its skill packs as long as it
-	// lives: a changed pack rolls the servers of its namespace that mount
-	// it.
-	reg, err = inf.SkillPacks.TypedInformer().AddTypedEventHandler(sinformers.SkillPackHandlerFuncs{
+}
+
+// skillPackHandlers: a server's pod template is built from its skill packs
+// as long as it lives, so a changed pack rolls the servers of its
+// namespace that mount it.
+func (c *Controller) skillPackHandlers() sinformers.SkillPackHandlerFuncs {
+	return sinformers.SkillPackHandlerFuncs{
 		UpdateFunc: func(old, cur *v1alpha1.SkillPack) {
 			if old.Generation != cur.Generation {
 				c.wakeServers(cache.NamespaceIndex, cur.Namespace)
 			}
 		},
-	}, opts)
-	if err := add("SkillPack", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.Jobs.TypedInformer().AddTypedEventHandler(batchinformers.JobHandlerFuncs{
-		AddFunc: func(j *batchv1.Job) { c.jobChanged(j) },
-		UpdateFunc: func(old, cur *batchv1.Job) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.jobChanged(cur)
-			}
-		},
-		DeleteFunc: func(d batchinformers.DeletedJob) {
-			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
-				c.enqueueJobOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Job", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) jobHandlers() batchinformers.JobHandlerFuncs {
+	return batchinformers.JobHandlerFuncs{
+		AddFunc:    func(j *batchv1.Job) { c.workloadChanged(j) },
+		UpdateFunc: onNewVersion(func(j *batchv1.Job) { c.workloadChanged(j) }),
+		DeleteFunc: func(d batchinformers.DeletedJob) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Deployments.TypedInformer().AddTypedEventHandler(appsinformers.DeploymentHandlerFuncs{
-		AddFunc: func(d *appsv1.Deployment) { c.childChanged(d) },
-		UpdateFunc: func(old, cur *appsv1.Deployment) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.childChanged(cur)
-			}
-		},
-		DeleteFunc: func(d appsinformers.DeletedDeployment) {
-			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
-				c.enqueueOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Deployment", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) deploymentHandlers() appsinformers.DeploymentHandlerFuncs {
+	return appsinformers.DeploymentHandlerFuncs{
+		AddFunc:    func(d *appsv1.Deployment) { c.workloadChanged(d) },
+		UpdateFunc: onNewVersion(func(d *appsv1.Deployment) { c.workloadChanged(d) }),
+		DeleteFunc: func(d appsinformers.DeletedDeployment) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Services.TypedInformer().AddTypedEventHandler(coreinformers.ServiceHandlerFuncs{
-		AddFunc: func(s *corev1.Service) { c.enqueueOwner(s) },
-		UpdateFunc: func(old, cur *corev1.Service) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.enqueueOwner(cur)
-			}
-		},
-		DeleteFunc: func(d coreinformers.DeletedService) {
-			if d.OptionalObj != nil {
-				c.expectations.jobGone(d.OptionalObj.UID)
-				c.enqueueOwner(d.OptionalObj)
-			}
-		},
-	}, opts)
-	if err := add("Service", reg, err); err != nil {
-		return nil, err
+}
+
+func (c *Controller) serviceHandlers() coreinformers.ServiceHandlerFuncs {
+	return coreinformers.ServiceHandlerFuncs{
+		AddFunc:    func(s *corev1.Service) { c.enqueueOwner(s) },
+		UpdateFunc: onNewVersion(func(s *corev1.Service) { c.enqueueOwner(s) }),
+		DeleteFunc: func(d coreinformers.DeletedService) { childDeleted(c, d.OptionalObj) },
 	}
-	reg, err = inf.Pods.TypedInformer().AddTypedEventHandler(coreinformers.PodHandlerFuncs{
-		AddFunc: c.enqueuePodOwner,
-		UpdateFunc: func(old, cur *corev1.Pod) {
-			if old.ResourceVersion != cur.ResourceVersion {
-				c.enqueuePodOwner(cur)
-			}
-		},
+}
+
+func (c *Controller) podHandlers() coreinformers.PodHandlerFuncs {
+	return coreinformers.PodHandlerFuncs{
+		AddFunc:    c.enqueuePodOwner,
+		UpdateFunc: onNewVersion(c.enqueuePodOwner),
 		DeleteFunc: func(d coreinformers.DeletedPod) {
 			if d.OptionalObj != nil {
 				c.enqueuePodOwner(d.OptionalObj)
 			}
 		},
-	}, opts)
-	if err := add("Pod", reg, err); err != nil {
-		return nil, err
 	}
-	reg, err = inf.ConfigMaps.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+}
+
+// configMapHandlers: a ConfigMap that appears may be the one a waiting run
+// of its namespace needs.
+func (c *Controller) configMapHandlers() cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if m, ok := obj.(metav1.Object); ok {
 				c.wakeWaitingInNamespace(m.GetNamespace())
 			}
 		},
-	}, opts)
-	if err := add("ConfigMap", reg, err); err != nil {
-		return nil, err
 	}
-	return regs, nil
+}
+
+// onNewVersion calls changed on an update that carries a new
+// resourceVersion (a resync delivers the same one: nothing changed).
+func onNewVersion[T metav1.Object](changed func(T)) func(old, cur T) {
+	return func(old, cur T) {
+		if old.GetResourceVersion() != cur.GetResourceVersion() {
+			changed(cur)
+		}
+	}
 }
 
 // releasesCapacity reports a run that stopped holding (or waiting for) a
@@ -265,11 +191,11 @@ func releasesCapacity(old, cur *v1alpha1.AgentRun) bool {
 
 // wakeWaiting enqueues the instance's runs that are not admitted yet.
 func (c *Controller) wakeWaiting(namespace, instance string) {
-	c.wakeWaitingKey(InstanceKey(namespace, instance))
+	c.wakeWaitingKey(index.InstanceKey(namespace, instance))
 }
 
 func (c *Controller) wakeWaitingKey(key string) {
-	objs, err := c.runIndex.ByIndex(IndexWaitingRunsByInstance, key)
+	objs, err := c.runIndex.ByIndex(index.WaitingRunsByInstance, key)
 	if err != nil {
 		return
 	}
@@ -281,8 +207,8 @@ func (c *Controller) wakeWaitingKey(key string) {
 }
 
 // wakeServers enqueues the live server-mode runs under key of index.
-func (c *Controller) wakeServers(index, key string) {
-	objs, err := c.runIndex.ByIndex(index, key)
+func (c *Controller) wakeServers(indexName, key string) {
+	objs, err := c.runIndex.ByIndex(indexName, key)
 	if err != nil {
 		return
 	}
@@ -296,28 +222,37 @@ func (c *Controller) wakeServers(index, key string) {
 // wakeWaitingInNamespace enqueues every run of the namespace that is not
 // admitted yet (a ConfigMap it waits for may have appeared).
 func (c *Controller) wakeWaitingInNamespace(namespace string) {
-	for _, key := range c.runIndex.ListIndexFuncValues(IndexWaitingRunsByInstance) {
+	for _, key := range c.runIndex.ListIndexFuncValues(index.WaitingRunsByInstance) {
 		if strings.HasPrefix(key, namespace+"/") {
 			c.wakeWaitingKey(key)
 		}
 	}
 }
 
-func (c *Controller) jobChanged(j *batchv1.Job) { c.childChanged(j) }
-
-// childChanged handles a workload object (Job, Deployment, Sandbox,
+// workloadChanged handles a workload object (Job, Deployment, Sandbox,
 // SandboxClaim) that was added or changed: the create it was expected from
 // is observed, and its run enqueued.
-func (c *Controller) childChanged(obj metav1.Object) {
+func (c *Controller) workloadChanged(obj metav1.Object) {
 	if ref := metav1.GetControllerOf(obj); ref != nil && ref.Kind == "AgentRun" {
 		c.expectations.observed(ref.UID)
 	}
 	c.enqueueOwner(obj)
 }
 
-// enqueueJobOwner enqueues the AgentRun that controls the Job, if it is
-// still the same run (same UID).
-func (c *Controller) enqueueJobOwner(j *batchv1.Job) { c.enqueueOwner(j) }
+// childDeleted handles a child whose deletion the cache delivered (obj nil:
+// its last state is unknown): the delete this controller may have made is
+// observed, and its run enqueued.
+func childDeleted[T interface {
+	comparable
+	metav1.Object
+}](c *Controller, obj T) {
+	var unknown T
+	if obj == unknown {
+		return
+	}
+	c.expectations.gone(obj.GetUID())
+	c.enqueueOwner(obj)
+}
 
 // enqueueOwner enqueues the AgentRun that controls obj, if it is still the
 // same run (same UID).
@@ -348,8 +283,8 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 		if err != nil || job.UID != ref.UID {
 			return
 		}
-		c.enqueueJobOwner(job)
-	case jobspec.SandboxKind:
+		c.enqueueOwner(job)
+	case workload.SandboxKind:
 		label := p.Labels[v1alpha1.LabelAgentRun]
 		if label == "" {
 			return
@@ -372,9 +307,9 @@ func (c *Controller) sandboxEvent(obj any, deleted bool) {
 		return
 	}
 	if deleted {
-		c.expectations.jobGone(m.GetUID())
+		c.expectations.gone(m.GetUID())
 		c.enqueueOwner(m)
 		return
 	}
-	c.childChanged(m)
+	c.workloadChanged(m)
 }

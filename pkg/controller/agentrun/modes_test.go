@@ -22,13 +22,13 @@ import (
 	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
 var (
-	sandboxesGVR = schema.GroupVersionResource{Group: jobspec.SandboxGroup, Version: "v1beta1", Resource: jobspec.SandboxResource}
-	claimsGVR    = schema.GroupVersionResource{Group: jobspec.SandboxClaimGroup, Version: "v1beta1", Resource: jobspec.ClaimResource}
+	sandboxesGVR = schema.GroupVersionResource{Group: workload.SandboxGroup, Version: "v1beta1", Resource: workload.SandboxResource}
+	claimsGVR    = schema.GroupVersionResource{Group: workload.SandboxClaimGroup, Version: "v1beta1", Resource: workload.ClaimResource}
 )
 
 // sandboxFixture is a fixture whose controller has an agent-sandbox API
@@ -56,7 +56,6 @@ func newSandboxFixture(t *testing.T, resources []*metav1.APIResourceList) *sandb
 	api := NewSandboxAPI(disc, dyn, SandboxAPIConfig{})
 	api.assumeSynced = true
 	f := newFixture(t, func(o *Options) { o.SandboxAPI = api })
-	api.now = f.clock
 	return &sandboxFixture{fixture: f, dyn: dyn, disc: disc}
 }
 
@@ -123,13 +122,13 @@ func TestSyncServerCreatesDeploymentServiceAndFinalizer(t *testing.T) {
 	dep := object[*appsv1.Deployment](t, kw[0])
 	assert.Equal(t, []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "AgentRun", Name: "web", UID: "web-uid",
 		Controller: new(true), BlockOwnerDeletion: new(true)}}, dep.OwnerReferences)
-	assert.Equal(t, jobspec.Labels(run), dep.Labels)
+	assert.Equal(t, workload.Labels(run), dep.Labels)
 	assert.EqualValues(t, 1, *dep.Spec.Replicas)
 	assert.Equal(t, corev1.RestartPolicyAlways, dep.Spec.Template.Spec.RestartPolicy)
-	assert.Equal(t, jobspec.ServerSelector(run), dep.Spec.Selector.MatchLabels)
-	assert.NotEmpty(t, dep.Annotations[jobspec.AnnotationSpecHash])
+	assert.Equal(t, workload.ServerSelector(run), dep.Spec.Selector.MatchLabels)
+	assert.NotEmpty(t, dep.Annotations[workload.AnnotationSpecHash])
 	svc := object[*corev1.Service](t, kw[1])
-	assert.Equal(t, jobspec.ServerSelector(run), svc.Spec.Selector)
+	assert.Equal(t, workload.ServerSelector(run), svc.Spec.Selector)
 	require.Len(t, svc.Spec.Ports, 1)
 	assert.Equal(t, "http", svc.Spec.Ports[0].Name)
 	assert.EqualValues(t, 8080, svc.Spec.Ports[0].Port)
@@ -259,8 +258,8 @@ func TestSyncServerRollsOnSpecChange(t *testing.T) {
 	f.availableDeployment("web-server")
 	dep := object[*appsv1.Deployment](t, kw[0])
 	assert.Equal(t, before.(*appsv1.Deployment).ResourceVersion, dep.ResourceVersion, "the update is guarded by the cached resourceVersion")
-	assert.NotEqual(t, before.(*appsv1.Deployment).Annotations[jobspec.AnnotationSpecHash], dep.Annotations[jobspec.AnnotationSpecHash])
-	assert.Contains(t, dep.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: jobspec.EnvTask, Value: "answer questions about the cluster"})
+	assert.NotEqual(t, before.(*appsv1.Deployment).Annotations[workload.AnnotationSpecHash], dep.Annotations[workload.AnnotationSpecHash])
+	assert.Contains(t, dep.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: workload.EnvTask, Value: "answer questions about the cluster"})
 	st := f.trackedRun("web").Status
 	assert.EqualValues(t, 2, st.ObservedGeneration)
 	assert.Equal(t, v1alpha1.PhaseServing, st.Phase)
@@ -278,7 +277,7 @@ func TestSyncServerDeploymentDeleted(t *testing.T) {
 	// expectation), then its deletion.
 	dep, err := f.inf.Deployments.Lister().Deployments(testNS).Get("web-server")
 	require.NoError(t, err)
-	f.c.childChanged(dep)
+	f.c.workloadChanged(dep)
 	require.NoError(t, f.kube.Tracker().Delete(deploymentsGVR, testNS, "web-server"))
 	f.refresh()
 	f.clearActions()
@@ -338,7 +337,7 @@ func TestSyncSandboxCreates(t *testing.T) {
 func sandboxIn(run *v1alpha1.AgentRun, kind, name string, uid types.UID, conds []metav1.Condition, bound string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{}}
 	gv := sandboxesGVR.GroupVersion()
-	if kind == jobspec.SandboxClaimKind {
+	if kind == workload.SandboxClaimKind {
 		gv = claimsGVR.GroupVersion()
 	}
 	u.SetAPIVersion(gv.String())
@@ -365,7 +364,7 @@ func sandboxIn(run *v1alpha1.AgentRun, kind, name string, uid types.UID, conds [
 // controller.
 func sandboxPodOf(run *v1alpha1.AgentRun, name string, uid types.UID, opts ...podOpt) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: run.Namespace, UID: types.UID(name + "-pod-uid"),
-		CreationTimestamp: metav1.NewTime(t0.Add(2 * time.Second)), Labels: jobspec.Labels(run),
+		CreationTimestamp: metav1.NewTime(t0.Add(2 * time.Second)), Labels: workload.Labels(run),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "agents.x-k8s.io/v1beta1", Kind: "Sandbox", Name: name, UID: uid, Controller: new(true)}}},
 		Status: corev1.PodStatus{Phase: corev1.PodPending}}
 	for _, o := range opts {
@@ -420,9 +419,9 @@ func TestSyncSandboxClaimCreatesAndTracksTheBoundSandbox(t *testing.T) {
 	pool, _, _ := unstructured.NestedString(u.Object, "spec", "warmPoolRef", "name")
 	assert.Equal(t, "pool", pool)
 	labels, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "labels")
-	assert.Equal(t, jobspec.Labels(run), labels)
+	assert.Equal(t, workload.Labels(run), labels)
 	env, _, _ := unstructured.NestedSlice(u.Object, "spec", "env")
-	assert.Contains(t, env, map[string]any{"name": jobspec.EnvTask, "value": "do it", "containerName": "agent"})
+	assert.Contains(t, env, map[string]any{"name": workload.EnvTask, "value": "do it", "containerName": "agent"})
 	st := f.trackedRun("sb").Status
 	assert.Equal(t, "sb", st.SandboxClaimName)
 	assert.Empty(t, st.SandboxName)
@@ -530,15 +529,15 @@ func TestServerAndSandboxHandlers(t *testing.T) {
 	t.Run("Deployment and Service events enqueue their run; a Deployment ends the create's expectation", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(srv)
-		dep, err := jobspec.Deployment(testPhaseConfig.Job, jobspec.Inputs{Run: srv, Now: t0})
+		dep, err := workload.Deployment(testPhaseConfig.Workload, workload.Inputs{Run: srv, Now: t0})
 		require.NoError(t, err)
 		dep.UID, dep.ResourceVersion = "dep-uid", "1"
-		svc := jobspec.Service(jobspec.Inputs{Run: srv})
-		f.c.expectations.expectJob(srv.UID)
+		svc := workload.Service(workload.Inputs{Run: srv})
+		f.c.expectations.expectWorkload(srv.UID)
 		require.Len(t, f.handlers.deployments, 1)
 		require.Len(t, f.handlers.services, 1)
 		f.handlers.deployments[0].OnAdd(dep, false)
-		assert.False(t, f.c.expectations.jobExpected(srv.UID))
+		assert.False(t, f.c.expectations.workloadExpected(srv.UID))
 		assert.Equal(t, []string{"ns/web"}, f.queued())
 		f.handlers.deployments[0].OnUpdate(dep, dep.DeepCopy())
 		assert.Empty(t, f.queued(), "a resync enqueues nothing")
@@ -575,9 +574,9 @@ func TestServerAndSandboxHandlers(t *testing.T) {
 		f.handlers.pods[0].OnAdd(unlabelled, false)
 		assert.Empty(t, f.queued())
 		u := sandboxIn(sb, "Sandbox", "sb", "sandbox-uid", nil, "")
-		f.c.expectations.expectJob(sb.UID)
+		f.c.expectations.expectWorkload(sb.UID)
 		f.c.sandboxEvent(u, false)
-		assert.False(t, f.c.expectations.jobExpected(sb.UID))
+		assert.False(t, f.c.expectations.workloadExpected(sb.UID))
 		assert.Equal(t, []string{"ns/sb"}, f.queued())
 		f.c.sandboxEvent(cache.DeletedFinalStateUnknown{Key: "ns/sb", Obj: u}, true)
 		assert.Equal(t, []string{"ns/sb"}, f.queued())
@@ -596,4 +595,15 @@ func TestSyncServerRejectedReleasesTheFinalizer(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonInvalidSpec, findCond(run.Status, v1alpha1.ConditionFailed).Reason)
 	assert.Contains(t, run.Status.Error, "rejected the run's Deployment")
 	assert.Empty(t, run.Finalizers)
+}
+
+// indexer returns the cache of resource (for tests to fill); nil when it
+// is not served.
+func (a *SandboxAPI) indexer(resource string) cache.Indexer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if di := a.infs[resource]; di != nil {
+		return di.inf.GetIndexer()
+	}
+	return nil
 }

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -31,9 +31,9 @@ type Discovery interface {
 
 // SandboxAPIConfig says where the agent-sandbox API is looked for.
 type SandboxAPIConfig struct {
-	// Group of Sandbox; jobspec.SandboxGroup when empty.
+	// Group of Sandbox; workload.SandboxGroup when empty.
 	Group string
-	// ClaimGroup of SandboxClaim; jobspec.SandboxClaimGroup when empty.
+	// ClaimGroup of SandboxClaim; workload.SandboxClaimGroup when empty.
 	ClaimGroup string
 	// Version pins the version of both; empty discovers it (v1beta1, else
 	// v1alpha1 for Sandbox; claims need v1beta1).
@@ -88,10 +88,10 @@ type dynInformer struct {
 // NewSandboxAPI returns a SandboxAPI that has not looked for the API yet.
 func NewSandboxAPI(disc Discovery, dyn dynamic.Interface, cfg SandboxAPIConfig) *SandboxAPI {
 	if cfg.Group == "" {
-		cfg.Group = jobspec.SandboxGroup
+		cfg.Group = workload.SandboxGroup
 	}
 	if cfg.ClaimGroup == "" {
-		cfg.ClaimGroup = jobspec.SandboxClaimGroup
+		cfg.ClaimGroup = workload.SandboxClaimGroup
 	}
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = time.Minute
@@ -209,16 +209,6 @@ func (a *SandboxAPI) client(resource string) dynamic.NamespaceableResourceInterf
 	return a.dyn.Resource(di.gvr)
 }
 
-// indexer returns the cache of resource; nil when it is not served.
-func (a *SandboxAPI) indexer(resource string) cache.Indexer {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if di := a.infs[resource]; di != nil {
-		return di.inf.GetIndexer()
-	}
-	return nil
-}
-
 // refresh runs discovery and (re)builds the informers to match.
 func (a *SandboxAPI) refresh(ctx context.Context) error {
 	groups, err := a.disc.ServerGroupsWithContext(ctx)
@@ -229,7 +219,7 @@ func (a *SandboxAPI) refresh(ctx context.Context) error {
 	if a.cfg.Version != "" {
 		versions = []string{a.cfg.Version}
 	}
-	sb, sbWhy, err := a.find(ctx, groups, a.cfg.Group, jobspec.SandboxResource, versions)
+	sb, sbWhy, err := a.find(ctx, groups, a.cfg.Group, workload.SandboxResource, versions)
 	if err != nil {
 		return err
 	}
@@ -238,7 +228,7 @@ func (a *SandboxAPI) refresh(ctx context.Context) error {
 	if a.cfg.Version != "" && a.cfg.Version != "v1beta1" {
 		claimVersions = nil
 	}
-	cl, clWhy, err := a.find(ctx, groups, a.cfg.ClaimGroup, jobspec.ClaimResource, claimVersions)
+	cl, clWhy, err := a.find(ctx, groups, a.cfg.ClaimGroup, workload.ClaimResource, claimVersions)
 	if err != nil {
 		return err
 	}
@@ -262,8 +252,8 @@ func (a *SandboxAPI) refresh(ctx context.Context) error {
 		klog.FromContext(ctx).Info("Agent-sandbox API", "sandbox", st.Sandbox, "claim", st.Claim, "why", st.Why)
 	}
 	a.state, a.checked = st, a.now()
-	a.ensureLocked(jobspec.SandboxResource, sb)
-	a.ensureLocked(jobspec.ClaimResource, cl)
+	a.ensureLocked(workload.SandboxResource, sb)
+	a.ensureLocked(workload.ClaimResource, cl)
 	return nil
 }
 

@@ -16,11 +16,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
 
 // LogReader reads the end of a container's log.
@@ -105,12 +105,20 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if run.Spec.Parent != nil && !run.Status.Phase.IsTerminal() && !phase.IsAdmitted(run) && obs.Instance != nil {
 		// Admission of sub-agent runs is serialised per instance, so that
 		// two workers never fill the same free slot.
-		inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+		inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 		unlock := c.admissions.lock(inst)
 		defer unlock()
 		c.observeCapacity(run, &obs)
 	}
-	return c.apply(ctx, run, obs, phase.Next(obs))
+	rejected, run, err := c.apply(ctx, run, phase.Next(obs))
+	if err != nil || rejected == "" {
+		return err
+	}
+	// The API server refused to create the workload (Invalid): decide once
+	// more on the run as it is now, knowing that.
+	obs.Run, obs.WorkloadRejected = run, rejected
+	_, _, err = c.apply(ctx, run, phase.Next(obs))
+	return err
 }
 
 // errSandboxNotSynced says a run needs the agent-sandbox informers, which
@@ -127,22 +135,13 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	case !apierrors.IsNotFound(err):
 		return obs, err
 	}
-	backend := phase.BackendOf(run)
-	switch backend {
-	case phase.BackendTask:
-		err = c.observeJob(run, &obs)
-	case phase.BackendServer:
-		err = c.observeServer(run, &obs)
-	default:
-		err = c.observeSandbox(ctx, run, backend == phase.BackendSandboxClaim, &obs)
-	}
-	if err != nil {
+	if err := c.observeWorkload(ctx, run, &obs); err != nil {
 		return obs, err
 	}
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
-	if !phase.IsAdmitted(run) || backend == phase.BackendServer {
+	if !phase.IsAdmitted(run) || phase.BackendOf(run) == phase.BackendServer {
 		// A server's spec is rebuilt from its skill packs as long as it
 		// lives (its Deployment rolls when they change).
 		c.observeSkills(run, &obs)
@@ -164,53 +163,39 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	return obs, nil
 }
 
-// observeJob looks up a task-mode run's Job and its newest pod.
-func (c *Controller) observeJob(run *v1alpha1.AgentRun, obs *phase.Observed) error {
-	job, err := c.jobs.Jobs(run.Namespace).Get(naming.JobName(run.Name))
-	switch {
-	case err == nil && c.expectations.jobDeleting(job.UID):
-		// Deleted by this controller; the cache has not caught up.
-	case err == nil:
-		obs.Job = job
-		obs.Pod = c.agentPod(job)
-	case apierrors.IsNotFound(err):
-		obs.JobExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
+// observeWorkload looks up the run's workload objects (the children its
+// backend makes, by their deterministic names) and its agent pod.
+func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) error {
+	b := c.backends[phase.BackendOf(run)]
+	if b.prepare != nil {
+		if ok, err := b.prepare(ctx, run, obs); err != nil || !ok {
+			return err
+		}
 	}
-	return nil
-}
-
-// observeServer looks up a server-mode run's Deployment, Service and the
-// newest pod of the Deployment.
-func (c *Controller) observeServer(run *v1alpha1.AgentRun, obs *phase.Observed) error {
-	name := naming.ServerName(run.Name)
-	dep, err := c.deployments.Deployments(run.Namespace).Get(name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(dep.UID):
-	case err == nil:
-		obs.Deployment = dep
-		obs.Pod = c.serverPod(run)
-	case apierrors.IsNotFound(err):
-		obs.ServerExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
+	obs.Objects = phase.Objects{}
+	for i, child := range phase.Children(run) {
+		obj, err := c.kinds[child.Kind].get(run.Namespace, child.Name)
+		switch {
+		case err == nil && c.expectations.deleting(obj.GetUID()):
+			// Deleted by this controller; the cache has not caught up.
+		case err == nil:
+			obs.Objects[child.Kind] = obj
+		case apierrors.IsNotFound(err):
+			if i == 0 {
+				obs.WorkloadExpected = c.expectations.workloadExpected(run.UID)
+			}
+		default:
+			return err
+		}
 	}
-	svc, err := c.services.Services(run.Namespace).Get(name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(svc.UID):
-	case err == nil:
-		obs.Service = svc
-	case !apierrors.IsNotFound(err):
-		return err
-	}
+	obs.Pod = b.pod(ctx, run, obs)
 	return nil
 }
 
 // serverPod returns the newest pod of the run's Deployment (a pod with the
 // run's label, controlled by a ReplicaSet).
 func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
-	objs, err := c.podIndex.ByIndex(IndexPodsByRun, RunLabelKey(run.Namespace, run.Name))
+	objs, err := c.podIndex.ByIndex(index.PodsByRun, index.RunLabelKey(run.Namespace, run.Name))
 	if err != nil {
 		return nil
 	}
@@ -231,59 +216,6 @@ func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
 	return newest
 }
 
-// observeSandbox looks up the agent-sandbox API, the run's Sandbox or
-// SandboxClaim, and the pod named like the Sandbox. It returns
-// errSandboxNotSynced while the API's informers have not synced.
-func (c *Controller) observeSandbox(ctx context.Context, run *v1alpha1.AgentRun, claim bool, obs *phase.Observed) error {
-	if c.sandboxes == nil {
-		obs.SandboxAPI = phase.SandboxAPI{Why: "this controller was started without agent-sandbox support"}
-		return nil
-	}
-	api, err := c.sandboxes.Lookup(ctx, claim)
-	if err != nil {
-		return err
-	}
-	obs.SandboxAPI = api
-	if (claim && api.Claim == "") || (!claim && api.Sandbox == "") {
-		return nil
-	}
-	if !c.sandboxes.Synced() {
-		return errSandboxNotSynced
-	}
-	resource, name := jobspec.SandboxResource, naming.SandboxName(run.Name)
-	if claim {
-		resource, name = jobspec.ClaimResource, naming.SandboxClaimName(run.Name)
-	}
-	u, err := c.sandboxes.get(resource, run.Namespace, name)
-	switch {
-	case err == nil && c.expectations.jobDeleting(u.GetUID()):
-	case err == nil:
-		o := sandboxObject(u)
-		if claim {
-			obs.SandboxClaim = o
-		} else {
-			obs.Sandbox = o
-		}
-	case apierrors.IsNotFound(err):
-		obs.SandboxExpected = c.expectations.jobExpected(run.UID)
-	default:
-		return err
-	}
-	var sandbox string
-	var sandboxUID types.UID
-	switch {
-	case obs.Sandbox != nil:
-		sandbox, sandboxUID = obs.Sandbox.Name, obs.Sandbox.UID
-	case obs.SandboxClaim != nil:
-		sandbox = obs.SandboxClaim.BoundSandbox
-	}
-	if sandbox == "" || run.Status.Phase.IsTerminal() {
-		return nil
-	}
-	obs.Pod = c.sandboxPod(ctx, run, sandbox, sandboxUID, obs.SandboxClaim)
-	return nil
-}
-
 // sandboxPod returns the pod of Sandbox sandbox: named like it and
 // controlled by it (by UID when it is the run's own). A claimed pod is made
 // by the warm pool and may not carry the run's labels, so when the claim
@@ -292,7 +224,7 @@ func (c *Controller) observeSandbox(ctx context.Context, run *v1alpha1.AgentRun,
 func (c *Controller) sandboxPod(ctx context.Context, run *v1alpha1.AgentRun, sandbox string, uid types.UID, claim *phase.SandboxObject) *corev1.Pod {
 	ours := func(p *corev1.Pod) bool {
 		ref := metav1.GetControllerOf(p)
-		return ref != nil && ref.Kind == jobspec.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
+		return ref != nil && ref.Kind == workload.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
 	}
 	if p, err := c.pods.Pods(run.Namespace).Get(sandbox); err == nil {
 		if ours(p) {
@@ -329,7 +261,7 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 			obs.SkillPacks[sp.Name] = sp
 		}
 	}
-	for _, name := range jobspec.SkillConfigMaps(jobspec.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
+	for _, name := range workload.SkillConfigMaps(workload.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
 		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) {
 			obs.MissingConfigMaps = append(obs.MissingConfigMaps, name)
 		}
@@ -338,7 +270,7 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 
 // agentPod returns the newest pod controlled by job.
 func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
-	objs, err := c.podIndex.ByIndex(IndexPodsByJob, string(job.UID))
+	objs, err := c.podIndex.ByIndex(index.PodsByJob, string(job.UID))
 	if err != nil {
 		return nil
 	}
@@ -359,7 +291,7 @@ func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
 // childRank is the run's position among its parent's children, oldest
 // first, not counting children the limits refused.
 func (c *Controller) childRank(run *v1alpha1.AgentRun) int {
-	objs, err := c.runIndex.ByIndex(IndexRunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
+	objs, err := c.runIndex.ByIndex(index.RunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
 	if err != nil {
 		return 0
 	}
@@ -390,9 +322,9 @@ func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
 // admissions the cache does not show yet) and the waiting ones ahead of run.
 // The caller holds the instance's admission lock.
 func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed) {
-	inst := InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	unseen := c.admissions.unseen(inst, run.UID)
-	objs, err := c.runIndex.ByIndex(IndexSubagentsByInstance, inst)
+	objs, err := c.runIndex.ByIndex(index.SubagentsByInstance, inst)
 	if err != nil {
 		return
 	}

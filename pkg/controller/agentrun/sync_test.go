@@ -21,8 +21,8 @@ import (
 	core "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -57,21 +57,21 @@ func TestSyncNewRunCreatesJobAndWritesPending(t *testing.T) {
 	assert.Equal(t, map[string]string{
 		v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
 		v1alpha1.LabelAgentRun:  "run",
-		v1alpha1.LabelComponent: jobspec.ComponentAgent,
+		v1alpha1.LabelComponent: workload.ComponentAgent,
 		v1alpha1.LabelInstance:  "inst",
 	}, job.Labels)
 	require.Len(t, job.Spec.Template.Spec.Containers, 1)
 	agent := job.Spec.Template.Spec.Containers[0]
 	assert.Equal(t, v1alpha1.AgentContainerName, agent.Name)
 	assert.Equal(t, "agent:test", agent.Image)
-	assert.Contains(t, agent.Env, corev1.EnvVar{Name: jobspec.EnvAgentRunID, Value: "run"})
-	assert.Contains(t, agent.Env, corev1.EnvVar{Name: jobspec.EnvTask, Value: "do it"})
+	assert.Contains(t, agent.Env, corev1.EnvVar{Name: workload.EnvAgentRunID, Value: "run"})
+	assert.Contains(t, agent.Env, corev1.EnvVar{Name: workload.EnvTask, Value: "do it"})
 	assert.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy)
 	assert.Equal(t, ptr.To[int32](0), job.Spec.BackoffLimit)
 
 	cw := f.clientWrites()
 	require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
-	traceID, _ := jobspec.TraceParent(run)
+	traceID, _ := workload.TraceParent(run)
 	want := v1alpha1.AgentRunStatus{
 		ObservedGeneration: 1, Phase: v1alpha1.PhasePending, JobName: "run", TraceID: traceID,
 		Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, "Job run created", t0.Add(time.Minute))},
@@ -167,7 +167,7 @@ func TestSyncStatusConflict(t *testing.T) {
 	c := findCond(st, v1alpha1.ConditionAdmitted)
 	require.NotNil(t, c)
 	assert.Equal(t, metav1.ConditionTrue, c.Status)
-	traceID, _ := jobspec.TraceParent(newRun("run"))
+	traceID, _ := workload.TraceParent(newRun("run"))
 	assert.Equal(t, traceID, st.TraceID, "the trace ID is recorded even though the admitting write was lost")
 }
 
@@ -473,8 +473,6 @@ func TestSyncWorkloadLost(t *testing.T) {
 func TestSyncJobExpectationExpires(t *testing.T) {
 	f := newFixture(t)
 	f.add(newInstance("inst"), newRun("run"))
-	clock := time.Now()
-	f.c.expectations.now = func() time.Time { return clock }
 
 	require.NoError(t, f.sync("run"))
 	require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
@@ -488,7 +486,7 @@ func TestSyncJobExpectationExpires(t *testing.T) {
 	assert.Empty(t, describe(f.clientWrites()), "a Job created and not seen yet is not lost")
 	assert.Empty(t, describe(f.kubeWrites()))
 
-	clock = clock.Add(expectationTTL + time.Second)
+	f.setNow(f.clock().Add(expectationTTL + time.Second))
 	require.NoError(t, f.sync("run"))
 	assert.Empty(t, describe(f.kubeWrites()), "no second Job")
 	cw := f.clientWrites()
@@ -639,8 +637,8 @@ func TestSyncSubagentOwnedByParent(t *testing.T) {
 		"the status write starts from the patched object")
 	assert.Equal(t, []string{"create jobs ns/child"}, describe(f.kubeWrites()))
 	env := object[*batchv1.Job](t, f.kubeWrites()[0]).Spec.Template.Spec.Containers[0].Env
-	assert.Contains(t, env, corev1.EnvVar{Name: jobspec.EnvParentRunName, Value: "parent"})
-	assert.Contains(t, env, corev1.EnvVar{Name: jobspec.EnvSpawnDepth, Value: "1"})
+	assert.Contains(t, env, corev1.EnvVar{Name: workload.EnvParentRunName, Value: "parent"})
+	assert.Contains(t, env, corev1.EnvVar{Name: workload.EnvSpawnDepth, Value: "1"})
 	assert.Equal(t, wantRefs, f.trackedRun("child").OwnerReferences)
 
 	f.refresh()
@@ -667,7 +665,7 @@ func TestSyncInvalidJobFailsOnce(t *testing.T) {
 	assert.Contains(t, st.Error, "InvalidSpec: the API server rejected the run's Job")
 	assert.Contains(t, st.Error, "must not be empty")
 	assert.Equal(t, 0, f.c.queue.Len())
-	assert.False(t, f.c.expectations.jobExpected("run-uid"), "a rejected Job is not expected")
+	assert.False(t, f.c.expectations.workloadExpected("run-uid"), "a rejected Job is not expected")
 
 	f.refresh()
 	assert.Equal(t, 1, f.converge("run", 3))

@@ -19,9 +19,9 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
@@ -31,13 +31,17 @@ import (
 // synced: a burst of run transitions makes one status write, not one each.
 const Coalesce = time.Second
 
+// fieldManager is the field manager of the status writes (the controller
+// manager's name, as the agentrun and skillpack controllers use).
+const fieldManager = "sympozium-controller"
+
 // Controller reconciles SympoziumInstance status and run history.
 type Controller struct {
 	client    clientset.Interface
 	instances listers.SympoziumInstanceLister
 	runIndex  cache.Indexer
 	synced    []cache.InformerSynced
-	worker    *cworkqueue.Worker
+	worker    *worker.Worker
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	coalesce  time.Duration
 }
@@ -52,9 +56,9 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
 	}
-	c.worker = cworkqueue.New("sympoziuminstance", rl, c.sync)
+	c.worker = worker.New("sympoziuminstance", rl, nil, c.sync)
 	c.queue = c.worker.Queue
-	if err := agentrun.AddIndexers(runs.Informer(), pods); err != nil {
+	if err := index.Add(runs.Informer(), pods); err != nil {
 		return nil, err
 	}
 	opts := cache.HandlerOptions{Logger: &logger}
@@ -104,7 +108,7 @@ func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, w
 
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
-	return cworkqueue.AllSynced(c.synced...)
+	return worker.AllSynced(c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
@@ -120,12 +124,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	// instance it reconciled and is no longer there to remove it.
 	if sent, err := legacy.RemoveFinalizer(klog.NewContext(ctx, logger), inst.Finalizers, legacy.FinalizerInstance, func(ctx context.Context, p []byte) error {
 		_, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).Patch(ctx, inst.Name, types.JSONPatchType, p,
-			metav1.PatchOptions{FieldManager: agentrun.ControllerName})
+			metav1.PatchOptions{FieldManager: fieldManager})
 		return err
 	}); sent {
 		return err
 	}
-	objs, err := c.runIndex.ByIndex(agentrun.IndexRunsByInstance, agentrun.InstanceKey(key.Namespace, key.Name))
+	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
 	if err != nil {
 		return err
 	}
@@ -161,7 +165,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
-		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: agentrun.ControllerName}); err != nil {
+		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -25,7 +25,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
-	cworkqueue "github.com/sympozium-ai/sympozium-controller/pkg/controller/workqueue"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
@@ -51,7 +51,7 @@ type Controller struct {
 	packs      listers.SkillPackLister
 	configMaps cache.GenericLister
 	synced     []cache.InformerSynced
-	worker     *cworkqueue.Worker
+	worker     *worker.Worker
 	queue      workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	now        func() metav1.Time
 }
@@ -61,7 +61,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	packs sinformers.TypedSkillPackInformer, configMaps informers.GenericInformer, rl workqueue.TypedRateLimiter[cache.ObjectName]) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "skillpack")
 	c := &Controller{client: client, kubeClient: kube, packs: packs.Lister(), configMaps: configMaps.Lister(), now: metav1.Now}
-	c.worker = cworkqueue.New("skillpack", rl, c.sync)
+	c.worker = worker.New("skillpack", rl, nil, c.sync)
 	c.queue = c.worker.Queue
 	opts := cache.HandlerOptions{Logger: &logger}
 	preg, err := packs.TypedInformer().AddTypedEventHandler(sinformers.SkillPackHandlerFuncs{
@@ -100,7 +100,7 @@ func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, w
 
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
-	return cworkqueue.AllSynced(c.synced...)
+	return worker.AllSynced(c.synced...)
 }
 
 // Render returns the ConfigMap data of a pack and its content hash.

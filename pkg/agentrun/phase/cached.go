@@ -1,13 +1,45 @@
-package manager
+package phase
 
 import (
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
+
+// TrimForCache is the informers' transform: it drops what the controllers
+// never read from cached objects, so that the cache stays proportional to
+// the number of objects, not to the size of their tasks. It lives beside
+// the machine because it decides what the machine may read: managedFields
+// everywhere, kubectl's last-applied copy of the spec, the bulk of
+// Deployment specs (a Deployment's template is compared through its
+// spec-hash annotation), and all but what the machine reads of Jobs and
+// Pods (trimJob, trimPod). TestCachedObjectsDecideAlike checks, over every
+// backend's lifecycle, that trimmed objects decide as the full ones do.
+func TrimForCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				m.SetAnnotations(a)
+			}
+		}
+	}
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		trimJob(o)
+	case *appsv1.Deployment:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *corev1.Pod:
+		trimPod(o)
+	}
+	return obj, nil
+}
 
 // ownKeyPrefix marks the labels and annotations this controller sets and
 // reads; trimmed children keep those (and v1alpha1.LabelManagedBy).

@@ -1,4 +1,4 @@
-package jobspec
+package workload
 
 import (
 	"time"
@@ -21,7 +21,6 @@ var (
 		SandboxImage:   "ghcr.io/sympozium/sandbox:v1",
 		DefaultTimeout: 10 * time.Minute,
 		DeadlineSlack:  15 * time.Second,
-		FieldManager:   "sympozium-controller",
 	}
 )
 

@@ -1,4 +1,4 @@
-package jobspec
+package workload
 
 import (
 	"crypto/sha256"

@@ -1,7 +1,8 @@
-package manager
+package phase
 
 import (
 	"encoding/json"
+	"maps"
 	"testing"
 	"time"
 
@@ -9,11 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -36,7 +38,7 @@ func trimJobOf(run *v1alpha1.AgentRun, conds ...batchv1.JobCondition) *batchv1.J
 		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", UID: "job-uid", ResourceVersion: "7", CreationTimestamp: metav1.NewTime(trimT0),
 			Labels: map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r",
 				"batch.kubernetes.io/controller-uid": "job-uid", "controller-uid": "job-uid", "job-name": "r", "batch.kubernetes.io/job-name": "r"},
-			Annotations:     map[string]string{"batch.kubernetes.io/job-tracking": "", jobspec.AnnotationSpecHash: "abc"},
+			Annotations:     map[string]string{"batch.kubernetes.io/job-tracking": "", workload.AnnotationSpecHash: "abc"},
 			Finalizers:      []string{"example.com/f"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "AgentRun", Name: run.Name, UID: run.UID, Controller: &yes}}},
 		Spec: batchv1.JobSpec{BackoffLimit: new(int32(0)), ActiveDeadlineSeconds: new(int64(615)),
@@ -123,7 +125,7 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 		"running, recorded": {job, trimPodOf(job, corev1.PodRunning, running), trimT0.Add(3 * time.Second), v1alpha1.PhaseRunning},
 		"succeeded, keep":   {job, trimPodOf(job, corev1.PodSucceeded, exited(0, report)), trimT0.Add(6 * time.Second), v1alpha1.PhaseSucceeded},
 	}
-	cfg := phase.Config{Job: jobspec.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	cfg := Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := run.DeepCopy()
@@ -132,28 +134,99 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 				r.Status.PodName = tc.pod.Name
 				r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
 			}
-			full := phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
-				Job: tc.job, Pod: tc.pod, Config: cfg, Now: tc.now}
+			full := Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
+				Objects: Objects{KindJob: tc.job}, Pod: tc.pod, Config: cfg, Now: tc.now}
 			trimmed := full
-			trimmed.Job, trimmed.Pod = cached(t, tc.job).(*batchv1.Job), cached(t, tc.pod).(*corev1.Pod)
-			assert.Equal(t, phase.Next(full), phase.Next(trimmed))
+			trimmed.Objects = Objects{KindJob: asCached(t, tc.job).(*batchv1.Job)}
+			trimmed.Pod = asCached(t, tc.pod).(*corev1.Pod)
+			assert.Equal(t, Next(full), Next(trimmed))
 		})
 	}
 }
 
-// cached returns obj as the informer cache holds it.
-func cached(t *testing.T, obj any) any {
+// asCached returns obj as the informer cache holds it.
+func asCached(t *testing.T, obj any) any {
 	t.Helper()
 	var cp any
 	switch o := obj.(type) {
-	case *batchv1.Job:
-		cp = o.DeepCopy()
-	case *corev1.Pod:
-		cp = o.DeepCopy()
+	case runtime.Object:
+		cp = o.DeepCopyObject()
+	case *SandboxObject:
+		// Already what the dynamic informers keep (stripUnstructured).
+		c := *o
+		c.ObjectMeta = *o.ObjectMeta.DeepCopy()
+		cp = &c
+	default:
+		t.Fatalf("cannot copy %T", obj)
 	}
-	out, err := stripForCache(cp)
+	out, err := TrimForCache(cp)
 	require.NoError(t, err)
 	return out
+}
+
+// Every backend's lifecycle decides alike on its objects as the informer
+// caches hold them (TrimForCache) and on the full objects.
+func TestCachedObjectsDecideAlike(t *testing.T) {
+	for _, k := range kits {
+		for _, step := range lifecycle {
+			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
+				full := stepInput(k, step.in)
+				// The full objects carry what the API server adds and the
+				// cache drops.
+				full.Objects = maps.Clone(full.Objects)
+				for kind, obj := range full.Objects {
+					if o, ok := obj.(runtime.Object); ok {
+						full.Objects[kind] = withBulk(o.DeepCopyObject().(metav1.Object))
+					}
+				}
+				if full.Pod != nil {
+					full.Pod = withBulk(full.Pod.DeepCopy()).(*corev1.Pod)
+				}
+				trimmed := full
+				trimmed.Objects = Objects{}
+				for kind, obj := range full.Objects {
+					trimmed.Objects[kind] = asCached(t, obj).(metav1.Object)
+				}
+				if full.Pod != nil {
+					trimmed.Pod = asCached(t, full.Pod).(*corev1.Pod)
+					require.False(t, apiequality.Semantic.DeepEqual(full.Pod, trimmed.Pod), "nothing was trimmed")
+				}
+				assert.Equal(t, Next(full), Next(trimmed))
+				// And the pass after, on what the first one wrote.
+				d := Next(full)
+				assert.Equal(t, Next(applied(full, d)), Next(applied(trimmed, d)))
+			})
+		}
+	}
+}
+
+// withBulk adds to obj what the API server and other controllers add and
+// the phase machine never reads.
+func withBulk(obj metav1.Object) metav1.Object {
+	obj.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate}})
+	labels := maps.Clone(obj.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["controller-uid"] = "x"
+	obj.SetLabels(labels)
+	annotations := maps.Clone(obj.GetAnnotations())
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[corev1.LastAppliedConfigAnnotation] = "{}"
+	annotations["example.com/note"] = "bulk"
+	obj.SetAnnotations(annotations)
+	if p, ok := obj.(*corev1.Pod); ok {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "agent", Image: "img",
+			Env: []corev1.EnvVar{{Name: "TASK", Value: "a long task"}}})
+		p.Status.HostIP, p.Status.PodIP, p.Status.QOSClass = "10.0.0.1", "10.1.0.1", corev1.PodQOSBestEffort
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodInitialized, Status: corev1.ConditionTrue})
+		for i := range p.Status.ContainerStatuses {
+			p.Status.ContainerStatuses[i].Image, p.Status.ContainerStatuses[i].ImageID = "img", "sha256:x"
+		}
+	}
+	return obj
 }
 
 // Trimming keeps identity, ownership and this controller's keys, and drops
@@ -162,10 +235,10 @@ func TestTrimKeepsIdentityAndShrinks(t *testing.T) {
 	run := trimRun()
 	job := trimJobOf(run, batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue})
 	pod := trimPodOf(job, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Message: "{}"}})
-	tj, tp := cached(t, job).(*batchv1.Job), cached(t, pod).(*corev1.Pod)
+	tj, tp := asCached(t, job).(*batchv1.Job), asCached(t, pod).(*corev1.Pod)
 
 	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r"}, tj.Labels)
-	assert.Equal(t, map[string]string{jobspec.AnnotationSpecHash: "abc"}, tj.Annotations)
+	assert.Equal(t, map[string]string{workload.AnnotationSpecHash: "abc"}, tj.Annotations)
 	assert.Equal(t, job.OwnerReferences, tj.OwnerReferences)
 	assert.Equal(t, job.Status.Conditions, tj.Status.Conditions)
 	assert.Equal(t, map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "r", v1alpha1.LabelComponent: "agent"}, tp.Labels)

@@ -1,7 +1,7 @@
-// Package workqueue holds the queue → worker → sync loop that every
+// Package worker holds the queue → worker → sync loop that every
 // controller of this module runs: a typed, named, rate-limited workqueue of
 // object keys, drained by workers that call the controller's sync.
-package workqueue
+package worker
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 )
 
 // MaxRetries is how often a failing key is retried before it is dropped; the
@@ -33,6 +34,8 @@ type Worker struct {
 	Sync SyncFunc
 	// OnResult, when set, is told the outcome of every sync (metrics).
 	OnResult func(name string, err error, d time.Duration)
+
+	clock clock.WithTicker
 }
 
 // DefaultRateLimiter is the per-item exponential backoff: 1s doubling to 5m.
@@ -40,15 +43,21 @@ func DefaultRateLimiter() workqueue.TypedRateLimiter[cache.ObjectName] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[cache.ObjectName](time.Second, 5*time.Minute)
 }
 
-// New makes a Worker with a named queue; rl nil means DefaultRateLimiter.
-func New(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], sync SyncFunc) *Worker {
+// New makes a Worker with a named queue; rl nil means DefaultRateLimiter,
+// clk nil the real clock. The queue's delays (AddAfter, backoff) run on clk.
+func New(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], clk clock.WithTicker, sync SyncFunc) *Worker {
 	if rl == nil {
 		rl = DefaultRateLimiter()
 	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	return &Worker{
-		Name:  name,
-		Queue: workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name}),
+		Name: name,
+		Queue: workqueue.NewTypedRateLimitingQueueWithConfig(rl,
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name, Clock: clk}),
 		Sync:  sync,
+		clock: clk,
 	}
 }
 
@@ -62,9 +71,6 @@ func AllSynced(synced ...cache.InformerSynced) bool {
 	}
 	return true
 }
-
-// Add enqueues a key.
-func (w *Worker) Add(key cache.ObjectName) { w.Queue.Add(key) }
 
 // Run waits for the caches, starts workers and blocks until ctx is done;
 // then it shuts the queue down and waits for the workers to finish.
@@ -99,10 +105,10 @@ func (w *Worker) ProcessNextWorkItem(ctx context.Context) bool {
 		return false
 	}
 	defer w.Queue.Done(key)
-	start := time.Now()
+	start := w.clock.Now()
 	err := w.Sync(ctx, key)
 	if w.OnResult != nil {
-		w.OnResult(w.Name, err, time.Since(start))
+		w.OnResult(w.Name, err, w.clock.Since(start))
 	}
 	w.handleErr(ctx, err, key)
 	return true

@@ -1,10 +1,4 @@
-// Package jobspec builds the agent workload of an AgentRun: the pod template
-// of the agent pod contract (SPEC §3) and the Job that runs it.
-//
-// Everything here is pure: the output depends only on the arguments (the
-// clock is Inputs.Now), is the same whatever the order of map iteration, and
-// the inputs, which point into informer caches, are never mutated.
-package jobspec
+package workload
 
 import (
 	"crypto/sha256"
@@ -110,10 +104,6 @@ type Config struct {
 	// DeadlineSlack is added to the Job's activeDeadlineSeconds so that the
 	// controller's own deadline fires first and the Job's is a backstop.
 	DeadlineSlack time.Duration
-	// FieldManager is the field manager of the controller's writes. The
-	// builders here do not use it; it travels with the rest of the
-	// workload configuration for the caller's Create options.
-	FieldManager string
 }
 
 // Inputs is what a workload is built from.
