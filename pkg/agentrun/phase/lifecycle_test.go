@@ -661,7 +661,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, v1alpha1.ReasonSandboxUnavailable, failedReason(&d.Status))
 			},
 		},
-		"server: the Service exposes the sidecar's ports, the agent declares none": {
+		"server: a server sidecar runs alone, the Service exposes its ports": {
 			in: func() Observed {
 				in := Observed{Run: server.run(), Instance: newInstance()}
 				withSidecarPack(&in)
@@ -670,7 +670,10 @@ func TestBackendSpecifics(t *testing.T) {
 			check: func(t *testing.T, _ Observed, d Decision) {
 				require.NotNil(t, d.CreateService)
 				assert.Equal(t, []corev1.ServicePort{{Name: "web", Protocol: corev1.ProtocolTCP, Port: 3000, TargetPort: intOrInt(3000)}}, d.CreateService.Spec.Ports)
-				assert.Empty(t, d.CreateDeployment.Spec.Template.Spec.Containers[0].Ports)
+				containers := d.CreateDeployment.Spec.Template.Spec.Containers
+				require.Len(t, containers, 1, "the web proxy, not the agent's one-shot task")
+				assert.Equal(t, "web-proxy", containers[0].Name)
+				assert.Equal(t, []corev1.ContainerPort{{Name: "web", ContainerPort: 3000, Protocol: corev1.ProtocolTCP}}, containers[0].Ports)
 				assert.Equal(t, corev1.RestartPolicyAlways, d.CreateDeployment.Spec.Template.Spec.RestartPolicy)
 			},
 		},

@@ -424,6 +424,29 @@ type SympoziumInstanceSpec struct {
 	// +kubebuilder:default=50
 	// +kubebuilder:validation:Minimum=0
 	RunHistoryLimit *int32 `json:"runHistoryLimit,omitempty"`
+	// observability configures OpenTelemetry in the instance's agent pods.
+	// +optional
+	Observability *ObservabilitySpec `json:"observability,omitempty"`
+}
+
+// ObservabilitySpec configures OpenTelemetry for the instance's runs.
+type ObservabilitySpec struct {
+	// enabled turns OpenTelemetry on for the instance's runs.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// otlpEndpoint is the collector endpoint.
+	// +optional
+	OTLPEndpoint string `json:"otlpEndpoint,omitempty"`
+	// otlpProtocol is "grpc" or "http/protobuf".
+	// +optional
+	// +kubebuilder:validation:Enum=grpc;http/protobuf
+	OTLPProtocol string `json:"otlpProtocol,omitempty"`
+	// serviceName overrides the OpenTelemetry service name.
+	// +optional
+	ServiceName string `json:"serviceName,omitempty"`
+	// resourceAttributes are additional OpenTelemetry resource attributes.
+	// +optional
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
 }
 
 // AgentsSpec holds the instance's agent configurations.
@@ -596,9 +619,38 @@ type SkillSidecar struct {
 	// +listType=map
 	// +listMapKey=name
 	Env []corev1.EnvVar `json:"env,omitempty"`
-	// resources of the sidecar.
+	// mountWorkspace mounts the shared /workspace into the sidecar.
 	// +optional
-	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	// +kubebuilder:default=true
+	MountWorkspace bool `json:"mountWorkspace,omitempty"`
+	// resources of the sidecar: cpu and memory, each both the request and
+	// the limit (100m and 128Mi when empty).
+	// +optional
+	Resources *SidecarResources `json:"resources,omitempty"`
+	// rbac are the rules the sidecar needs in the run's namespace; the
+	// controller grants them to the run's own ServiceAccount while the run
+	// executes.
+	// +optional
+	// +listType=atomic
+	RBAC []RBACRule `json:"rbac,omitempty"`
+	// clusterRBAC are cluster-wide rules the sidecar needs, granted like
+	// rbac through a ClusterRole and ClusterRoleBinding.
+	// +optional
+	// +listType=atomic
+	ClusterRBAC []RBACRule `json:"clusterRBAC,omitempty"`
+	// secretRef is a Secret in the run's namespace whose keys are mounted
+	// as files in the sidecar at secretMountPath.
+	// +optional
+	SecretRef string `json:"secretRef,omitempty"`
+	// secretMountPath is where secretRef is mounted; /secrets/<secretRef>
+	// when empty.
+	// +optional
+	SecretMountPath string `json:"secretMountPath,omitempty"`
+	// hostAccess gives the sidecar host-level access (host namespaces,
+	// root, hostPath mounts). The controller refuses runs using it unless
+	// it is started with --allow-host-access.
+	// +optional
+	HostAccess *HostAccessSpec `json:"hostAccess,omitempty"`
 	// requiresServer says the pack only works in mode: server.
 	// +optional
 	RequiresServer bool `json:"requiresServer,omitempty"`
@@ -607,6 +659,64 @@ type SkillSidecar struct {
 	// +optional
 	// +listType=atomic
 	Ports []corev1.ContainerPort `json:"ports,omitempty"`
+}
+
+// SidecarResources are a sidecar's CPU and memory, as quantities.
+type SidecarResources struct {
+	// cpu request and limit (e.g. "100m").
+	// +optional
+	CPU string `json:"cpu,omitempty"`
+	// memory request and limit (e.g. "128Mi").
+	// +optional
+	Memory string `json:"memory,omitempty"`
+}
+
+// RBACRule is one Kubernetes RBAC policy rule.
+type RBACRule struct {
+	// apiGroups of the rule ("" is the core group).
+	// +listType=atomic
+	APIGroups []string `json:"apiGroups"`
+	// resources of the rule.
+	// +listType=atomic
+	Resources []string `json:"resources"`
+	// verbs of the rule.
+	// +listType=atomic
+	Verbs []string `json:"verbs"`
+}
+
+// HostAccessSpec is opt-in host-level access for a skill sidecar.
+type HostAccessSpec struct {
+	// enabled applies the settings below.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// hostNetwork puts the pod in the node's network namespace.
+	// +optional
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// hostPID puts the pod in the node's PID namespace.
+	// +optional
+	HostPID bool `json:"hostPID,omitempty"`
+	// privileged runs the sidecar privileged.
+	// +optional
+	Privileged bool `json:"privileged,omitempty"`
+	// runAsRoot runs the sidecar as UID 0.
+	// +optional
+	RunAsRoot bool `json:"runAsRoot,omitempty"`
+	// mounts are hostPath mounts in the sidecar.
+	// +optional
+	// +listType=atomic
+	Mounts []HostPathMount `json:"mounts,omitempty"`
+}
+
+// HostPathMount is one hostPath mount of a sidecar.
+type HostPathMount struct {
+	// hostPath is the absolute path on the node.
+	HostPath string `json:"hostPath"`
+	// mountPath is the path in the sidecar.
+	MountPath string `json:"mountPath"`
+	// readOnly mounts the path read-only (the default).
+	// +optional
+	// +kubebuilder:default=true
+	ReadOnly *bool `json:"readOnly,omitempty"`
 }
 
 // SkillPackStatus reports the rendered ConfigMap.
