@@ -1,6 +1,7 @@
 package jobspec
 
 import (
+	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -147,6 +148,32 @@ func RunGrants(in Inputs) Grants {
 		}
 	}
 	return g
+}
+
+// ClusterRBACRefusedError says that a SkillPack outside the skills
+// namespace declares clusterRBAC. Cluster-wide grants are honoured only
+// from SkillPacks in the skills namespace, which only cluster admins
+// write: anyone allowed to write a SkillPack in their own namespace would
+// otherwise grant their runs cluster-wide rights.
+type ClusterRBACRefusedError struct {
+	SkillPack, Namespace, SkillsNamespace string
+}
+
+func (e *ClusterRBACRefusedError) Error() string {
+	return fmt.Sprintf("SkillPack %s in namespace %s declares clusterRBAC, which is honoured only from SkillPacks in %s",
+		e.SkillPack, e.Namespace, e.SkillsNamespace)
+}
+
+// CheckGrants refuses the run's grants when a SkillPack from outside
+// skillsNamespace declares clusterRBAC. The controller calls it before
+// creating anything for the run and fails the run with the error.
+func CheckGrants(in Inputs, skillsNamespace string) error {
+	for _, s := range PodSidecars(in) {
+		if len(s.Spec.ClusterRBAC) > 0 && s.Namespace != skillsNamespace {
+			return &ClusterRBACRefusedError{SkillPack: s.Pack, Namespace: s.Namespace, SkillsNamespace: skillsNamespace}
+		}
+	}
+	return nil
 }
 
 // RunRef is what the controller knows of a run when it checks a

@@ -461,6 +461,19 @@ func TestClusterGrantOrphaned(t *testing.T) {
 	assert.NotEqual(t, naming.GrantName("a-b", "c"), naming.GrantName("a", "b-c"))
 }
 
+func TestClusterRBACOnlyFromTheSkillsNamespace(t *testing.T) {
+	sp := loadShippedSkillPack(t, "k8s-ops") // namespace sympozium-system, as shipped
+	in := Inputs{Run: shippedRun("k8s-ops", v1alpha1.ModeTask), SkillPacks: map[string]*v1alpha1.SkillPack{"k8s-ops": sp}, Now: now}
+	assert.NoError(t, CheckGrants(in, DefaultSkillsNamespace))
+	local := sp.DeepCopy()
+	local.Namespace = "team-a"
+	in.SkillPacks = map[string]*v1alpha1.SkillPack{"k8s-ops": local}
+	err := CheckGrants(in, DefaultSkillsNamespace)
+	assert.ErrorContains(t, err, "SkillPack k8s-ops in namespace team-a declares clusterRBAC")
+	local.Spec.Sidecar.ClusterRBAC = nil
+	assert.NoError(t, CheckGrants(in, DefaultSkillsNamespace), "namespaced rbac from the run's namespace is granted there")
+}
+
 func TestResolveAndMirrorSkills(t *testing.T) {
 	sys := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "k8s-ops", Namespace: DefaultSkillsNamespace}}
 	local := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "k8s-ops", Namespace: "team-a"}}

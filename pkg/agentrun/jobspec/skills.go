@@ -65,8 +65,10 @@ func IsHostAccessDenied(err error) bool {
 // Sidecar is a mounted SkillPack's sidecar with the params of its skill
 // reference.
 type Sidecar struct {
-	// Pack is the SkillPack's name.
-	Pack string
+	// Pack is the SkillPack's name, Namespace where it was found (the
+	// run's namespace or the skills namespace).
+	Pack      string
+	Namespace string
 	// Spec is the SkillPack's spec.sidecar; read-only.
 	Spec *v1alpha1.SkillSidecar
 	// Params are the skill reference's params: the instance's, overlaid
@@ -108,7 +110,7 @@ func Sidecars(in Inputs) []Sidecar {
 		if len(p) == 0 {
 			p = nil
 		}
-		out = append(out, Sidecar{Pack: name, Spec: pack.Spec.Sidecar, Params: p})
+		out = append(out, Sidecar{Pack: name, Namespace: pack.Namespace, Spec: pack.Spec.Sidecar, Params: p})
 	}
 	return out
 }
