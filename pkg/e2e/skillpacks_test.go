@@ -11,9 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/jobspec"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -110,4 +112,97 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 	t.Helper()
 	require.Contains(t, s, old)
 	return strings.Replace(s, old, new, 1)
+}
+
+// TestRunIdentityOnTheAPIServer creates, as an admin, what the controller
+// will create for a run mounting k8s-ops (jobspec.ServiceAccount,
+// jobspec.RunGrants, and the Job built with Config.RunIdentity): the API
+// server admits them and the pod, the run's ServiceAccount then holds
+// exactly the pack's rights, loses them with its bindings, and deleting
+// the run takes the namespaced objects but not the cluster-scoped ones,
+// which jobspec.ClusterGrantOrphaned then marks for the controller's sweep.
+func TestRunIdentityOnTheAPIServer(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ctx := context.Background()
+	ns := e.namespace(t, nil) // no controller: the test plays its part
+	e.createShippedSkillPack(t, ns, "k8s-ops")
+	sp, err := e.client.SympoziumV1alpha1().SkillPacks(ns).Get(ctx, "k8s-ops", metav1.GetOptions{})
+	require.NoError(t, err)
+	e.apply(t, runYAML(ns, "ident", "inst", nil, "  skills: [{skillPackRef: k8s-ops}]\n"))
+	run, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Get(ctx, "ident", metav1.GetOptions{})
+	require.NoError(t, err)
+	in := jobspec.Inputs{Run: run, SkillPacks: map[string]*v1alpha1.SkillPack{"k8s-ops": sp}, Now: time.Now()}
+	cfg := jobspec.Config{AgentImage: "registry.example/sympozium/agent-runner:test", RunIdentity: true}
+
+	sa := jobspec.ServiceAccount(in)
+	require.NotNil(t, sa)
+	_, err = e.kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+	require.NoError(t, err)
+	g := jobspec.RunGrants(in)
+	for _, r := range g.Roles {
+		_, err = e.kube.RbacV1().Roles(ns).Create(ctx, r, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for _, b := range g.RoleBindings {
+		_, err = e.kube.RbacV1().RoleBindings(ns).Create(ctx, b, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for _, r := range g.ClusterRoles {
+		_, err = e.kube.RbacV1().ClusterRoles().Create(ctx, r, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for _, b := range g.ClusterRoleBindings {
+		_, err = e.kube.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = e.kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), b.Name, metav1.DeleteOptions{})
+		})
+	}
+	t.Cleanup(func() {
+		for _, r := range g.ClusterRoles {
+			_ = e.kube.RbacV1().ClusterRoles().Delete(context.Background(), r.Name, metav1.DeleteOptions{})
+		}
+	})
+	job, err := jobspec.Job(cfg, in)
+	require.NoError(t, err)
+	_, err = e.kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+	require.NoError(t, err, "the API server admits the Job")
+	pod := e.agentPod(t, ns, "ident")
+	assert.Equal(t, sa.Name, pod.Spec.ServiceAccountName, "the pod was admitted with the run's ServiceAccount")
+	assert.False(t, *pod.Spec.AutomountServiceAccountToken)
+
+	as := "system:serviceaccount:" + ns + ":" + sa.Name
+	can := func(args ...string) string {
+		out, _ := e.kubectlErr(append([]string{"auth", "can-i", "--as", as}, args...)...)
+		lines := strings.Split(strings.TrimSpace(out), "\n") // after kubectl's warnings
+		return lines[len(lines)-1]
+	}
+	assert.Equal(t, "yes", can("delete", "deployments.apps", "-n", ns), "k8s-ops's rbac in the run's namespace")
+	assert.Equal(t, "no", can("delete", "deployments.apps", "-n", "default"), "not elsewhere")
+	assert.Equal(t, "yes", can("list", "nodes"), "k8s-ops's clusterRBAC")
+	assert.Equal(t, "no", can("delete", "nodes"))
+
+	// The run ends: its bindings go, and with them every right.
+	for _, b := range g.RoleBindings {
+		require.NoError(t, e.kube.RbacV1().RoleBindings(ns).Delete(ctx, b.Name, metav1.DeleteOptions{}))
+	}
+	for _, b := range g.ClusterRoleBindings {
+		require.NoError(t, e.kube.RbacV1().ClusterRoleBindings().Delete(ctx, b.Name, metav1.DeleteOptions{}))
+	}
+	require.Eventually(t, func() bool {
+		return can("delete", "deployments.apps", "-n", ns) == "no" && can("list", "nodes") == "no"
+	}, 10*time.Second, 200*time.Millisecond)
+
+	// The run is deleted: the garbage collector takes what it owns, never
+	// the ClusterRole, which the sweep must delete.
+	require.NoError(t, e.client.SympoziumV1alpha1().AgentRuns(ns).Delete(ctx, "ident", metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool {
+		_, errSA := e.kube.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+		_, errRole := e.kube.RbacV1().Roles(ns).Get(ctx, g.Roles[0].Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(errSA) && apierrors.IsNotFound(errRole)
+	}, 60*time.Second, 200*time.Millisecond, "owned by the run")
+	cr, err := e.kube.RbacV1().ClusterRoles().Get(ctx, g.ClusterRoles[0].Name, metav1.GetOptions{})
+	require.NoError(t, err, "a cluster-scoped grant outlives its run: only the controller's sweep removes it")
+	assert.True(t, jobspec.ClusterGrantOrphaned(cr, jobspec.RunRef{}))
 }
