@@ -345,10 +345,16 @@ func validate(cfg Config, in Inputs) error {
 // and the agent-sandbox Sandbox backend, use it as is; a server-mode run's
 // Deployment gets restartPolicy Always, as Deployments require.
 //
+// Besides the agent, the pod holds the ipc-bridge (Config.EventBusURL), the
+// sandbox sidecar and the sidecars of the mounted SkillPacks (TaskSidecars,
+// see skills.go).
+//
 // Errors are configuration errors that retrying does not fix: no agent
-// image, a sandbox without an image, a skill sidecar without an image, an
-// environment variable too long for execve. A run already past its deadline
-// is not an error: RUN_TIMEOUT is then 1.
+// image, an event bus without a bridge image, a sandbox without an image, a
+// skill sidecar without an image or with resources that are not
+// quantities, host access the controller does not allow
+// (HostAccessDeniedError), an environment variable too long for execve. A
+// run already past its deadline is not an error: RUN_TIMEOUT is then 1s.
 func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 	if err := validate(cfg, in); err != nil {
 		return corev1.PodTemplateSpec{}, err

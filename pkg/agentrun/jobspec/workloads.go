@@ -85,8 +85,10 @@ func serverInputs(in Inputs) Inputs {
 }
 
 // ServerPorts returns the ports a server-mode run exposes through its
-// Service, sorted by port and protocol: every port declared by the sidecar
-// of a mounted SkillPack, or, when there is none, DefaultServerPort named
+// Service, sorted by port and protocol: when a mounted SkillPack's sidecar
+// requires a server (ServerSidecar), its ports (DefaultServerPort when it
+// declares none); else every port declared by the (task) sidecar of a
+// mounted SkillPack, or, when there is none, DefaultServerPort named
 // DefaultServerPortName on the agent container. Ports declared twice (same
 // number and protocol) are exposed once.
 func ServerPorts(in Inputs) []corev1.ServicePort {
