@@ -162,7 +162,10 @@ func TestServerMode(t *testing.T) {
 	assert.Contains(t, out, v1alpha1.ReasonStarted)
 
 	// A serving run has no deadline: its spec may change, which rolls the
-	// Deployment; a skill pack's sidecar port joins the Service.
+	// Deployment; mounting a skill pack whose sidecar requires a server
+	// (as web-endpoint's web proxy does) makes the Deployment run that
+	// server alone, never the agent's one-shot task, and its port is the
+	// Service's.
 	e.apply(t, fmt.Sprintf(`apiVersion: sympozium.ai/v1alpha1
 kind: SkillPack
 metadata: {name: web, namespace: %s}
@@ -178,7 +181,8 @@ spec:
 		"-p", `{"spec":{"task":"answer questions","skills":[{"skillPackRef":"web"}]}}`)
 	err = wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		d, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "srv-server", metav1.GetOptions{})
-		if err != nil || len(d.Spec.Template.Spec.Containers) != 2 || envMap(d.Spec.Template.Spec.Containers[0])["TASK"] != "answer questions" {
+		if err != nil || len(d.Spec.Template.Spec.Containers) != 1 || d.Spec.Template.Spec.Containers[0].Name != "web-proxy" ||
+			envMap(d.Spec.Template.Spec.Containers[0])["INSTANCE_NAME"] == "" {
 			return false, nil
 		}
 		s, err := e.kube.CoreV1().Services(ns).Get(ctx, "srv-server", metav1.GetOptions{})

@@ -224,7 +224,9 @@ func TestTaskRunPodContract(t *testing.T) {
 	assert.Equal(t, "true", env["TOOLS_ENABLED"])
 	assert.Equal(t, "x", env["MY_VAR"])
 	assert.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`, env["TRACEPARENT"])
-	assert.LessOrEqual(t, len(env["RUN_TIMEOUT"]), 3) // about 120 seconds
+	left, err := time.ParseDuration(env["RUN_TIMEOUT"]) // as sympozium's agent-runner reads it
+	require.NoError(t, err, "RUN_TIMEOUT %q", env["RUN_TIMEOUT"])
+	assert.True(t, left > 0 && left <= 2*time.Minute, "RUN_TIMEOUT %s: the time left of a 2m timeout", left)
 	require.Len(t, agent.EnvFrom, 1)
 	assert.Equal(t, "openai-key", agent.EnvFrom[0].SecretRef.Name)
 	b, _ := json.Marshal(pod.Spec)

@@ -62,12 +62,18 @@ type Config struct {
 	Namespace    string
 	ResyncPeriod time.Duration
 
-	AgentImage     string
-	SandboxImage   string
-	DefaultTimeout time.Duration
-	Grace          time.Duration
-	MaxResultBytes int
-	ReadLogs       bool
+	AgentImage   string
+	SandboxImage string
+	// EventBusURL (with IPCBridgeImage) adds sympozium's ipc-bridge
+	// sidecar to agent pods; AllowHostAccess lets SkillPack sidecars with
+	// hostAccess run. See workload.Config.
+	EventBusURL     string
+	IPCBridgeImage  string
+	AllowHostAccess bool
+	DefaultTimeout  time.Duration
+	Grace           time.Duration
+	MaxResultBytes  int
+	ReadLogs        bool
 
 	// The agent-sandbox API: where to look for it (groups, an optional
 	// pinned version) and how often to look again.
@@ -96,6 +102,7 @@ func DefaultConfig() Config {
 		QPS: 100, Burst: 200, Workers: 32, ResyncPeriod: 30 * time.Minute,
 		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
+		IPCBridgeImage: "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
 		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
 		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
@@ -109,6 +116,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.AgentImage == "" {
 		errs = append(errs, errors.New("--agent-image must not be empty"))
+	}
+	if c.EventBusURL != "" && c.IPCBridgeImage == "" {
+		errs = append(errs, errors.New("--event-bus-url needs --ipc-bridge-image"))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -353,6 +363,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		Phase: phase.Config{
 			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
+				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,

@@ -12,6 +12,7 @@ package naming
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -168,4 +169,56 @@ func isAlnum(c byte) bool {
 
 func isLowerAlnum(c byte) bool {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+}
+
+// SkillSecretVolumeName is the pod volume holding SkillPack pack's
+// sidecar.secretRef: "skill-secret-<pack>", a DNS-1123 label (volume names
+// must be), shortened with a hash as in ServerName.
+func SkillSecretVolumeName(pack string) string {
+	return dns1035("skill-secret-"+pack, "")
+}
+
+// HostPathVolumeName is the pod volume of the i-th hostAccess mount of
+// SkillPack pack's sidecar: "host-<pack>-<i>", a DNS-1123 label.
+func HostPathVolumeName(pack string, i int) string {
+	return dns1035("host-"+pack+"-"+strconv.Itoa(i), "")
+}
+
+// IdentityName is the name of a run's own ServiceAccount:
+// "sympozium-run-<run>", a DNS-1123 subdomain (run names are subdomains,
+// so only the length can need shortening, with a hash as elsewhere).
+func IdentityName(run string) string {
+	return subdomain("sympozium-run-" + run)
+}
+
+// GrantName is the name of the Role and RoleBinding giving run's
+// ServiceAccount the rules of SkillPack pack:
+// "sympozium-run-<run>.<pack>-<hash>". Run and SkillPack names may both
+// hold '.' and '-', so the hash of the pair keeps two pairs from sharing a
+// name.
+func GrantName(run, pack string) string {
+	return subdomain("sympozium-run-" + run + "." + pack + "-" + Hash(run+"/"+pack))
+}
+
+// ClusterGrantName is the name of the ClusterRole and ClusterRoleBinding
+// giving run's ServiceAccount the cluster rules of SkillPack pack. They are
+// cluster-scoped, so the run's namespace is part of the name:
+// "sympozium-run-<namespace>.<run>.<pack>-<hash>".
+func ClusterGrantName(namespace, run, pack string) string {
+	return subdomain("sympozium-run-" + namespace + "." + run + "." + pack + "-" + Hash(namespace+"/"+run+"/"+pack))
+}
+
+// subdomain returns s when it is a DNS-1123 subdomain, else its first
+// characters (lowercased), '-' and a hash of s, at most 253 characters.
+func subdomain(s string) string {
+	if len(validation.IsDNS1123Subdomain(s)) == 0 {
+		return s
+	}
+	h := Hash(s)
+	t := strings.ToLower(s)
+	if room := validation.DNS1123SubdomainMaxLength - 1 - len(h); len(t) > room {
+		t = t[:room]
+	}
+	t = strings.TrimRight(t, "-.")
+	return t + "-" + h
 }

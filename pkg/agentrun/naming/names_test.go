@@ -224,3 +224,41 @@ func TestSanitisedNamesDoNotCollide(t *testing.T) {
 	assert.NotEqual(t, SandboxName("a.b"), SandboxName("a-b"))
 	assert.NotEqual(t, SandboxName("1a"), SandboxName("r-1a"))
 }
+
+func TestIdentityAndGrantNames(t *testing.T) {
+	assert.Equal(t, "sympozium-run-r1", IdentityName("r1"))
+	runs := []string{"r1", "a.b", name63, name64, name253, "r-" + name253[:240]}
+	packs := []string{"k8s-ops", "web.v1", name253}
+	seen := map[string]string{}
+	unique := func(kind, name, of string) {
+		t.Helper()
+		if prev, ok := seen[kind+"/"+name]; ok {
+			t.Errorf("%s %s is the name of both %s and %s", kind, name, prev, of)
+		}
+		seen[kind+"/"+name] = of
+	}
+	for _, r := range runs {
+		sa := IdentityName(r)
+		assert.Empty(t, validation.IsDNS1123Subdomain(sa), sa)
+		unique("sa", sa, r)
+		for _, p := range packs {
+			g := GrantName(r, p)
+			assert.Empty(t, validation.IsDNS1123Subdomain(g), g)
+			unique("grant", g, r+"/"+p)
+			for _, ns := range []string{"team-a", "team-a-b"} {
+				c := ClusterGrantName(ns, r, p)
+				assert.Empty(t, validation.IsDNS1123Subdomain(c), c)
+				unique("cluster", c, ns+"/"+r+"/"+p)
+			}
+		}
+	}
+	// Separators inside names cannot make two tuples meet.
+	assert.NotEqual(t, GrantName("a-b", "c"), GrantName("a", "b-c"))
+	assert.NotEqual(t, ClusterGrantName("a", "b.c", "d"), ClusterGrantName("a.b", "c", "d"))
+	for i, v := range []string{SkillSecretVolumeName(name253), HostPathVolumeName(name253, 3), SkillSecretVolumeName("web.v1"), HostPathVolumeName("web.v1", 0)} {
+		assert.Empty(t, validation.IsDNS1123Label(v), "%d: %s", i, v)
+	}
+	assert.Equal(t, "skill-secret-github-gitops", SkillSecretVolumeName("github-gitops"))
+	assert.Equal(t, "host-llmfit-2", HostPathVolumeName("llmfit", 2))
+	assert.NotEqual(t, HostPathVolumeName(name253, 1), HostPathVolumeName(name253, 2))
+}

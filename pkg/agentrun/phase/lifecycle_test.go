@@ -699,7 +699,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, v1alpha1.ReasonSandboxUnavailable, failedReason(&d.Status))
 			},
 		},
-		"server: the Service exposes the sidecar's ports, the agent declares none": {
+		"server: a server sidecar runs alone, the Service exposes its ports": {
 			in: func() Observed {
 				in := Observed{Run: server.run(), Instance: newInstance()}
 				withSidecarPack(&in)
@@ -708,7 +708,10 @@ func TestBackendSpecifics(t *testing.T) {
 			check: func(t *testing.T, _ Observed, d Decision) {
 				require.NotNil(t, action[*corev1.Service](d, Create, KindService))
 				assert.Equal(t, []corev1.ServicePort{{Name: "web", Protocol: corev1.ProtocolTCP, Port: 3000, TargetPort: intOrInt(3000)}}, action[*corev1.Service](d, Create, KindService).Spec.Ports)
-				assert.Empty(t, action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.Containers[0].Ports)
+				containers := action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.Containers
+				require.Len(t, containers, 1, "the web proxy, not the agent's one-shot task")
+				assert.Equal(t, "web-proxy", containers[0].Name)
+				assert.Equal(t, []corev1.ContainerPort{{Name: "web", ContainerPort: 3000, Protocol: corev1.ProtocolTCP}}, containers[0].Ports)
 				assert.Equal(t, corev1.RestartPolicyAlways, action[*appsv1.Deployment](d, Create, KindDeployment).Spec.Template.Spec.RestartPolicy)
 			},
 		},

@@ -173,3 +173,7 @@ func container(spec corev1.PodSpec, name string) *corev1.Container {
 	}
 	return nil
 }
+
+func resourceList(cpu, mem string) *corev1.ResourceList {
+	return &corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem)}
+}

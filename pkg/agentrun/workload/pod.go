@@ -104,6 +104,24 @@ type Config struct {
 	// DeadlineSlack is added to the Job's activeDeadlineSeconds so that the
 	// controller's own deadline fires first and the Job's is a backstop.
 	DeadlineSlack time.Duration
+	// EventBusURL is sympozium's event bus (--event-bus-url, e.g.
+	// nats://nats.sympozium-system.svc:4222). When set, every agent pod
+	// gets the ipc-bridge sidecar (image IPCBridgeImage, then required)
+	// that publishes the agent's result as agent.run.completed, which
+	// sympozium's channel router and web proxy wait for.
+	EventBusURL    string
+	IPCBridgeImage string
+	// AllowHostAccess lets SkillPack sidecars with hostAccess run
+	// (--allow-host-access). Such pods break Pod Security "restricted";
+	// without it, a run mounting one fails (HostAccessDeniedError).
+	AllowHostAccess bool
+	// RunIdentity is set when the controller gives each run whose sidecars
+	// need the API its own ServiceAccount (naming.IdentityName) with the
+	// grants of its SkillPacks (identity.go): the pod then runs as that
+	// ServiceAccount, and the sidecars that declare RBAC rules, only they,
+	// get its token. When false, pods run as the namespace's default
+	// ServiceAccount without any token.
+	RunIdentity bool
 }
 
 // Inputs is what a workload is built from.
@@ -159,6 +177,9 @@ func TraceParent(run *v1alpha1.AgentRun) (traceID, traceparent string) {
 		seed = run.Namespace + "/" + run.Name
 	}
 	traceID, ok := parentTraceID(run.Annotations[AnnotationTraceParent])
+	if !ok {
+		traceID, ok = parentTraceID(run.Annotations[AnnotationOTelTraceParent])
+	}
 	if !ok {
 		traceID = hexID("trace/"+seed, 32)
 	}
@@ -275,10 +296,12 @@ func remaining(cfg Config, in Inputs) time.Duration {
 	return Deadline(in.Run, in.Instance, cfg.DefaultTimeout).Sub(in.Now)
 }
 
-// RunTimeoutSeconds is the RUN_TIMEOUT of a pod built at in.Now: the whole
-// seconds left until the deadline, at least 1.
-func RunTimeoutSeconds(cfg Config, in Inputs) int64 {
-	return max(1, int64(remaining(cfg, in)/time.Second))
+// RunTimeout is the RUN_TIMEOUT of a pod built at in.Now: the time left
+// until the deadline, in whole seconds (at least 1s), in the form of Go's
+// time.Duration.String ("9m59s"), which sympozium's agent-runner reads with
+// time.ParseDuration.
+func RunTimeout(cfg Config, in Inputs) string {
+	return max(time.Second, remaining(cfg, in).Truncate(time.Second)).String()
 }
 
 // ActiveDeadlineSeconds is the activeDeadlineSeconds of a Job built at
@@ -305,23 +328,33 @@ func validate(cfg Config, in Inputs) error {
 	case in.Now.IsZero():
 		return errors.New("building a workload needs the current time")
 	}
-	return nil
+	return validateBridge(cfg)
 }
 
 // PodTemplate builds the agent pod template of the run (SPEC §3). The Job,
 // and the agent-sandbox Sandbox backend, use it as is; a server-mode run's
 // Deployment gets restartPolicy Always, as Deployments require.
 //
+// Besides the agent, the pod holds the ipc-bridge (Config.EventBusURL), the
+// sandbox sidecar and the sidecars of the mounted SkillPacks (TaskSidecars,
+// see skills.go).
+//
 // Errors are configuration errors that retrying does not fix: no agent
-// image, a sandbox without an image, a skill sidecar without an image, an
-// environment variable too long for execve. A run already past its deadline
-// is not an error: RUN_TIMEOUT is then 1.
+// image, an event bus without a bridge image, a sandbox without an image, a
+// skill sidecar without an image or with resources that are not
+// quantities, host access the controller does not allow
+// (HostAccessDeniedError), an environment variable too long for execve. A
+// run already past its deadline is not an error: RUN_TIMEOUT is then 1s.
 func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 	if err := validate(cfg, in); err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
 	run := in.Run
 	spec := &run.Spec
+	sidecars := TaskSidecars(in)
+	if err := checkHostAccess(cfg, sidecars); err != nil {
+		return corev1.PodTemplateSpec{}, err
+	}
 
 	agent := corev1.Container{
 		Name:                     v1alpha1.AgentContainerName,
@@ -361,18 +394,16 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		RestartPolicy:                corev1.RestartPolicyNever,
 		AutomountServiceAccountToken: new(false),
 		EnableServiceLinks:           new(false),
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   new(true),
-			RunAsUser:      new(NonRootID),
-			RunAsGroup:     new(NonRootID),
-			FSGroup:        new(NonRootID),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-		NodeSelector: nodeSelector(run, in.Instance),
-		Volumes:      volumes,
+		SecurityContext:              podSecurityContext(),
+		NodeSelector:                 nodeSelector(run, in.Instance),
+		Volumes:                      volumes,
 	}
 	if spec.Mode == v1alpha1.ModeServer {
 		podSpec.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	podSpec.HostNetwork, podSpec.HostPID = podHostAccess(sidecars)
+	if podSpec.HostNetwork {
+		podSpec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	if as := spec.AgentSandbox; as != nil && as.Enabled {
 		if as.RuntimeClass != "" {
@@ -383,6 +414,9 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		}
 	}
 	podSpec.Containers = append(podSpec.Containers, agent)
+	if cfg.EventBusURL != "" {
+		podSpec.Containers = append(podSpec.Containers, ipcBridgeContainer(cfg, in))
+	}
 
 	if sb := spec.Sandbox; sb != nil && sb.Enabled {
 		c, err := sandboxContainer(cfg, sb)
@@ -391,17 +425,15 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		}
 		podSpec.Containers = append(podSpec.Containers, c)
 	}
-	for _, name := range SkillPackNames(in) {
-		pack := in.SkillPacks[name]
-		if pack == nil || pack.Spec.Sidecar == nil {
-			continue
-		}
-		c, err := skillContainer(name, pack.Spec.Sidecar)
+	for _, s := range sidecars {
+		c, err := skillContainer(cfg, s)
 		if err != nil {
 			return corev1.PodTemplateSpec{}, err
 		}
 		podSpec.Containers = append(podSpec.Containers, c)
 	}
+	podSpec.Volumes = append(podSpec.Volumes, sidecarVolumes(sidecars)...)
+	applyIdentity(cfg, run, sidecars, &podSpec)
 
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: Labels(run)},
@@ -482,7 +514,7 @@ func agentEnv(cfg Config, in Inputs) []corev1.EnvVar {
 		{Name: EnvToolsEnabled, Value: "true"},
 		{Name: EnvToolPolicyAllow, Value: joinList(allow)},
 		{Name: EnvToolPolicyDeny, Value: joinList(deny)},
-		{Name: EnvRunTimeout, Value: strconv.FormatInt(RunTimeoutSeconds(cfg, in), 10)},
+		{Name: EnvRunTimeout, Value: RunTimeout(cfg, in)},
 		{Name: EnvTraceParent, Value: traceparent},
 	}
 	if p := spec.Parent; p != nil {
@@ -492,9 +524,12 @@ func agentEnv(cfg Config, in Inputs) []corev1.EnvVar {
 			corev1.EnvVar{Name: EnvSpawnDepth, Value: strconv.FormatInt(int64(p.SpawnDepth), 10)},
 		)
 	}
+	env = append(env, runContextEnv(run)...)
+	env = append(env, otelEnv(run, inst, OTelAgentServiceName)...)
 	keys := make([]string, 0, len(spec.Env))
 	for k := range spec.Env {
-		if k != "" && !slices.Contains(ReservedEnv, k) {
+		set := slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == k })
+		if k != "" && !set && !slices.Contains(ReservedEnv, k) {
 			keys = append(keys, k)
 		}
 	}
@@ -583,6 +618,18 @@ func scratchMounts() []corev1.VolumeMount {
 		{Name: WorkspaceVolume, MountPath: WorkspacePath},
 		{Name: TmpVolume, MountPath: TmpPath},
 		{Name: IPCVolume, MountPath: IPCPath},
+	}
+}
+
+// podSecurityContext runs every container as NonRootID with seccomp
+// RuntimeDefault (containers may override, e.g. a sidecar with host access).
+func podSecurityContext() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:   new(true),
+		RunAsUser:      new(NonRootID),
+		RunAsGroup:     new(NonRootID),
+		FSGroup:        new(NonRootID),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 
@@ -690,30 +737,6 @@ func sandboxContainer(cfg Config, sb *v1alpha1.SandboxSpec) (corev1.Container, e
 	}
 	if sb.Resources != nil {
 		c.Resources = *sb.Resources.DeepCopy()
-	}
-	return c, nil
-}
-
-func skillContainer(pack string, sc *v1alpha1.SkillSidecar) (corev1.Container, error) {
-	if sc.Image == "" {
-		return corev1.Container{}, fmt.Errorf("SkillPack %s has a sidecar without an image", pack)
-	}
-	c := corev1.Container{
-		Name:                     naming.SkillContainerName(pack),
-		Image:                    sc.Image,
-		Command:                  slices.Clone(sc.Command),
-		VolumeMounts:             scratchMounts(),
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext:          restrictedContainerSecurityContext(),
-	}
-	for i := range sc.Env {
-		c.Env = append(c.Env, *sc.Env[i].DeepCopy())
-	}
-	for i := range sc.Ports {
-		c.Ports = append(c.Ports, *sc.Ports[i].DeepCopy())
-	}
-	if sc.Resources != nil {
-		c.Resources = sc.Resources.Requirements()
 	}
 	return c, nil
 }

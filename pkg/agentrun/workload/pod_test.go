@@ -257,7 +257,7 @@ func TestPodTemplateGolden(t *testing.T) {
 					{Name: "TOOLS_ENABLED", Value: "true"},
 					{Name: "TOOL_POLICY_ALLOW", Value: "read,search"},
 					{Name: "TOOL_POLICY_DENY", Value: "shell"},
-					{Name: "RUN_TIMEOUT", Value: "509"},
+					{Name: "RUN_TIMEOUT", Value: "8m29s"},
 					{Name: "TRACEPARENT", Value: tp},
 					{Name: "PARENT_RUN_NAME", Value: "parent-run"},
 					{Name: "PARENT_SESSION_KEY", Value: "parent-sess"},
@@ -327,7 +327,7 @@ func TestJob(t *testing.T) {
 	}
 	assert.Equal(t, want, job)
 	assert.Nil(t, job.Spec.TTLSecondsAfterFinished)
-	assert.Equal(t, "509", envMap(job.Spec.Template.Spec.Containers[0].Env)[EnvRunTimeout])
+	assert.Equal(t, "8m29s", envMap(job.Spec.Template.Spec.Containers[0].Env)[EnvRunTimeout])
 	// The Job's labels and the template's are equal but not the same map.
 	job.Labels["x"] = "y"
 	assert.NotContains(t, job.Spec.Template.Labels, "x")
@@ -356,18 +356,18 @@ func TestDeadlines(t *testing.T) {
 		runTimeout string
 		active     int64
 	}{
-		"just created":        {run: newRun(), cfg: testCfg, now: t0, runTimeout: "600", active: 615},
-		"fraction left":       {run: newRun(), cfg: testCfg, now: now, runTimeout: "509", active: 525},
-		"run timeout":         {run: newRun(withTimeout(90 * time.Second)), cfg: testCfg, now: t0.Add(30 * time.Second), runTimeout: "60", active: 75},
-		"instance timeout":    {run: newRun(), inst: newInstance(withRunTimeout(time.Hour)), cfg: testCfg, now: t0, runTimeout: "3600", active: 3615},
-		"under a second left": {run: newRun(), cfg: testCfg, now: t0.Add(10*time.Minute - time.Millisecond), runTimeout: "1", active: 16},
-		"at the deadline":     {run: newRun(), cfg: testCfg, now: t0.Add(10 * time.Minute), runTimeout: "1", active: 15},
-		"past the deadline":   {run: newRun(), cfg: testCfg, now: t0.Add(10*time.Minute + 5*time.Second), runTimeout: "1", active: 10},
-		"long past":           {run: newRun(), cfg: testCfg, now: t0.Add(time.Hour), runTimeout: "1", active: 1},
-		"no slack":            {run: newRun(), cfg: Config{AgentImage: "a"}, now: now, runTimeout: "509", active: 510},
-		"negative slack":      {run: newRun(), cfg: Config{AgentImage: "a", DeadlineSlack: -time.Minute}, now: now, runTimeout: "509", active: 510},
-		"fractional slack":    {run: newRun(), cfg: Config{AgentImage: "a", DeadlineSlack: 1500 * time.Millisecond}, now: t0, runTimeout: "600", active: 602},
-		"no default timeout":  {run: newRun(), cfg: Config{AgentImage: "a"}, now: t0, runTimeout: "600", active: 600},
+		"just created":        {run: newRun(), cfg: testCfg, now: t0, runTimeout: "10m0s", active: 615},
+		"fraction left":       {run: newRun(), cfg: testCfg, now: now, runTimeout: "8m29s", active: 525},
+		"run timeout":         {run: newRun(withTimeout(90 * time.Second)), cfg: testCfg, now: t0.Add(30 * time.Second), runTimeout: "1m0s", active: 75},
+		"instance timeout":    {run: newRun(), inst: newInstance(withRunTimeout(time.Hour)), cfg: testCfg, now: t0, runTimeout: "1h0m0s", active: 3615},
+		"under a second left": {run: newRun(), cfg: testCfg, now: t0.Add(10*time.Minute - time.Millisecond), runTimeout: "1s", active: 16},
+		"at the deadline":     {run: newRun(), cfg: testCfg, now: t0.Add(10 * time.Minute), runTimeout: "1s", active: 15},
+		"past the deadline":   {run: newRun(), cfg: testCfg, now: t0.Add(10*time.Minute + 5*time.Second), runTimeout: "1s", active: 10},
+		"long past":           {run: newRun(), cfg: testCfg, now: t0.Add(time.Hour), runTimeout: "1s", active: 1},
+		"no slack":            {run: newRun(), cfg: Config{AgentImage: "a"}, now: now, runTimeout: "8m29s", active: 510},
+		"negative slack":      {run: newRun(), cfg: Config{AgentImage: "a", DeadlineSlack: -time.Minute}, now: now, runTimeout: "8m29s", active: 510},
+		"fractional slack":    {run: newRun(), cfg: Config{AgentImage: "a", DeadlineSlack: 1500 * time.Millisecond}, now: t0, runTimeout: "10m0s", active: 602},
+		"no default timeout":  {run: newRun(), cfg: Config{AgentImage: "a"}, now: t0, runTimeout: "10m0s", active: 600},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -756,11 +756,12 @@ func TestSkillSidecars(t *testing.T) {
 	longPack := strings.Repeat("p", 80)
 	packs := map[string]*v1alpha1.SkillPack{
 		"web": newSkillPack("web", &v1alpha1.SkillSidecar{
-			Image:     "ghcr.io/x/browser:1",
-			Command:   []string{"/browser", "--headless"},
-			Env:       []corev1.EnvVar{{Name: "MODE", Value: "fast"}},
-			Resources: &v1alpha1.SidecarResources{ResourceRequirements: *resources("200m", "256Mi")},
-			Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: 9222, Protocol: corev1.ProtocolTCP}},
+			Image:          "ghcr.io/x/browser:1",
+			Command:        []string{"/browser", "--headless"},
+			Env:            []corev1.EnvVar{{Name: "MODE", Value: "fast"}},
+			Resources:      &v1alpha1.SidecarResources{CPU: "200m", Memory: "256Mi"},
+			MountWorkspace: new(true),
+			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 9222, Protocol: corev1.ProtocolTCP}},
 		}),
 		"git":      newSkillPack("git", nil), // no sidecar
 		"alpha.v1": newSkillPack("alpha.v1", &v1alpha1.SkillSidecar{Image: "a:1"}),
@@ -798,13 +799,15 @@ func TestSkillSidecars(t *testing.T) {
 	web := container(tmpl.Spec, "skill-web")
 	require.NotNil(t, web)
 	assert.Equal(t, corev1.Container{
-		Name:                     "skill-web",
-		Image:                    "ghcr.io/x/browser:1",
-		Command:                  []string{"/browser", "--headless"},
-		Env:                      []corev1.EnvVar{{Name: "MODE", Value: "fast"}},
-		Resources:                *resources("200m", "256Mi"),
-		Ports:                    []corev1.ContainerPort{{Name: "http", ContainerPort: 9222, Protocol: corev1.ProtocolTCP}},
-		VolumeMounts:             scratchMounts(),
+		Name:      "skill-web",
+		Image:     "ghcr.io/x/browser:1",
+		Command:   []string{"/browser", "--headless"},
+		Env:       []corev1.EnvVar{{Name: "MODE", Value: "fast"}},
+		Resources: corev1.ResourceRequirements{Requests: *resourceList("200m", "256Mi"), Limits: *resourceList("200m", "256Mi")},
+		Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: 9222, Protocol: corev1.ProtocolTCP}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: IPCVolume, MountPath: IPCPath}, {Name: TmpVolume, MountPath: TmpPath}, {Name: WorkspaceVolume, MountPath: WorkspacePath},
+		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext:          restrictedContainerSecurityContext(),
 	}, *web)

@@ -85,20 +85,24 @@ func serverInputs(in Inputs) Inputs {
 }
 
 // ServerPorts returns the ports a server-mode run exposes through its
-// Service, sorted by port and protocol: every port declared by the sidecar
-// of a mounted SkillPack, or, when there is none, DefaultServerPort named
+// Service, sorted by port and protocol: when a mounted SkillPack's sidecar
+// requires a server (ServerSidecar), its ports (DefaultServerPort when it
+// declares none); else every port declared by the (task) sidecar of a
+// mounted SkillPack, or, when there is none, DefaultServerPort named
 // DefaultServerPortName on the agent container. Ports declared twice (same
 // number and protocol) are exposed once.
 func ServerPorts(in Inputs) []corev1.ServicePort {
 	var out []corev1.ServicePort
-	seen := map[string]bool{}
-	names := map[string]bool{}
-	for _, pack := range SkillPackNames(in) {
-		sp := in.SkillPacks[pack]
-		if sp == nil || sp.Spec.Sidecar == nil {
-			continue
+	if s, ok := ServerSidecar(in); ok {
+		for _, p := range serverSidecarPorts(s) {
+			out = append(out, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.ContainerPort,
+				TargetPort: intstr.FromInt32(p.ContainerPort)})
 		}
-		for _, p := range sp.Spec.Sidecar.Ports {
+		return uniqueServicePorts(out)
+	}
+	seen := map[string]bool{}
+	for _, sc := range TaskSidecars(in) {
+		for _, p := range sc.Spec.Ports {
 			proto := p.Protocol
 			if proto == "" {
 				proto = corev1.ProtocolTCP
@@ -116,6 +120,13 @@ func ServerPorts(in Inputs) []corev1.ServicePort {
 		return []corev1.ServicePort{{Name: DefaultServerPortName, Protocol: corev1.ProtocolTCP, Port: DefaultServerPort,
 			TargetPort: intstr.FromString(DefaultServerPortName)}}
 	}
+	return uniqueServicePorts(out)
+}
+
+// uniqueServicePorts sorts ports by number and protocol and names each
+// uniquely, as a Service with several ports needs.
+func uniqueServicePorts(out []corev1.ServicePort) []corev1.ServicePort {
+	names := map[string]bool{}
 	slices.SortFunc(out, func(a, b corev1.ServicePort) int {
 		if a.Port != b.Port {
 			return int(a.Port - b.Port)
@@ -132,12 +143,21 @@ func ServerPorts(in Inputs) []corev1.ServicePort {
 	return out
 }
 
-// ServerTemplate is the pod template of a server-mode run: PodTemplate
-// (restartPolicy Always) built at the run's creation time, with the
-// default port declared on the agent container when no sidecar declares
-// one.
+// ServerTemplate is the pod template of a server-mode run, built at the
+// run's creation time. When a mounted SkillPack's sidecar requires a server
+// (web-endpoint's web proxy), it is that server alone (see
+// serverSidecarTemplate), as in the original: the agent's one-shot task is
+// never restarted. Otherwise it is PodTemplate (restartPolicy Always), with
+// the default port declared on the agent container when no sidecar
+// declares one.
 func ServerTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 	in = serverInputs(in)
+	if s, ok := ServerSidecar(in); ok {
+		if err := validate(cfg, in); err != nil {
+			return corev1.PodTemplateSpec{}, err
+		}
+		return serverSidecarTemplate(cfg, in, s)
+	}
 	tmpl, err := PodTemplate(cfg, in)
 	if err != nil {
 		return tmpl, err
