@@ -1,0 +1,16 @@
+package agentsandbox
+
+import (
+	"os"
+	"syscall"
+)
+
+// sysProcAttr puts the controller in its own process group (a terminal's
+// Ctrl-C does not reach it) and has the kernel SIGKILL it when the parent goes
+// away, so a crashed test leaves nothing behind.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// killGroup SIGKILLs the process group p leads.
+func killGroup(p *os.Process) error { return syscall.Kill(-p.Pid, syscall.SIGKILL) }
