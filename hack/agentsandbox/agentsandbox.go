@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -31,6 +30,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+
+	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 )
 
 const (
@@ -73,25 +74,9 @@ func EnsureBinary(ctx context.Context, log io.Writer) (string, error) {
 		}
 		return bin, nil
 	}
-	root, err := repoRoot()
+	dir, err := localcp.RunBuildScript(ctx, buildScript, log)
 	if err != nil {
 		return "", err
-	}
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript))
-	cmd.Stdout = &stdout
-	cmd.Stderr = log
-	// Cancelling ctx ends the whole build (bash, go build and the compilers
-	// it runs), not only the script.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return killGroup(cmd.Process) }
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w", buildScript, err)
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	dir := strings.TrimSpace(lines[len(lines)-1])
-	if dir == "" {
-		return "", fmt.Errorf("%s printed no bin directory", buildScript)
 	}
 	bin := filepath.Join(dir, BinaryName)
 	if err := checkExecutable(bin); err != nil {
@@ -114,7 +99,7 @@ func checkExecutable(path string) error {
 // ModuleDir returns the directory of the pinned sigs.k8s.io/agent-sandbox
 // module in the Go module cache, downloading it if needed (go.sum checks it).
 func ModuleDir(ctx context.Context) (string, error) {
-	root, err := repoRoot()
+	root, err := localcp.RepoRoot(buildScript)
 	if err != nil {
 		return "", err
 	}
@@ -364,31 +349,4 @@ func (c *Controller) Stop(grace time.Duration) error {
 func isNotFound(err error) bool {
 	var status interface{ Status() metav1.Status }
 	return err != nil && errors.As(err, &status) && status.Status().Reason == metav1.StatusReasonNotFound
-}
-
-// repoRoot finds the repository root: from this source file when it is
-// available (not with -trimpath), else upwards from the working directory.
-func repoRoot() (string, error) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-		if isRepoRoot(root) {
-			return root, nil
-		}
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			if isRepoRoot(dir) {
-				return dir, nil
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	return "", errors.New("cannot find the repository root (no " + buildScript + " above the working directory); set $" + EnvBinary)
-}
-
-func isRepoRoot(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, buildScript))
-	return err == nil
 }

@@ -1,9 +1,6 @@
 package agentsandbox
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 // sysProcAttr puts the controller in its own process group (a terminal's
 // Ctrl-C does not reach it) and has the kernel SIGKILL it when the parent goes
@@ -11,6 +8,3 @@ import (
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
-
-// killGroup SIGKILLs the process group p leads.
-func killGroup(p *os.Process) error { return syscall.Kill(-p.Pid, syscall.SIGKILL) }

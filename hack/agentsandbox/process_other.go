@@ -2,11 +2,6 @@
 
 package agentsandbox
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
-
-func killGroup(p *os.Process) error { return p.Kill() }
