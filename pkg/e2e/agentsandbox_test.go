@@ -107,9 +107,9 @@ func TestAgentSandbox(t *testing.T) {
 	assert.Contains(t, r.Status.Error, "model refused the task")
 
 	// Timeout: the Sandbox goes even with cleanup: keep.
-	e.waitPhase(t, ns, "sb-slow", v1alpha1.PhaseRunning, 15*time.Second)
 	r = e.waitPhase(t, ns, "sb-slow", v1alpha1.PhaseFailed, 40*time.Second)
 	assert.Equal(t, v1alpha1.ReasonTimeout, failedReason(r))
+	assert.NotNil(t, r.Status.StartedAt, "it was running")
 	assert.Contains(t, r.Status.Error, "still running")
 	assert.WithinDuration(t, r.CreationTimestamp.Add(15*time.Second), r.Status.CompletedAt.Time, 3*time.Second)
 	e.waitGone(t, sandboxes, "sb-slow", 30*time.Second)
