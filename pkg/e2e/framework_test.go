@@ -16,8 +16,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -438,6 +442,11 @@ func (e *env) startAgentSandbox() error {
 	if err := agentsandbox.InstallCRDs(ctx, e.cfg, dir); err != nil {
 		return fmt.Errorf("installing the CRDs of %s: %w", dir, err)
 	}
+	start := time.Now()
+	if err := e.waitGCKnowsSandboxes(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: the garbage collector follows Sandboxes %s after their CRD was installed\n", time.Since(start).Round(time.Millisecond))
 	h.ctrl, err = agentsandbox.Start(agentsandbox.Options{Binary: h.binary, Kubeconfig: e.cluster.Kubeconfig,
 		LogFile: filepath.Join(e.tmp, "agent-sandbox-controller.log")})
 	if err != nil {
@@ -457,4 +466,52 @@ func (e *env) startAgentSandbox() error {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: agent-sandbox controller running (CRDs from %s, log %s)\n", dir, h.ctrl.LogPath())
 	return nil
+}
+
+// waitGCKnowsSandboxes waits until kube-controller-manager's garbage
+// collector watches the freshly installed Sandbox kind (it rediscovers
+// resources every 30s): until then, the pod of a deleted Sandbox would stay
+// forever. It probes with a ConfigMap owned by a Sandbox it then deletes,
+// before the agent-sandbox controller starts (so the Sandbox gets no pod).
+func (e *env) waitGCKnowsSandboxes(ctx context.Context) error {
+	const ns = "agent-sandbox-gc-probe"
+	if _, err := e.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer func() { _ = e.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) }()
+	dyn, err := dynamic.NewForConfig(e.cfg)
+	if err != nil {
+		return err
+	}
+	sandboxes := dyn.Resource(schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1beta1", Resource: "sandboxes"}).Namespace(ns)
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; time.Now().Before(deadline); i++ {
+		name := fmt.Sprintf("probe-%d", i)
+		sb := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
+			"metadata": map[string]any{"name": name},
+			"spec": map[string]any{"podTemplate": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "c", "image": "registry.example/probe:test"}}}}},
+		}}
+		created, err := sandboxes.Create(ctx, sb, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating a probe Sandbox: %w", err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "agents.x-k8s.io/v1beta1", Kind: "Sandbox", Name: name, UID: created.GetUID()}}}}
+		if _, err := e.kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if err := sandboxes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the garbage collector did not follow Sandboxes within 2m")
 }
