@@ -175,6 +175,11 @@ func TestAgentSandboxControllerFacts(t *testing.T) {
 		assert.Contains(t, c.message, "not in the allowlist", name)
 	}
 
+	// A pool that does not exist (agent-sandbox looks again every minute).
+	e.apply(t, claimYAML(ns, "nopool", "no-such-pool", "", nil))
+	c := e.waitCondition(t, claims, "nopool", "Ready", "False", "WarmPoolNotFound", 30*time.Second)
+	assert.Equal(t, `SandboxWarmPool "no-such-pool" not found`, c.message)
+
 	// Env on a claim whose template does not allow it.
 	e.apply(t, claimYAML(ns, "env-disallowed", "disallowed", "", map[string]string{"TASK": "x"}))
 	e.waitCondition(t, claims, "env-disallowed", "Ready", "False", "EnvVarsInjectionRejected", 30*time.Second)
@@ -182,7 +187,7 @@ func TestAgentSandboxControllerFacts(t *testing.T) {
 	// Under Allowed, overriding a variable the template defines is a
 	// ReconcilerError, not EnvVarsInjectionRejected.
 	e.apply(t, claimYAML(ns, "env-allowed", "allowed", "", map[string]string{"FOO": "override"}))
-	c := e.waitCondition(t, claims, "env-allowed", "Ready", "False", "ReconcilerError", 30*time.Second)
+	c = e.waitCondition(t, claims, "env-allowed", "Ready", "False", "ReconcilerError", 30*time.Second)
 	assert.Contains(t, c.message, "FOO")
 
 	// Under Overrides, env is accepted and forces a cold start: a new
@@ -249,27 +254,28 @@ spec:
 	assert.Contains(t, c.message, `RuntimeClass "gvisor" not found`)
 }
 
-// TestAgentSandboxRefusalsFailFast: a Sandbox or claim the agent-sandbox
-// controller refuses for good fails the run within the fail-fast grace
-// (3s in these tests), with agent-sandbox's reason and message.
+// TestAgentSandboxRefusalsFailFast: a Sandbox or claim that agent-sandbox
+// refuses, and that will not fix itself, fails the run within the fail-fast
+// grace (3s in these tests), with agent-sandbox's reason and message in the
+// run's status and Events; not at its timeout with a bare Timeout.
 func TestAgentSandboxRefusalsFailFast(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
-	t.Skip("issue 13: the AgentRun controller does not read agent-sandbox's Ready=False reasons (ReconcilerError, InvalidMetadata, EnvVarsInjectionRejected); such runs stay Pending until their timeout")
+	t.Skip("issue 13: the AgentRun controller does not read agent-sandbox's Ready=False reasons (ReconcilerError, WarmPoolNotFound, InvalidMetadata, EnvVarsInjectionRejected); such runs stay Pending until their timeout")
 	e.agentSandbox(t)
 	ns := e.namespace(t, nil)
 	e.startController(t, ns)
 	e.apply(t, instanceYAML(ns, "inst", ""))
-	e.apply(t, sandboxTemplateYAML(ns, "strict", "Disallowed", false))
-	e.apply(t, warmPoolYAML(ns, "strict", "strict", 1))
 
-	// runtimeClass: gvisor on a cluster without it (our own sample's setting).
+	// runtimeClass: gvisor on a cluster without it (our own sample's
+	// setting): the API server refuses the Sandbox's pod, for good.
 	e.apply(t, runYAML(ns, "gvisor", "inst", nil, "  timeout: 5m\n  agentSandbox: {enabled: true, runtimeClass: gvisor}\n"))
-	// A pool whose template refuses env on claims.
-	e.apply(t, runYAML(ns, "strict", "inst", nil, "  timeout: 5m\n  agentSandbox: {enabled: true, warmPoolRef: strict}\n"))
+	// A warm pool that does not exist (agent-sandbox looks again every
+	// minute; a typo is the likely cause, so the run does not wait).
+	e.apply(t, runYAML(ns, "nopool", "inst", nil, "  timeout: 5m\n  agentSandbox: {enabled: true, warmPoolRef: no-such-pool}\n"))
 	for name, want := range map[string][]string{
 		"gvisor": {"ReconcilerError", `RuntimeClass "gvisor" not found`},
-		"strict": {"EnvVarsInjectionRejected"},
+		"nopool": {"WarmPoolNotFound", `SandboxWarmPool "no-such-pool" not found`},
 	} {
 		r := e.waitPhase(t, ns, name, v1alpha1.PhaseFailed, 30*time.Second)
 		assert.NotEqual(t, v1alpha1.ReasonTimeout, failedReason(r), name)
