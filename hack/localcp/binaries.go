@@ -53,32 +53,50 @@ func EnsureBinaries(ctx context.Context, log io.Writer) (string, error) {
 		}
 		return dir, nil
 	}
-	root, err := repoRoot()
+	dir, err := RunBuildScript(ctx, buildScript, log)
+	if err != nil {
+		return "", err
+	}
+	if err := checkBinaries(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// RunBuildScript runs a cached build script of this repository (script is its
+// path from the repository root, e.g. hack/localcp/build.sh) with bash, its
+// logs to log, and returns the last line it printed: the bin directory.
+// Cancelling ctx ends the whole build (the script, go build and the compilers
+// it runs), not only the script.
+func RunBuildScript(ctx context.Context, script string, log io.Writer) (string, error) {
+	root, err := RepoRoot(script)
 	if err != nil {
 		return "", err
 	}
 	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript))
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, script))
 	cmd.Stdout = &stdout
 	cmd.Stderr = log
-	// Progress only when there is something to build: build.sh's own key,
-	// computed here, names its bin directory and lock.
-	if bin, err := expectedBinDir(ctx, root); err == nil && checkBinaries(bin) != nil {
-		p := &buildProgress{log: log, lock: filepath.Join(filepath.Dir(bin), ".lock"), bin: bin, start: time.Now()}
-		cmd.Stderr = p
-		stop := p.run()
-		defer stop()
+	cmd.SysProcAttr = sysProcAttr(true)
+	cmd.Cancel = func() error { return killGroup(cmd.Process) }
+	// Progress for the control plane's build, only when there is something
+	// to build: build.sh's own key, computed here, names its bin directory
+	// and lock. Other scripts log their own progress.
+	if script == buildScript {
+		if bin, err := expectedBinDir(ctx, root); err == nil && checkBinaries(bin) != nil {
+			p := &buildProgress{log: log, lock: filepath.Join(filepath.Dir(bin), ".lock"), bin: bin, start: time.Now()}
+			cmd.Stderr = p
+			stop := p.run()
+			defer stop()
+		}
 	}
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w", buildScript, err)
+		return "", fmt.Errorf("%s: %w", script, err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	dir := strings.TrimSpace(lines[len(lines)-1])
 	if dir == "" {
-		return "", fmt.Errorf("%s printed no bin directory", buildScript)
-	}
-	if err := checkBinaries(dir); err != nil {
-		return "", err
+		return "", fmt.Errorf("%s printed no bin directory", script)
 	}
 	return dir, nil
 }
@@ -213,19 +231,19 @@ func checkBinaries(dir string) error {
 	return nil
 }
 
-// repoRoot finds the repository root: from this source file when it is
-// available (not with -trimpath), else upwards from the working directory, else
-// from git.
-func repoRoot() (string, error) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		if isRepoRoot(root) {
+// RepoRoot finds the repository root, the directory holding file (a path
+// from the root): from this source file when it is available (not with
+// -trimpath), else upwards from the working directory, else from git.
+func RepoRoot(file string) (string, error) {
+	if _, src, _, ok := runtime.Caller(0); ok && filepath.IsAbs(src) {
+		root := filepath.Join(filepath.Dir(src), "..", "..")
+		if isRepoRoot(root, file) {
 			return filepath.Clean(root), nil
 		}
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for dir := wd; ; dir = filepath.Dir(dir) {
-			if isRepoRoot(dir) {
+			if isRepoRoot(dir, file) {
 				return dir, nil
 			}
 			if filepath.Dir(dir) == dir {
@@ -234,14 +252,14 @@ func repoRoot() (string, error) {
 		}
 	}
 	if out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output(); err == nil {
-		if root := strings.TrimSpace(string(out)); isRepoRoot(root) {
+		if root := strings.TrimSpace(string(out)); isRepoRoot(root, file) {
 			return root, nil
 		}
 	}
-	return "", errors.New("cannot find the repository root (no " + buildScript + " above the working directory); set $" + EnvBinDir)
+	return "", errors.New("cannot find the repository root (no " + file + " above the working directory)")
 }
 
-func isRepoRoot(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, buildScript))
+func isRepoRoot(dir, file string) bool {
+	_, err := os.Stat(filepath.Join(dir, file))
 	return err == nil
 }

@@ -18,7 +18,7 @@ import (
 func TestExpectedBinDirMatchesBuildScript(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("SYMPOZIUM_LOCALCP_CACHE", cache)
-	root, err := repoRoot()
+	root, err := RepoRoot(buildScript)
 	if err != nil {
 		t.Fatal(err)
 	}

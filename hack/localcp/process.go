@@ -74,6 +74,9 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
+// killGroup SIGKILLs the process group p leads.
+func killGroup(p *os.Process) error { return syscall.Kill(-p.Pid, syscall.SIGKILL) }
+
 // stop sends SIGTERM, then SIGKILL after grace, and waits until the process is
 // gone.
 func (p *process) stop(grace time.Duration) error {

@@ -16,11 +16,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/sympozium-ai/sympozium-controller/hack/agentsandbox"
 	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
@@ -41,6 +46,11 @@ type env struct {
 	// controller the tests start runs with it, so the suite proves the
 	// ClusterRole is enough.
 	saKubeconfig string
+	// tmp holds the suite's files (controller binary, logs).
+	tmp string
+	// sandbox is the real agent-sandbox controller, built in the background
+	// from the start and started on first use (see agentSandbox).
+	sandbox sandboxHarness
 }
 
 // controllerUser is the ServiceAccount the controller runs as.
@@ -71,14 +81,18 @@ func run(m *testing.M) int {
 	e, err := setup(ctx)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
-		if e != nil && e.cluster != nil {
-			dumpLogs(e.cluster)
-			_ = e.cluster.Stop()
+		if e != nil {
+			e.sandbox.stop(true)
+			if e.cluster != nil {
+				dumpLogs(e.cluster)
+				_ = e.cluster.Stop()
+			}
 		}
 		return 1
 	}
 	e2e = e
 	code := m.Run()
+	e.sandbox.stop(code != 0)
 	if code == 0 && rbacCheckWanted() {
 		// After every test: what the controller asked of the API server,
 		// as its ServiceAccount, is what manifests/rbac grants it.
@@ -101,23 +115,26 @@ func run(m *testing.M) int {
 func setup(ctx context.Context) (*env, error) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	e := &env{root: root}
-	start := time.Now()
-	bin, err := localcp.EnsureBinaries(ctx, os.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "e2e: control plane binaries ready in %s\n", time.Since(start).Round(time.Millisecond))
 	tmp, err := os.MkdirTemp("", "sympozium-e2e-")
 	if err != nil {
 		return nil, err
 	}
+	e := &env{root: root, tmp: tmp}
+	// The agent-sandbox controller builds (the first time) while the control
+	// plane builds and starts.
+	e.sandbox.startBuild()
+	start := time.Now()
+	bin, err := localcp.EnsureBinaries(ctx, os.Stderr)
+	if err != nil {
+		return e, err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: control plane binaries ready in %s\n", time.Since(start).Round(time.Millisecond))
 	e.controllerPath = filepath.Join(tmp, "sympozium-controller")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.controllerPath, "./cmd/sympozium-controller")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the controller: %v\n%s", err, out)
+		return e, fmt.Errorf("building the controller: %v\n%s", err, out)
 	}
 	e.kubectlCache = filepath.Join(tmp, "kubectl-cache")
 	start = time.Now()
@@ -344,4 +361,157 @@ func (e *env) waitRun(t *testing.T, ns, name string, timeout time.Duration, what
 func (e *env) waitPhase(t *testing.T, ns, name string, phase v1alpha1.AgentRunPhase, timeout time.Duration) *v1alpha1.AgentRun {
 	t.Helper()
 	return e.waitRun(t, ns, name, timeout, "phase "+string(phase), func(r *v1alpha1.AgentRun) bool { return r.Status.Phase == phase })
+}
+
+// sandboxHarness is the real agent-sandbox controller (hack/agentsandbox),
+// shared by the suite: built in the background from setup on, its CRDs
+// installed and the controller started (cluster-wide, as admin) by the first
+// test that asks for it, stopped after the last test.
+type sandboxHarness struct {
+	built       chan struct{} // closed when the build has ended
+	binary      string
+	buildErr    error
+	cancelBuild context.CancelFunc
+
+	once sync.Once
+	err  error
+	ctrl *agentsandbox.Controller
+}
+
+func (h *sandboxHarness) startBuild() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.built, h.cancelBuild = make(chan struct{}), cancel
+	go func() {
+		defer close(h.built)
+		start := time.Now()
+		h.binary, h.buildErr = agentsandbox.EnsureBinary(ctx, os.Stderr)
+		if h.buildErr == nil {
+			fmt.Fprintf(os.Stderr, "e2e: agent-sandbox controller ready in %s\n", time.Since(start).Round(time.Millisecond))
+		}
+	}()
+}
+
+// stop ends the controller (and a build still running); failed says whether
+// the suite failed, and so whether to point at its log.
+func (h *sandboxHarness) stop(failed bool) {
+	if h.cancelBuild != nil {
+		h.cancelBuild()
+	}
+	if h.ctrl == nil {
+		return
+	}
+	if err := h.ctrl.Stop(15 * time.Second); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping the agent-sandbox controller: %v\n", err)
+	}
+	if failed {
+		fmt.Fprintf(os.Stderr, "e2e: the agent-sandbox controller's log is %s\n", h.ctrl.LogPath())
+	}
+}
+
+// agentSandbox makes sure the real agent-sandbox controller runs against the
+// cluster, with the CRDs of its pinned module installed. The first caller
+// waits for its build (about 12 minutes on 2 cores from a clean cache).
+func (e *env) agentSandbox(t *testing.T) {
+	t.Helper()
+	h := &e.sandbox
+	h.once.Do(func() { h.err = e.startAgentSandbox() })
+	require.NoError(t, h.err, "the agent-sandbox controller")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent-sandbox controller log (%s), last lines:\n%s", h.ctrl.LogPath(), h.ctrl.LogTail(60))
+		}
+	})
+}
+
+func (e *env) startAgentSandbox() error {
+	h := &e.sandbox
+	select {
+	case <-h.built:
+	case <-time.After(40 * time.Minute):
+		return fmt.Errorf("the agent-sandbox controller build did not end within 40m")
+	}
+	if h.buildErr != nil {
+		return h.buildErr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := agentsandbox.ModuleDir(ctx)
+	if err != nil {
+		return err
+	}
+	if err := agentsandbox.InstallCRDs(ctx, e.cfg, dir); err != nil {
+		return fmt.Errorf("installing the CRDs of %s: %w", dir, err)
+	}
+	start := time.Now()
+	if err := e.waitGCKnowsSandboxes(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: the garbage collector follows Sandboxes %s after their CRD was installed\n", time.Since(start).Round(time.Millisecond))
+	h.ctrl, err = agentsandbox.Start(agentsandbox.Options{Binary: h.binary, Kubeconfig: e.cluster.Kubeconfig,
+		LogFile: filepath.Join(e.tmp, "agent-sandbox-controller.log")})
+	if err != nil {
+		return err
+	}
+	// Its controllers log "Starting workers" once their caches have synced:
+	// Sandbox, SandboxClaim, SandboxTemplate, SandboxWarmPool.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		if exited, err := h.ctrl.Exited(); exited {
+			return false, fmt.Errorf("the agent-sandbox controller exited: %v", err)
+		}
+		data, _ := os.ReadFile(h.ctrl.LogPath())
+		return strings.Count(string(data), "Starting workers") >= 4, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w; log:\n%s", err, h.ctrl.LogTail(40))
+	}
+	fmt.Fprintf(os.Stderr, "e2e: agent-sandbox controller running (CRDs from %s, log %s)\n", dir, h.ctrl.LogPath())
+	return nil
+}
+
+// waitGCKnowsSandboxes waits until kube-controller-manager's garbage
+// collector watches the freshly installed Sandbox kind (it rediscovers
+// resources every 30s): until then, the pod of a deleted Sandbox would stay
+// forever. It probes with a ConfigMap owned by a Sandbox it then deletes,
+// before the agent-sandbox controller starts (so the Sandbox gets no pod).
+func (e *env) waitGCKnowsSandboxes(ctx context.Context) error {
+	const ns = "agent-sandbox-gc-probe"
+	if _, err := e.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer func() { _ = e.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) }()
+	dyn, err := dynamic.NewForConfig(e.cfg)
+	if err != nil {
+		return err
+	}
+	sandboxes := dyn.Resource(schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1beta1", Resource: "sandboxes"}).Namespace(ns)
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; time.Now().Before(deadline); i++ {
+		name := fmt.Sprintf("probe-%d", i)
+		sb := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
+			"metadata": map[string]any{"name": name},
+			"spec": map[string]any{"podTemplate": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "c", "image": "registry.example/probe:test"}}}}},
+		}}
+		created, err := sandboxes.Create(ctx, sb, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating a probe Sandbox: %w", err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "agents.x-k8s.io/v1beta1", Kind: "Sandbox", Name: name, UID: created.GetUID()}}}}
+		if _, err := e.kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if err := sandboxes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the garbage collector did not follow Sandboxes within 2m")
 }
