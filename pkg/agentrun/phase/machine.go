@@ -224,16 +224,17 @@ func (m *machine) step() {
 		m.fail(v1alpha1.ReasonChildNameConflict, fmt.Sprintf("%s %s exists and is not controlled by this run", w.kind(), obj.GetName()), nil)
 		return
 	}
-	if !w.recorded() {
+	if !w.recorded() || m.adopting(obj) {
 		// The workload exists (or was just created) but the status that
 		// admitted the run was never written: an earlier write lost a
-		// conflict or the controller stopped in between. Record the
-		// admission now.
+		// conflict or the controller stopped in between, or sympozium's
+		// own controller created it (see adopting). Record the admission
+		// now.
 		w.record()
 		if m.st.TraceID == "" {
 			m.st.TraceID, _ = workload.TraceParent(m.run())
 		}
-		msg := w.created()
+		msg := m.created(obj)
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
 			m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
 		}
@@ -371,7 +372,7 @@ func (m *machine) admit() {
 		m.d.AddFinalizer = true
 	}
 	m.st.TraceID, _ = workload.TraceParent(run)
-	msg := m.w.created()
+	msg := m.created(nil)
 	m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg)
 	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
 	m.requeueAt(m.deadline())

@@ -133,6 +133,9 @@ type Inputs struct {
 	// SkillPacks holds the SkillPacks mounted by the run, by name, for
 	// their sidecars; a missing entry just means no sidecar. Read-only.
 	SkillPacks map[string]*v1alpha1.SkillPack
+	// Parent is the parent run of a sub-agent run (spec.parent); nil when
+	// there is none or it is unknown. Read-only.
+	Parent *v1alpha1.AgentRun
 	// Now is the clock reading RUN_TIMEOUT and activeDeadlineSeconds are
 	// computed from. Required.
 	Now time.Time
@@ -418,7 +421,7 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		podSpec.Containers = append(podSpec.Containers, ipcBridgeContainer(cfg, in))
 	}
 
-	if sb := spec.Sandbox; sb != nil && sb.Enabled {
+	if sb := spec.Sandbox; sb != nil && sb.Enabled && !ContainerSandboxIgnored(run) {
 		c, err := sandboxContainer(cfg, sb)
 		if err != nil {
 			return corev1.PodTemplateSpec{}, err
@@ -501,8 +504,8 @@ func agentEnv(cfg Config, in Inputs) []corev1.EnvVar {
 
 	env := []corev1.EnvVar{
 		{Name: EnvAgentRunID, Value: run.Name},
-		{Name: EnvAgentID, Value: spec.AgentID},
-		{Name: EnvSessionKey, Value: spec.SessionKey},
+		{Name: EnvAgentID, Value: AgentID(run)},
+		{Name: EnvSessionKey, Value: SessionKey(run)},
 		{Name: EnvInstanceName, Value: spec.InstanceRef},
 		{Name: EnvAgentNamespace, Value: run.Namespace},
 		{Name: EnvTask, Value: spec.Task},
@@ -520,7 +523,7 @@ func agentEnv(cfg Config, in Inputs) []corev1.EnvVar {
 	if p := spec.Parent; p != nil {
 		env = append(env,
 			corev1.EnvVar{Name: EnvParentRunName, Value: p.RunName},
-			corev1.EnvVar{Name: EnvParentSessionKey, Value: p.SessionKey},
+			corev1.EnvVar{Name: EnvParentSessionKey, Value: ParentSessionKey(run, in.Parent)},
 			corev1.EnvVar{Name: EnvSpawnDepth, Value: strconv.FormatInt(int64(p.SpawnDepth), 10)},
 		)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 )
 
 // LogReader reads the end of a container's log.
@@ -84,6 +85,17 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		return nil // deleted; its children are garbage-collected through their ownerReferences
 	}
 	if err != nil {
+		return err
+	}
+	// Migration: sympozium's own controller put a finalizer on every run it
+	// had not finished and is no longer there to remove it. This controller
+	// needs none of it (a server run holds its own), so it goes first, also
+	// from a run being deleted, which it would otherwise hold forever.
+	if sent, err := legacy.RemoveFinalizer(ctx, run.Finalizers, legacy.FinalizerAgentRun, func(ctx context.Context, p []byte) error {
+		_, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.JSONPatchType, p,
+			metav1.PatchOptions{FieldManager: ControllerName})
+		return err
+	}); sent {
 		return err
 	}
 	if run.DeletionTimestamp != nil && !phase.HasFinalizer(run) {
