@@ -6,7 +6,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -49,7 +51,12 @@ func TestNextAdoptsTheOriginalsJob(t *testing.T) {
 	}{
 		"running: adopted, followed": {
 			in:        Observed{Run: run, Instance: newInstance(), Objects: Objects{KindJob: originalJob(run)}, Pod: newPod(agentRunning(t0.Add(3 * time.Second)))},
-			wantPhase: v1alpha1.PhaseRunning, wantCond: []string{v1alpha1.ConditionAdmitted}, events: []string{v1alpha1.ReasonJobCreated},
+			wantPhase: v1alpha1.PhaseRunning, wantCond: []string{v1alpha1.ConditionAdmitted, v1alpha1.ConditionRunning}, events: []string{v1alpha1.ReasonJobCreated},
+			check: func(t *testing.T, d Decision) {
+				c := findCondition(d.Status.Conditions, v1alpha1.ConditionRunning)
+				assert.Equal(t, metav1.ConditionTrue, c.Status)
+				assert.Equal(t, "agent container started in pod run-pod", c.Message)
+			},
 		},
 		"finished: the agent's report decides": {
 			in: Observed{Run: run, Instance: newInstance(), Objects: Objects{KindJob: originalJob(run, jobCond(batchv1.JobComplete, "CompletionsReached"))},
@@ -65,7 +72,7 @@ func TestNextAdoptsTheOriginalsJob(t *testing.T) {
 			in: Observed{Run: run, Instance: newInstance(), Objects: Objects{KindJob: originalJob(run)},
 				Pod:     newPod(agentExited(1, "")),
 				LogTail: "thinking...\n__SYMPOZIUM_RESULT__{\"status\":\"error\",\"error\":\"model refused\"}__SYMPOZIUM_END__\n"},
-			wantPhase: v1alpha1.PhaseFailed, wantCond: []string{v1alpha1.ConditionAdmitted, v1alpha1.ConditionFailed},
+			wantPhase: v1alpha1.PhaseFailed, wantCond: []string{v1alpha1.ConditionAdmitted, v1alpha1.ConditionRunning, v1alpha1.ConditionFailed},
 			events: []string{v1alpha1.ReasonJobCreated, v1alpha1.ReasonAgentFailed}, delete: true,
 			check: func(t *testing.T, d Decision) { assert.Contains(t, d.Status.Error, "model refused") },
 		},
@@ -141,4 +148,84 @@ func TestNextBothSandboxes(t *testing.T) {
 	plain := newRun(withAgentSandbox(""))
 	d = Next(Observed{Run: plain, Instance: newInstance(), SandboxAPI: in.SandboxAPI, Config: testConfig, Now: now})
 	assert.Equal(t, "Sandbox run created", findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted).Message)
+}
+
+// A server sympozium's controller started (Deployment and Service
+// "<run>-server", controlled by the run, its labels): adopted and kept as
+// it is (its selector is immutable and selects its pods); its availability
+// decides.
+func TestNextAdoptsTheOriginalsServer(t *testing.T) {
+	run := newRun(withMode(v1alpha1.ModeServer), withFinalizer(), func(r *v1alpha1.AgentRun) {
+		r.Status = v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseServing, DeploymentName: "run-server", ServiceName: "run-server",
+			StartedAt: new(metav1.NewTime(t0.Add(3 * time.Second)))}
+	})
+	in := Observed{Run: run, Instance: newInstance(), Config: testConfig, Now: now}
+	dep, svc := serverObjects(&in, nil)
+	labels := map[string]string{v1alpha1.LabelAgentRun: "run", v1alpha1.LabelInstance: "inst",
+		v1alpha1.LabelComponent: workload.ComponentOriginalServer, v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}
+	dep.Labels, svc.Labels = labels, labels
+	dep.Annotations, svc.Annotations = nil, nil // no spec hash of ours
+	dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+	svc.Spec.Selector = labels
+	dep.Status.AvailableReplicas, dep.Status.ReadyReplicas = 1, 1
+	dep.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}
+	in.Objects = Objects{KindDeployment: dep, KindService: svc}
+
+	d := Next(in)
+	assert.Equal(t, v1alpha1.PhaseServing, d.Status.Phase)
+	assert.Empty(t, d.Actions, "neither rebuilt nor replaced")
+	c := findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted)
+	require.NotNil(t, c)
+	assert.Equal(t, "Deployment run-server was created by sympozium's own controller; adopted: kept as it is, its availability decides while the run serves", c.Message)
+	c = findCondition(d.Status.Conditions, v1alpha1.ConditionServing)
+	require.NotNil(t, c)
+	assert.Equal(t, metav1.ConditionTrue, c.Status)
+	assertIdempotent(t, in, d)
+
+	// Deleting it: Succeeded, its Deployment and Service deleted like ours.
+	in.Run = withDeletedCopy(run)
+	d = Next(in)
+	assert.Equal(t, v1alpha1.PhaseSucceeded, d.Status.Phase)
+	assert.True(t, acts(d, Delete, KindDeployment))
+	assert.True(t, acts(d, Delete, KindService))
+}
+
+func withDeletedCopy(r *v1alpha1.AgentRun) *v1alpha1.AgentRun {
+	c := r.DeepCopy()
+	withDeleted()(c)
+	return c
+}
+
+// An agent-sandbox run sympozium's controller started names a Sandbox
+// ("sb-<run>") this controller never makes: it fails saying so, instead of
+// as if its Sandbox had been deleted.
+func TestNextForeignSandbox(t *testing.T) {
+	for name, tc := range map[string]struct {
+		pool string
+		set  func(*v1alpha1.AgentRunStatus)
+		want string
+	}{
+		"Sandbox":      {set: func(st *v1alpha1.AgentRunStatus) { st.SandboxName = "sb-run" }, want: "Sandbox sb-run"},
+		"SandboxClaim": {pool: "pool", set: func(st *v1alpha1.AgentRunStatus) { st.SandboxClaimName = "sbc-run" }, want: "SandboxClaim sbc-run"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := newRun(withAgentSandbox(tc.pool), func(r *v1alpha1.AgentRun) {
+				r.Status.Phase = v1alpha1.PhaseRunning
+				tc.set(&r.Status)
+			})
+			in := Observed{Run: run, Instance: newInstance(), Config: testConfig, Now: now,
+				SandboxAPI: SandboxAPI{Sandbox: "agents.x-k8s.io/v1beta1", Claim: "extensions.agents.x-k8s.io/v1beta1"}}
+			d := Next(in)
+			assert.Equal(t, v1alpha1.PhaseFailed, d.Status.Phase)
+			assert.Equal(t, v1alpha1.ReasonJobLost, failedReason(&d.Status))
+			assert.Contains(t, d.Status.Error, "the status names "+tc.want+", which this controller did not create")
+			assert.Contains(t, d.Status.Error, "sympozium's own controller started the run")
+			assert.Empty(t, d.Actions)
+			assertIdempotent(t, in, d)
+		})
+	}
+	// Its own name, gone: lost as before.
+	run := newRun(withAgentSandbox(""), func(r *v1alpha1.AgentRun) { r.Status.Phase, r.Status.SandboxName = v1alpha1.PhaseRunning, "run" })
+	d := Next(Observed{Run: run, Instance: newInstance(), Config: testConfig, Now: now, SandboxAPI: SandboxAPI{Sandbox: "agents.x-k8s.io/v1beta1"}})
+	assert.Contains(t, d.Status.Error, "was deleted before the run finished")
 }

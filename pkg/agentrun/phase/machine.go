@@ -214,7 +214,9 @@ func (m *machine) step() {
 	obj := w.object()
 	if obj == nil && !m.in.WorkloadExpected {
 		if w.recorded() {
-			w.lost()
+			if !m.foreignWorkload() {
+				w.lost()
+			}
 			return
 		}
 		m.admit()
@@ -224,7 +226,7 @@ func (m *machine) step() {
 		m.fail(v1alpha1.ReasonChildNameConflict, fmt.Sprintf("%s %s exists and is not controlled by this run", w.kind(), obj.GetName()), nil)
 		return
 	}
-	if !w.recorded() || m.adopting(obj) {
+	if adopt := m.adopting(obj); !w.recorded() || adopt {
 		// The workload exists (or was just created) but the status that
 		// admitted the run was never written: an earlier write lost a
 		// conflict or the controller stopped in between, or sympozium's
@@ -237,6 +239,9 @@ func (m *machine) step() {
 		msg := m.created(obj)
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
 			m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
+		}
+		if adopt {
+			m.adoptedPhase()
 		}
 	}
 	if w.needsFinalizer() && !HasFinalizer(m.run()) {

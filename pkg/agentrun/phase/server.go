@@ -134,7 +134,9 @@ func (w serverAdapter) complete() bool {
 func (w serverAdapter) converge() {
 	m := w.m
 	dep, svc := w.deployment(), w.service()
-	if !w.complete() {
+	if !w.complete() || (dep != nil && workload.CreatedByOriginal(dep)) || (svc != nil && workload.CreatedByOriginal(svc)) {
+		// sympozium's own server (adopted) is kept as it is: see
+		// workload.AdoptedNote.
 		return
 	}
 	in := m.inputs()

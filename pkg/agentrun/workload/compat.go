@@ -87,21 +87,35 @@ func IgnoredSandboxNote(run *v1alpha1.AgentRun) string {
 	return "spec.sandbox ignored: agentSandbox is enabled too and replaces the container sandbox"
 }
 
-// ComponentOriginal is the v1alpha1.LabelComponent value sympozium's own
-// controller (commit 25c0bb2) puts on the Job of a task-mode run and its
-// pod template.
-const ComponentOriginal = "agent-run"
+// The v1alpha1.LabelComponent values sympozium's own controller (commit
+// 25c0bb2) puts on what it creates for a run: its Job (and pod template)
+// and its Sandbox, and its server Deployment and Service.
+const (
+	ComponentOriginal       = "agent-run"
+	ComponentOriginalServer = "agent-server"
+)
 
 // CreatedByOriginal reports whether obj, a workload object of a run, was
-// created by sympozium's own controller. Its Job carries this controller's
-// managed-by label too and is named and owned like the Job this controller
-// would create, so it is followed like one (adopted).
+// created by sympozium's own controller. Its Job and its server Deployment
+// and Service carry this controller's managed-by label too and are named
+// and owned like the ones this controller would create, so they are
+// followed like them (adopted).
 func CreatedByOriginal(obj metav1.Object) bool {
-	return obj.GetLabels()[v1alpha1.LabelComponent] == ComponentOriginal
+	switch obj.GetLabels()[v1alpha1.LabelComponent] {
+	case ComponentOriginal, ComponentOriginalServer:
+		return true
+	}
+	return false
 }
 
 // AdoptedNote is what the admission of a run says about a workload object
 // sympozium's own controller created.
 func AdoptedNote(kind string, obj metav1.Object) string {
-	return fmt.Sprintf("%s %s was created by sympozium's own controller; adopted: its agent container decides the run", kind, obj.GetName())
+	how := "its agent container decides the run"
+	if obj.GetLabels()[v1alpha1.LabelComponent] == ComponentOriginalServer {
+		// Its selector (immutable) and its Service's select sympozium's
+		// pods: rebuilding it would take the server down.
+		how = "kept as it is, its availability decides while the run serves"
+	}
+	return fmt.Sprintf("%s %s was created by sympozium's own controller; adopted: %s", kind, obj.GetName(), how)
 }
