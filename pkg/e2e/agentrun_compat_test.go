@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -374,4 +376,97 @@ func TestBothSandboxesAgentSandboxWins(t *testing.T) {
 	}
 	assert.Contains(t, names, v1alpha1.AgentContainerName)
 	assert.NotContains(t, names, "sandbox", "the container sandbox's sidecar is not added")
+}
+
+// A server sympozium's controller started (agentrun_controller.go:693-926
+// at 25c0bb2: Deployment and Service "<run>-server" running its web proxy,
+// status Serving): adopted and kept as it is, the run stays Serving, and
+// deleting the run stops it like this controller's own servers.
+func TestAdoptsServerTheOriginalStarted(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	ctx := context.Background()
+	e.apply(t, instanceYAML(ns, "alice", ""))
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sympozium-agent, namespace: %s}\n", ns))
+
+	run, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, &v1alpha1.AgentRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Finalizers: []string{"sympozium.ai/agentrun-finalizer"},
+			Labels: map[string]string{"sympozium.ai/instance": "alice"}},
+		Spec: v1alpha1.AgentRunSpec{InstanceRef: "alice", AgentID: "web-endpoint", SessionKey: "web-endpoint", Task: "serve",
+			Model: v1alpha1.ModelSpec{Provider: "openai", Model: "gpt-4o"}, Mode: v1alpha1.ModeServer,
+			Skills: []v1alpha1.SkillRef{{SkillPackRef: "web-endpoint"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	labels := map[string]string{
+		"sympozium.ai/agent-run": "web", "sympozium.ai/instance": "alice", "sympozium.ai/component": "agent-server",
+		"app.kubernetes.io/part-of": "sympozium", "app.kubernetes.io/managed-by": "sympozium-controller",
+	}
+	ref := []metav1.OwnerReference{*metav1.NewControllerRef(run, v1alpha1.SchemeGroupVersion.WithKind("AgentRun"))}
+	probe := func(delay, period int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt(8080)}},
+			InitialDelaySeconds: delay, PeriodSeconds: period}
+	}
+	one, yes, no := int32(1), true, false
+	dep, err := e.kube.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-server", Namespace: ns, Labels: labels, OwnerReferences: ref},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyAlways, ServiceAccountName: "sympozium-agent",
+				Containers: []corev1.Container{{Name: "web-proxy", Image: "ghcr.io/sympozium-ai/sympozium/web-proxy:latest",
+					ImagePullPolicy: corev1.PullIfNotPresent,
+					Env: []corev1.EnvVar{{Name: "INSTANCE_NAME", Value: "alice"}, {Name: "WEB_PROXY_API_KEY", ValueFrom: &corev1.EnvVarSource{
+						SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "web-server-api-key"}, Key: "api-key"}}}},
+					Ports:         []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+					LivenessProbe: probe(5, 10), ReadinessProbe: probe(3, 5),
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("256Mi")}},
+					SecurityContext: &corev1.SecurityContext{RunAsNonRoot: &yes, ReadOnlyRootFilesystem: &yes, AllowPrivilegeEscalation: &no},
+				}},
+			}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = e.kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-server", Namespace: ns, Labels: labels, OwnerReferences: ref},
+		Spec: corev1.ServiceSpec{Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		d, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "web-server", metav1.GetOptions{})
+		return err == nil && d.Status.AvailableReplicas == 1, nil
+	})
+	require.NoError(t, err, "sympozium's server available")
+	now := metav1.Now()
+	run.Status = v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseServing, DeploymentName: "web-server", ServiceName: "web-server", StartedAt: &now}
+	_, err = e.client.SympoziumV1alpha1().AgentRuns(ns).UpdateStatus(ctx, run, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	e.startController(t, ns)
+	r := e.waitRun(t, ns, "web", 20*time.Second, "adopted", func(r *v1alpha1.AgentRun) bool {
+		c := condition(r, v1alpha1.ConditionServing)
+		return condition(r, v1alpha1.ConditionAdmitted) != nil && c != nil && c.Status == metav1.ConditionTrue
+	})
+	assert.Equal(t, v1alpha1.PhaseServing, r.Status.Phase)
+	assert.Equal(t, "Deployment web-server was created by sympozium's own controller; adopted: kept as it is, its availability decides while the run serves",
+		condition(r, v1alpha1.ConditionAdmitted).Message)
+	assert.Equal(t, []string{v1alpha1.FinalizerServer}, r.Finalizers, "sympozium's finalizer replaced by ours")
+	// Left as sympozium built it: never updated.
+	time.Sleep(2 * time.Second)
+	d, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "web-server", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, dep.Generation, d.Generation)
+	assert.Equal(t, "web-proxy", d.Spec.Template.Spec.Containers[0].Name)
+	svc, err := e.kube.CoreV1().Services(ns).Get(ctx, "web-server", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, labels, svc.Spec.Selector)
+
+	// Deleting the run stops the server: recorded, then gone.
+	e.kubectl(t, "delete", "agentrun", "web", "-n", ns, "--timeout=60s")
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "web-server", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	require.NoError(t, err, "the Deployment is gone")
 }
