@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -38,6 +39,15 @@ func (e *env) waitFailed(t *testing.T, ns, name, reason string, timeout time.Dur
 	assert.Equal(t, reason, failedReason(r), "%s: %s", name, r.Status.Error)
 	assert.NotNil(t, r.Status.CompletedAt, name)
 	return r
+}
+
+// waitWaiting waits for the run to wait (Admitted False) for reason.
+func (e *env) waitWaiting(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	e.waitRun(t, ns, name, 30*time.Second, reason, func(r *v1alpha1.AgentRun) bool {
+		c := condition(r, v1alpha1.ConditionAdmitted)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason
+	})
 }
 
 // podGraces records, for every pod of the namespace, the grace period its
@@ -123,10 +133,7 @@ func TestCancel(t *testing.T) {
 
 	// Waiting for its instance: never admitted.
 	e.apply(t, runYAML(ns, "orphan", "missing", hold, "  timeout: 10m\n"))
-	e.waitRun(t, ns, "orphan", 30*time.Second, "InstanceNotFound", func(r *v1alpha1.AgentRun) bool {
-		c := condition(r, v1alpha1.ConditionAdmitted)
-		return c != nil && c.Reason == v1alpha1.ReasonInstanceNotFound
-	})
+	e.waitWaiting(t, ns, "orphan", v1alpha1.ReasonInstanceNotFound)
 	e.cancelRun(t, ns, "orphan")
 	r = e.waitFailed(t, ns, "orphan", v1alpha1.ReasonCancelled, 30*time.Second)
 	assert.Contains(t, r.Status.Error, "while waiting (InstanceNotFound)")
@@ -212,10 +219,7 @@ func TestParentBoundsChildren(t *testing.T) {
 	e.waitPhase(t, ns, "worker", v1alpha1.PhaseRunning, 30*time.Second)
 	time.Sleep(1100 * time.Millisecond)
 	e.apply(t, child("queued", "boss"))
-	e.waitRun(t, ns, "queued", 30*time.Second, "WaitingForCapacity", func(r *v1alpha1.AgentRun) bool {
-		c := condition(r, v1alpha1.ConditionAdmitted)
-		return c != nil && c.Reason == v1alpha1.ReasonWaitingForCapacity
-	})
+	e.waitWaiting(t, ns, "queued", v1alpha1.ReasonWaitingForCapacity)
 	out, errOut, code := e.agentrun(t, "cancel", "-n", ns, "boss")
 	require.Equal(t, 0, code, "%s%s", out, errOut)
 	assert.Equal(t, "agentrun/boss cancel requested; see kubectl agentrun result boss\n", errOut)
@@ -400,9 +404,7 @@ func (r *runEnds) get() map[string]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]uint64{}
-	for k, v := range r.end {
-		out[k] = v
-	}
+	maps.Copy(out, r.end)
 	return out
 }
 

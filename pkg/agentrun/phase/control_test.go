@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -15,7 +14,7 @@ import (
 func withCancel() runOpt { return func(r *v1alpha1.AgentRun) { r.Spec.Cancel = true } }
 
 func withMaxRuns(n int32) func(*v1alpha1.SympoziumInstance) {
-	return func(i *v1alpha1.SympoziumInstance) { i.Spec.MaxConcurrentRuns = ptr.To(n) }
+	return func(i *v1alpha1.SympoziumInstance) { i.Spec.MaxConcurrentRuns = new(n) }
 }
 
 // withFailed is a finished, failed status (no workload left).
