@@ -202,9 +202,9 @@ func TestParentBoundsChildren(t *testing.T) {
 			runTimeout = env.Value
 		}
 	}
-	secs, err := strconv.Atoi(strings.TrimSuffix(runTimeout, "s"))
+	left, err := time.ParseDuration(runTimeout)
 	require.NoError(t, err, "RUN_TIMEOUT %q", runTimeout)
-	assert.LessOrEqual(t, secs, 40, "RUN_TIMEOUT is what the parent has left")
+	assert.LessOrEqual(t, left, 40*time.Second, "RUN_TIMEOUT is what the parent has left")
 	// The parent succeeds: its child is stopped.
 	e.waitPhase(t, ns, "short", v1alpha1.PhaseSucceeded, 60*time.Second)
 	r := e.waitFailed(t, ns, "short-child", v1alpha1.ReasonParentFinished, 30*time.Second)
