@@ -56,14 +56,16 @@ func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed
 // the cache, admitted by this controller and not seen yet, or whose
 // workload the cache holds although its status does not say so: the
 // controller stopped between creating it and recording it), and those
-// waiting that are older than run and would take a slot before it: a run
-// its own instance's run limit holds back does not count ahead of runs of
-// other instances.
+// waiting that are older than run and would take a slot before it. A
+// waiting run held back by another limit does not count ahead: a sub-agent
+// run beyond its instance's sub-agent maxConcurrent, and (for the runs of
+// other instances) a run beyond its own instance's maxConcurrentRuns.
 func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.UID]string, within func(*v1alpha1.AgentRun) bool) phase.Load {
 	var l phase.Load
 	counted := map[types.UID]bool{}
 	var waiting []*v1alpha1.AgentRun
-	active := map[string]int{} // by instance key
+	active := map[string]int{}    // by instance key
+	activeSub := map[string]int{} // sub-agent runs, by instance key
 	for _, o := range objs {
 		r, ok := o.(*v1alpha1.AgentRun)
 		if !ok || r.UID == run.UID || r.Status.Phase.IsTerminal() {
@@ -72,7 +74,11 @@ func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.U
 		if _, ok := unseen[r.UID]; ok || phase.IsAdmitted(r) || c.workloadCached(r) {
 			l.Active++
 			counted[r.UID] = true
-			active[index.InstanceKey(r.Namespace, r.Spec.InstanceRef)]++
+			key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
+			active[key]++
+			if r.Spec.Parent != nil {
+				activeSub[key]++
+			}
 			continue
 		}
 		if r.DeletionTimestamp == nil && !r.Spec.Cancel && phase.Older(r, run) {
@@ -87,14 +93,16 @@ func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.U
 	}
 	for _, r := range waiting {
 		key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
-		if r.Spec.InstanceRef != run.Spec.InstanceRef || r.Namespace != run.Namespace {
-			inst, err := c.instances.SympoziumInstances(r.Namespace).Get(r.Spec.InstanceRef)
-			if err != nil {
-				continue // waits for its instance, not for a slot
-			}
-			if n := phase.MaxConcurrentRuns(inst); n > 0 && active[key] >= n {
-				continue // held back by its own instance's limit
-			}
+		inst, err := c.instances.SympoziumInstances(r.Namespace).Get(r.Spec.InstanceRef)
+		if err != nil {
+			continue // waits for its instance, not for a slot
+		}
+		if r.Spec.Parent != nil && activeSub[key] >= int(phase.Limits(inst).MaxConcurrent) {
+			continue // held back by the instance's sub-agent limit
+		}
+		sameInstance := r.Spec.InstanceRef == run.Spec.InstanceRef && r.Namespace == run.Namespace
+		if n := phase.MaxConcurrentRuns(inst); !sameInstance && n > 0 && active[key] >= n {
+			continue // held back by its own instance's limit
 		}
 		l.WaitingAhead++
 	}

@@ -167,3 +167,21 @@ func TestSyncControllerRunLimit(t *testing.T) {
 	require.NoError(t, f.sync("b2"))
 	waitsForCapacity(t, f, "b2", "waiting for a run slot of the controller (--max-concurrent-runs 2)")
 }
+
+// TestSyncRunLimitSkipsRunsHeldBackElsewhere: sub-agent runs waiting for
+// the instance's only sub-agent slot do not hold up a younger top-level run
+// for the instance's free run slots.
+func TestSyncRunLimitSkipsRunsHeldBackElsewhere(t *testing.T) {
+	f := newFixture(t)
+	parent := newRun("parent", withCreated(t0), withStatus(runningStatus("parent", "parent-pod")))
+	busy := newRun("busy", withParent(parent, 1), withOwner(parent), withCreated(t0), withStatus(runningStatus("busy", "busy-pod")))
+	queued := newRun("queued", withParent(parent, 1), withOwner(parent), withCreated(t0.Add(time.Second)))
+	top := newRun("top", withCreated(t0.Add(2*time.Second)))
+	f.add(newInstance("inst", withMaxRuns(3), withLimits(2, 1, 3)), parent, busy, queued, top, jobOf(parent, "p-job"), jobOf(busy, "b-job"))
+
+	require.NoError(t, f.sync("queued"))
+	waitsForCapacity(t, f, "queued", "sub-agent slot")
+	f.clearActions()
+	require.NoError(t, f.sync("top"))
+	assert.Equal(t, []string{"create jobs ns/top"}, describe(f.kubeWrites()), "2 of 3 slots are taken; queued waits for another limit")
+}
