@@ -4,7 +4,7 @@
 //	kubectl agentrun run [--instance I] [--timeout 5m] [--env K=V] "task"   create a run and follow it to its result
 //	kubectl agentrun result NAME                                            print a finished run's result
 //	kubectl agentrun logs NAME                                              print the agent's log
-//	kubectl agentrun cancel NAME                                            not supported yet
+//	kubectl agentrun cancel [--wait] NAME                                   stop a run, keeping its record
 //
 // Every command takes kubectl's -n/--namespace, --context, --kubeconfig and
 // -o json|yaml, and loads the kubeconfig by client-go's rules ($KUBECONFIG,
@@ -38,7 +38,8 @@ Commands:
                      (exit code 0 Succeeded, 1 Failed)
   result NAME        print the result of a finished run (exit 1 if it failed, 3 if it has not finished)
   logs NAME          print the agent's log (its pod's container "agent")
-  cancel NAME        not supported yet: runs cannot be cancelled
+  cancel NAME        stop a run and keep its record (spec.cancel: it ends Failed, reason Cancelled);
+                     --wait follows it until the controller recorded the end
 
 Flags of every command:
   -n, --namespace NS   namespace (default: the kubeconfig context's)
@@ -82,7 +83,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "logs", "log":
 		err = cmdLogs(ctx, rest, stdout, stderr)
 	case "cancel":
-		err = cmdCancel(rest, stderr)
+		err = cmdCancel(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "kubectl agentrun: unknown command %q\n\n%s", cmd, usage)
 		return exitError
@@ -101,15 +102,4 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "error:", err)
 	return exitError
-}
-
-// cmdCancel says that runs cannot be cancelled yet, rather than pretending:
-// deleting a run is not the same thing (it loses the record).
-func cmdCancel(args []string, stderr io.Writer) error {
-	fs, _ := newFlags("cancel", "NAME", stderr)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	return errors.New("cancel is not supported yet: an AgentRun cannot be cancelled. " +
-		"`kubectl delete agentrun NAME` stops it, and deletes its record with it")
 }

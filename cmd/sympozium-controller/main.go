@@ -35,6 +35,7 @@ func main() {
 	fs.BoolVar(&cfg.AllowHostAccess, "allow-host-access", false, "Let SkillPack sidecars with hostAccess (host namespaces, root, hostPath) run; such pods break Pod Security restricted. Without it, runs mounting one fail.")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "Timeout of runs whose spec and instance set none.")
 	fs.DurationVar(&cfg.Grace, "fail-fast-grace", cfg.Grace, "How long an image pull failure, a missing Secret or ConfigMap, or a missing parent run is tolerated before the run fails.")
+	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", 0, "Cap on the admitted, unfinished runs of the whole controller (every instance, every mode); beyond it runs wait in Pending (WaitingForCapacity), oldest first. 0 is no limit.")
 	fs.IntVar(&cfg.MaxResultBytes, "max-result-bytes", cfg.MaxResultBytes, "Bound of status.result; longer results are truncated and flagged.")
 	fs.StringVar(&cfg.SandboxGroup, "agent-sandbox-group", cfg.SandboxGroup, "API group of the agent-sandbox Sandbox (runs with agentSandbox.enabled).")
 	fs.StringVar(&cfg.SandboxClaimGroup, "agent-sandbox-claim-group", cfg.SandboxClaimGroup, "API group of the agent-sandbox SandboxClaim (runs with agentSandbox.warmPoolRef).")

@@ -55,7 +55,20 @@ type chaosRun struct {
 	result   string // status.result the run must end with
 	errText  string // text status.error must contain (failures)
 	keep     bool
+	// cancel: the run is created cancelled (cancelAtCreation), or
+	// cancelled cancelAfter after its creation (cancelLater); either way it
+	// must end Failed with reason Cancelled and its workload gone.
+	cancel      chaosCancel
+	cancelAfter time.Duration
 }
+
+type chaosCancel int
+
+const (
+	cancelNone chaosCancel = iota
+	cancelAtCreation
+	cancelLater
+)
 
 func (c chaosRun) object(ns string) *v1alpha1.AgentRun {
 	report := map[string]any{"status": "success", "response": c.result,
@@ -79,13 +92,17 @@ func (c chaosRun) object(ns string) *v1alpha1.AgentRun {
 	if c.keep {
 		r.Spec.Cleanup = v1alpha1.CleanupKeep
 	}
+	r.Spec.Cancel = c.cancel == cancelAtCreation
 	return r
 }
 
 // TestChaosControllerKilled runs a mixed workload while the controller is
 // killed with SIGKILL at random moments and restarted, then checks that
 // every run reached its outcome with exactly one Job ever created, no
-// result lost, and no Job or pod left behind.
+// result lost, and no Job or pod left behind. Cancels are mixed in: runs
+// created cancelled, and long runs cancelled at a random moment (Pending or
+// Running, controller up or down); they end Cancelled with at most one Job,
+// none left behind even with cleanup: keep.
 func TestChaosControllerKilled(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
@@ -108,6 +125,13 @@ func TestChaosControllerKilled(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			c.exitCode, c.errText = 3, "tool failed in "+c.name
 		}
+		switch rng.IntN(10) {
+		case 0:
+			c.cancel = cancelAtCreation
+		case 1, 2:
+			c.cancel, c.duration = cancelLater, "1h"
+			c.cancelAfter = time.Duration(rng.IntN(4000)) * time.Millisecond
+		}
 		runs[i] = c
 	}
 
@@ -115,12 +139,22 @@ func TestChaosControllerKilled(t *testing.T) {
 	ctl := e.startController(t, ns)
 	// The workload arrives over a few seconds, while the controller dies.
 	var wg sync.WaitGroup
-	createErr := make(chan error, 1)
+	createErr := make(chan error, n)
 	wg.Go(func() {
 		for i, c := range runs {
 			if _, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Create(context.Background(), c.object(ns), metav1.CreateOptions{}); err != nil {
 				createErr <- fmt.Errorf("creating %s: %w", c.name, err)
 				return
+			}
+			if c.cancel == cancelLater {
+				wg.Go(func() {
+					time.Sleep(c.cancelAfter)
+					_, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Patch(context.Background(), c.name, types.MergePatchType,
+						[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
+					if err != nil {
+						createErr <- fmt.Errorf("cancelling %s: %w", c.name, err)
+					}
+				})
 			}
 			if i%10 == 9 {
 				time.Sleep(250 * time.Millisecond)
@@ -139,10 +173,9 @@ func TestChaosControllerKilled(t *testing.T) {
 		ctl = e.startController(t, ns)
 	}
 	wg.Wait()
-	select {
-	case err := <-createErr:
+	close(createErr)
+	for err := range createErr {
 		require.NoError(t, err)
-	default:
 	}
 
 	// Every run reaches its outcome.
@@ -167,6 +200,16 @@ func TestChaosControllerKilled(t *testing.T) {
 	for _, c := range runs {
 		r := byName[c.name]
 		if !assert.NotNil(t, r, c.name) {
+			continue
+		}
+		if c.cancel != cancelNone {
+			assert.Equal(t, v1alpha1.PhaseFailed, r.Status.Phase, c.name)
+			assert.Equal(t, v1alpha1.ReasonCancelled, failedReason(r), "%s: %s", c.name, r.Status.Error)
+			assert.NotNil(t, r.Status.CompletedAt, c.name)
+			assert.Nil(t, r.Status.ExitCode, "%s: the agent never exited on its own", c.name)
+			if c.cancel == cancelAtCreation {
+				assert.Empty(t, r.Status.JobName, "%s was created cancelled", c.name)
+			}
 			continue
 		}
 		want := v1alpha1.PhaseSucceeded
@@ -196,19 +239,34 @@ func TestChaosControllerKilled(t *testing.T) {
 	created, cut := jobCreations(t, e.cluster.AuditLogPath(), ns)
 	uids, err := jobUIDs.get()
 	require.NoError(t, err)
+	jobsWanted, cancelled := 0, 0
 	for _, c := range runs {
 		name := naming.JobName(c.name)
-		assert.Len(t, uids[name], 1, "Jobs that existed for %s", c.name)
 		assert.LessOrEqual(t, created[name], 1, "successful Job creates for %s", c.name)
-		assert.GreaterOrEqual(t, created[name]+cut[name], 1, "Job creates for %s", c.name)
+		switch c.cancel {
+		case cancelNone:
+			jobsWanted++
+			assert.Len(t, uids[name], 1, "Jobs that existed for %s", c.name)
+			assert.GreaterOrEqual(t, created[name]+cut[name], 1, "Job creates for %s", c.name)
+		case cancelAtCreation:
+			cancelled++
+			assert.Empty(t, uids[name], "Jobs that existed for %s, created cancelled", c.name)
+		case cancelLater:
+			cancelled++
+			if len(uids[name]) == 1 {
+				jobsWanted++ // admitted before the cancel
+			}
+			assert.LessOrEqual(t, len(uids[name]), 1, "Jobs that existed for %s", c.name)
+		}
 	}
-	assert.Len(t, uids, n, "Jobs that existed in %s", ns)
+	assert.Len(t, uids, jobsWanted, "Jobs that existed in %s", ns)
+	t.Logf("chaos: %d runs cancelled", cancelled)
 	t.Logf("chaos: %d Jobs, %d creates cut short by a kill", len(uids), len(cut))
 
 	// No orphans: the Jobs (and pods) of keep runs stay, every other one goes.
 	keep := map[string]bool{}
 	for _, c := range runs {
-		if c.keep {
+		if c.keep && c.cancel == cancelNone {
 			keep[naming.JobName(c.name)] = true
 		}
 	}

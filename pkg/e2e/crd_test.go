@@ -244,8 +244,9 @@ func (e *env) rejections(t *testing.T, manifest string) []string {
 	body, err := json.Marshal(obj)
 	require.NoError(t, err)
 	meta := obj["metadata"].(map[string]any)
+	resource := strings.ToLower(obj["kind"].(string)) + "s" // AgentRun, SympoziumInstance
 	err = e.client.SympoziumV1alpha1().RESTClient().Post().Namespace(meta["namespace"].(string)).
-		Resource("agentruns").Body(body).SetHeader("Content-Type", "application/json").Do(context.Background()).Error()
+		Resource(resource).Body(body).SetHeader("Content-Type", "application/json").Do(context.Background()).Error()
 	require.Error(t, err, "accepted:\n%s", manifest)
 	var status apierrors.APIStatus
 	require.True(t, errors.As(err, &status), "%v", err)
@@ -266,6 +267,49 @@ func TestSpecImmutableInTaskMode(t *testing.T) {
 	assert.Contains(t, out, "immutable")
 	e.apply(t, minimalRun(ns, "srv", "  mode: server\n"))
 	e.kubectl(t, "patch", "agentrun", "srv", "-n", ns, "--type=merge", "-p", `{"spec":{"task":"other"}}`)
+
+	// spec.cancel is the one field of a task-mode run that may change, one
+	// way only; cancelling does not open the other fields.
+	out, err = e.kubectlErr("patch", "agentrun", "imm", "-n", ns, "--type=merge", "-p", `{"spec":{"cancel":true,"task":"other"}}`)
+	require.Error(t, err)
+	assert.Contains(t, out, "spec is immutable once created, except for runs in mode: server")
+	e.kubectl(t, "patch", "agentrun", "imm", "-n", ns, "--type=merge", "-p", `{"spec":{"cancel":true}}`)
+	e.kubectl(t, "patch", "agentrun", "imm", "-n", ns, "--type=merge", "-p", `{"spec":{"cancel":true}}`) // idempotent
+	for _, undo := range []string{`{"spec":{"cancel":false}}`, `{"spec":{"cancel":null}}`} {
+		out, err = e.kubectlErr("patch", "agentrun", "imm", "-n", ns, "--type=merge", "-p", undo)
+		require.Error(t, err, undo)
+		assert.Contains(t, out, "spec.cancel: Forbidden: cancel cannot be undone: a cancelled run stays cancelled", undo)
+	}
+	// A server-mode run too: its other fields stay mutable, cancel stays one-way.
+	e.kubectl(t, "patch", "agentrun", "srv", "-n", ns, "--type=merge", "-p", `{"spec":{"cancel":true}}`)
+	out, err = e.kubectlErr("patch", "agentrun", "srv", "-n", ns, "--type=merge", "-p", `{"spec":{"cancel":false}}`)
+	require.Error(t, err)
+	assert.Contains(t, out, "spec.cancel: Forbidden: cancel cannot be undone")
+	assert.True(t, e.getRun(t, ns, "srv").Spec.Cancel)
+}
+
+// TestRunControlFieldsValidatedAndExplained: the run-control fields are
+// documented for kubectl explain, and a bad maxConcurrentRuns is refused
+// with the field named.
+func TestRunControlFieldsValidatedAndExplained(t *testing.T) {
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	out := e.kubectl(t, "explain", "agentrun.spec.cancel")
+	assert.Contains(t, out, "cancel, set to true, stops the run and keeps its record")
+	assert.Contains(t, out, "cannot be set back to false")
+	out = e.kubectl(t, "explain", "sympoziuminstance.spec.maxConcurrentRuns")
+	assert.Contains(t, out, "caps the instance's admitted, unfinished runs")
+	assert.Contains(t, out, "WaitingForCapacity")
+
+	for _, n := range []string{"0", "-3"} {
+		assert.Equal(t, []string{"spec.maxConcurrentRuns: Invalid value: " + n + ": maxConcurrentRuns must be at least 1 (leave it unset for no limit)"},
+			e.rejections(t, instanceYAML(ns, "bad", "  maxConcurrentRuns: "+n+"\n")), n)
+	}
+	// A type error is the schema's (the API server then adds its "some
+	// validation rules were not checked" line, as for any wrong type).
+	assert.Contains(t, e.rejections(t, minimalRun(ns, "x", "  cancel: yes please\n")),
+		`spec.cancel: Invalid value: "string": spec.cancel in body must be of type boolean: "string"`)
+	e.apply(t, instanceYAML(ns, "ok", "  maxConcurrentRuns: 1\n"))
 }
 
 func TestPrinterColumnsAndCategory(t *testing.T) {

@@ -61,7 +61,7 @@ func (e *env) agentrun(t *testing.T, args ...string) (string, string, int) {
 // TestKubectlPlugin: kubectl agentrun against the real API server and the
 // controller: run follows a run to its result with the exit code of its
 // outcome, result reads it back, logs says why a finished run has no log,
-// cancel refuses honestly, and the kubectl flags behave as kubectl's.
+// cancel stops a run keeping its record, and the kubectl flags behave as kubectl's.
 func TestKubectlPlugin(t *testing.T) {
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
@@ -131,11 +131,14 @@ func TestKubectlPlugin(t *testing.T) {
 	assert.Contains(t, errOut, "agentrun/ok finished (Succeeded) and its pod/ok-")
 	assert.Contains(t, errOut, "is gone (cleanup: delete)")
 
-	// cancel is not faked.
-	_, errOut, code = e.agentrun(t, "cancel", "-n", ns, "slow")
+	// cancel stops the run and keeps its record (TestCancel has the rest).
+	out, errOut, code = e.agentrun(t, "cancel", "--wait", "-n", ns, "slow")
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, "agentrun/slow cancelled: the run was cancelled (spec.cancel) while running\n", out)
+	assert.Equal(t, v1alpha1.ReasonCancelled, failedReason(e.getRun(t, ns, "slow")))
+	_, errOut, code = e.agentrun(t, "cancel", "-n", ns, "nosuch")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "cancel is not supported yet")
-	assert.Equal(t, v1alpha1.PhaseRunning, e.getRun(t, ns, "slow").Status.Phase)
+	assert.Equal(t, "error: agentrun/nosuch not found in namespace "+ns+"\n", errOut)
 
 	// kubectl's flags: --kubeconfig and --context are honoured, a missing
 	// context is an error, and the namespace defaults to the context's.

@@ -74,6 +74,9 @@ type Config struct {
 	Grace           time.Duration
 	MaxResultBytes  int
 	ReadLogs        bool
+	// MaxConcurrentRuns caps the admitted, unfinished runs of the whole
+	// controller; 0 is no limit.
+	MaxConcurrentRuns int
 
 	// The agent-sandbox API: where to look for it (groups, an optional
 	// pinned version) and how often to look again.
@@ -122,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.MaxConcurrentRuns < 0 {
+		errs = append(errs, errors.New("--max-concurrent-runs must be 0 (no limit) or positive"))
 	}
 	if c.DefaultTimeout <= 0 {
 		errs = append(errs, errors.New("--default-timeout must be positive"))
@@ -366,7 +372,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
-			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,
+			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, MaxConcurrentRuns: cfg.MaxConcurrentRuns,
 		},
 		OnSync:       p.metrics.ObserveSync,
 		OnTransition: p.metrics.ObserveTransition,

@@ -249,11 +249,7 @@ type lwant struct {
 
 // lifecycle is the table every backend runs: the same steps, the outcome
 // each backend must reach (wants[""] unless the backend has its own).
-var lifecycle = []struct {
-	name  string
-	in    func(k kit) Observed
-	wants map[Backend]lwant
-}{
+var lifecycle = []lifecycleStep{
 	{
 		name: "admission creates the workload",
 		in:   func(k kit) Observed { return Observed{Run: k.run(), Instance: newInstance()} },
@@ -362,13 +358,26 @@ func stepInput(k kit, in func(kit) Observed) Observed {
 	if o.Now.IsZero() {
 		o.Now = now
 	}
+	limit := o.Config.MaxConcurrentRuns // a step may set the controller-wide run limit
 	o.Config, o.SandboxAPI = testConfig, servedAPI
+	o.Config.MaxConcurrentRuns = limit
 	return o
 }
 
-func TestLifecycleEveryBackend(t *testing.T) {
+// lifecycleStep is one row of a table every backend runs.
+type lifecycleStep = struct {
+	name  string
+	in    func(k kit) Observed
+	wants map[Backend]lwant
+}
+
+func TestLifecycleEveryBackend(t *testing.T) { runLifecycle(t, lifecycle) }
+
+// runLifecycle runs every step for every backend: the outcome, no mutated
+// input, only the backend's own objects touched, and idempotence.
+func runLifecycle(t *testing.T, steps []lifecycleStep) {
 	for _, k := range kits {
-		for _, step := range lifecycle {
+		for _, step := range steps {
 			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
 				in := stepInput(k, step.in)
 				w, ok := step.wants[k.backend]

@@ -40,6 +40,9 @@ type Config struct {
 	Grace time.Duration
 	// MaxResultBytes bounds status.result.
 	MaxResultBytes int
+	// MaxConcurrentRuns caps the admitted, unfinished runs of the whole
+	// controller (--max-concurrent-runs); 0 is no limit.
+	MaxConcurrentRuns int
 }
 
 // Observed is everything a decision depends on. Pointers point into informer
@@ -88,6 +91,13 @@ type Observed struct {
 	// WaitingAhead counts the instance's sub-agent runs waiting for
 	// capacity that are older than this one.
 	WaitingAhead int
+
+	// The run limits (see capacity.go), counted only for a run that is not
+	// admitted yet and only where a limit applies.
+	// Runs is the load of the run's instance (its maxConcurrentRuns).
+	Runs Load
+	// AllRuns is the load of the whole controller (Config.MaxConcurrentRuns).
+	AllRuns Load
 
 	Config Config
 	Now    time.Time
@@ -206,6 +216,9 @@ func (m *machine) step() {
 		m.finished()
 		return
 	}
+	if m.stopRequested() {
+		return
+	}
 	m.adoptByParent()
 	if m.st.Phase == "" {
 		m.st.Phase = v1alpha1.PhasePending
@@ -259,7 +272,11 @@ func (m *machine) finished() {
 // forcesCleanup reports a failure whose workload is deleted whatever
 // spec.cleanup says: the run ran out of time.
 func forcesCleanup(reason string) bool {
-	return reason == v1alpha1.ReasonTimeout || reason == v1alpha1.ReasonServerNotReady
+	switch reason {
+	case v1alpha1.ReasonTimeout, v1alpha1.ReasonServerNotReady, v1alpha1.ReasonCancelled, v1alpha1.ReasonParentFinished:
+		return true
+	}
+	return false
 }
 
 // deleted handles a run being deleted that still holds the server
@@ -300,8 +317,10 @@ func (m *machine) adoptByParent() {
 	}
 }
 
+// deadline is the run's effective deadline: its own, or its parent's when
+// that is earlier (a parent's budget caps its children).
 func (m *machine) deadline() time.Time {
-	return workload.Deadline(m.run(), m.in.Instance, m.in.Config.Workload.DefaultTimeout)
+	return workload.EffectiveDeadline(m.inputs(), m.in.Config.Workload.DefaultTimeout)
 }
 
 func (m *machine) timeout() time.Duration {
@@ -354,6 +373,10 @@ func (m *machine) admit() {
 			m.wait(v1alpha1.ReasonWaitingForCapacity, fmt.Sprintf("waiting for a sub-agent slot of instance %s (maxConcurrent %d)", run.Spec.InstanceRef, lim.MaxConcurrent), 0)
 			return
 		}
+	}
+	if msg := m.atCapacity(); msg != "" {
+		m.wait(v1alpha1.ReasonWaitingForCapacity, msg, 0)
+		return
 	}
 	if len(m.in.MissingConfigMaps) > 0 {
 		msg := fmt.Sprintf("ConfigMap %v not found", m.in.MissingConfigMaps)

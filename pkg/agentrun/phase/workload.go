@@ -110,7 +110,7 @@ func newAdapter(m *machine) adapter {
 }
 
 func (m *machine) inputs() workload.Inputs {
-	return workload.Inputs{Run: m.run(), Instance: m.in.Instance, SkillPacks: m.in.SkillPacks, Parent: m.in.Parent, Now: m.in.Now}
+	return workload.Inputs{Run: m.run(), Instance: m.in.Instance, SkillPacks: m.in.SkillPacks, Parent: m.parent(), Now: m.in.Now}
 }
 
 // cached returns the cached object of kind as its Go type; nil when the

@@ -133,8 +133,8 @@ type Inputs struct {
 	// SkillPacks holds the SkillPacks mounted by the run, by name, for
 	// their sidecars; a missing entry just means no sidecar. Read-only.
 	SkillPacks map[string]*v1alpha1.SkillPack
-	// Parent is the parent run of a sub-agent run (spec.parent); nil when
-	// there is none or it is unknown. Read-only.
+	// Parent is the parent run of a sub-agent run; nil when there is none
+	// (or it is not known). Its deadline caps the run's. Read-only.
 	Parent *v1alpha1.AgentRun
 	// Now is the clock reading RUN_TIMEOUT and activeDeadlineSeconds are
 	// computed from. Required.
@@ -164,6 +164,24 @@ func Timeout(run *v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, def time.
 // (for capacity, an instance, a node) ends as well.
 func Deadline(run *v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, def time.Duration) time.Time {
 	return run.CreationTimestamp.Add(Timeout(run, inst, def))
+}
+
+// EffectiveDeadline is the run's Deadline, or its parent's when that is
+// earlier: a sub-agent never outlives its parent's budget. The parent's
+// timeout is read with the run's instance when both belong to the same one
+// (sub-agents always do), else with the defaults alone.
+func EffectiveDeadline(in Inputs, def time.Duration) time.Time {
+	d := Deadline(in.Run, in.Instance, def)
+	if p := in.Parent; p != nil && in.Run.Spec.Parent != nil {
+		inst := in.Instance
+		if p.Spec.InstanceRef != in.Run.Spec.InstanceRef {
+			inst = nil
+		}
+		if pd := Deadline(p, inst, def); pd.Before(d) {
+			d = pd
+		}
+	}
+	return d
 }
 
 // TraceParent returns the run's OpenTelemetry trace ID and the W3C
@@ -296,7 +314,7 @@ func Labels(run *v1alpha1.AgentRun) map[string]string {
 
 // remaining is the time left until the run's deadline at in.Now.
 func remaining(cfg Config, in Inputs) time.Duration {
-	return Deadline(in.Run, in.Instance, cfg.DefaultTimeout).Sub(in.Now)
+	return EffectiveDeadline(in, cfg.DefaultTimeout).Sub(in.Now)
 }
 
 // RunTimeout is the RUN_TIMEOUT of a pod built at in.Now: the time left

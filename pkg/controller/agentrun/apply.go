@@ -159,9 +159,7 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 		}
 		if a.Kind == workload {
 			c.expectations.expectWorkload(run.UID)
-			if run.Spec.Parent != nil {
-				c.admissions.admitted(index.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID)
-			}
+			c.admissions.admitted(index.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID, run.Spec.Parent != nil)
 		}
 	}
 	return false, "", nil

@@ -270,7 +270,7 @@ func TestRunHandlers(t *testing.T) {
 
 	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.admissions.admitted(index.InstanceKey(testNS, "inst"), runningRun.UID)
+		f.c.admissions.admitted(index.InstanceKey(testNS, "inst"), runningRun.UID, true)
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
 		assert.Empty(t, f.c.admissions.unseen(index.InstanceKey(testNS, "inst"), ""), "the admission is observed")

@@ -92,18 +92,26 @@ func (e *expectations) workloadExpected(run types.UID) bool {
 	return e.fresh(e.pending, run)
 }
 
-// admissions serialises the admission of sub-agent runs per instance and
-// remembers the runs admitted whose admitted status the cache does not show
-// yet, so that two workers (or a stale cache) never admit more runs than
-// maxConcurrent allows.
+// admissions serialises the admission of runs a limit concerns (per
+// instance, or controller-wide with --max-concurrent-runs) and remembers
+// the runs admitted whose admitted status the cache does not show yet, so
+// that two workers (or a stale cache) never admit more runs than a limit
+// (sub-agents' maxConcurrent, maxConcurrentRuns) allows.
 type admissions struct {
 	mu sync.Mutex
 	// locks holds the admission locks in use (held or waited for); an
 	// instance's entry goes with its last user, so the map does not grow
 	// with every instance ever seen.
 	locks   map[string]*admissionLock
-	pending map[string]map[types.UID]time.Time // instance key -> run UIDs
+	pending map[string]map[types.UID]admission // instance key -> run UIDs
 	clock   clock.PassiveClock
+}
+
+// admission is a run admitted in memory: when, and whether it is a
+// sub-agent run (it then holds a sub-agent slot too).
+type admission struct {
+	at       time.Time
+	subagent bool
 }
 
 type admissionLock struct {
@@ -112,7 +120,7 @@ type admissionLock struct {
 }
 
 func newAdmissions(clk clock.PassiveClock) *admissions {
-	return &admissions{locks: map[string]*admissionLock{}, pending: map[string]map[types.UID]time.Time{}, clock: clk}
+	return &admissions{locks: map[string]*admissionLock{}, pending: map[string]map[types.UID]admission{}, clock: clk}
 }
 
 // lock takes the instance's admission lock; call the returned func to
@@ -137,15 +145,15 @@ func (a *admissions) lock(instance string) func() {
 	}
 }
 
-func (a *admissions) admitted(instance string, run types.UID) {
+func (a *admissions) admitted(instance string, run types.UID, subagent bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	m, ok := a.pending[instance]
 	if !ok {
-		m = map[types.UID]time.Time{}
+		m = map[types.UID]admission{}
 		a.pending[instance] = m
 	}
-	m[run] = a.clock.Now()
+	m[run] = admission{at: a.clock.Now(), subagent: subagent}
 }
 
 // observed drops a run once the cache shows it admitted, finished or gone.
@@ -161,21 +169,44 @@ func (a *admissions) observed(run *v1alpha1.AgentRun) {
 	}
 }
 
-// unseen returns the runs admitted in memory and not yet seen admitted in
-// the cache, except skip.
+// unseen returns the sub-agent runs of the instance admitted in memory and
+// not yet seen admitted in the cache, except skip.
 func (a *admissions) unseen(instance string, skip types.UID) map[types.UID]bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := map[types.UID]bool{}
-	for uid, at := range a.pending[instance] {
+	for uid, ad := range a.pending[instance] {
 		if uid == skip {
 			continue
 		}
-		if a.clock.Since(at) > expectationTTL {
+		if a.clock.Since(ad.at) > expectationTTL {
 			delete(a.pending[instance], uid)
 			continue
 		}
-		out[uid] = true
+		if ad.subagent {
+			out[uid] = true
+		}
+	}
+	return out
+}
+
+// all returns every run admitted in memory and not yet seen admitted in
+// the cache, except skip, with its instance key.
+func (a *admissions) all(skip types.UID) map[types.UID]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[types.UID]string{}
+	for inst, m := range a.pending {
+		for uid, ad := range m {
+			if uid == skip {
+				continue
+			}
+			if a.clock.Since(ad.at) > expectationTTL {
+				delete(m, uid)
+				continue
+			}
+			out[uid] = inst
+		}
 	}
 	return out
 }

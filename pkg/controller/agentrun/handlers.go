@@ -79,7 +79,10 @@ func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
 				c.admissions.observed(cur)
 			}
 			if releasesCapacity(old, cur) {
-				c.wakeWaiting(cur.Namespace, cur.Spec.InstanceRef)
+				c.wakeForCapacity(cur.Namespace, cur.Spec.InstanceRef)
+			}
+			if !old.Status.Phase.IsTerminal() && cur.Status.Phase.IsTerminal() {
+				c.wakeChildren(cur)
 			}
 		},
 		DeleteFunc: func(d sinformers.DeletedAgentRun) {
@@ -88,7 +91,7 @@ func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
 				c.expectations.forget(r.UID)
 				c.writes.forget(r.UID)
 				c.admissions.observed(r)
-				c.wakeWaiting(r.Namespace, r.Spec.InstanceRef)
+				c.wakeForCapacity(r.Namespace, r.Spec.InstanceRef)
 			}
 		},
 	}

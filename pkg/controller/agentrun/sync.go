@@ -114,11 +114,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
-	if run.Spec.Parent != nil && !run.Status.Phase.IsTerminal() && !phase.IsAdmitted(run) && obs.Instance != nil {
-		// Admission of sub-agent runs is serialised per instance, so that
-		// two workers never fill the same free slot.
-		inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
-		unlock := c.admissions.lock(inst)
+	if lock := c.admissionLock(run, obs.Instance); lock != "" {
+		// Admissions a limit concerns are serialised (per instance, or
+		// controller-wide), so that two workers never fill the same free
+		// slot.
+		unlock := c.admissions.lock(lock)
 		defer unlock()
 		c.observeCapacity(run, &obs)
 	}
@@ -330,10 +330,10 @@ func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
 	return false
 }
 
-// observeCapacity counts the instance's active sub-agent runs (including
+// observeSubagents counts the instance's active sub-agent runs (including
 // admissions the cache does not show yet) and the waiting ones ahead of run.
 // The caller holds the instance's admission lock.
-func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed) {
+func (c *Controller) observeSubagents(run *v1alpha1.AgentRun, obs *phase.Observed) {
 	inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	unseen := c.admissions.unseen(inst, run.UID)
 	objs, err := c.runIndex.ByIndex(index.SubagentsByInstance, inst)

@@ -29,12 +29,24 @@ const (
 	// SubagentsByInstance keys sub-agent runs (spec.parent set) by
 	// <namespace>/<instanceRef>, for the sub-agent concurrency limit.
 	SubagentsByInstance = "sympozium.ai/subagents-by-instance"
+	// LiveRunsByInstance keys the unfinished runs (admitted or waiting) by
+	// <namespace>/<instanceRef>, for the instance's run limit
+	// (maxConcurrentRuns).
+	LiveRunsByInstance = "sympozium.ai/live-by-instance"
+	// LiveRuns keys every unfinished run by LiveRunsKey, for the
+	// controller-wide run limit (--max-concurrent-runs).
+	LiveRuns = "sympozium.ai/live"
 	// PodsByJob keys pods by the UID of the Job that controls them.
 	PodsByJob = "sympozium.ai/by-job-uid"
 	// PodsByRun keys pods by <namespace>/<the sympozium.ai/agent-run
 	// label> (naming.LabelValue of the run's name).
 	PodsByRun = "sympozium.ai/by-run-label"
 )
+
+// LiveRunsKey is the one key of the LiveRuns index.
+const LiveRunsKey = "live"
+
+func live(r *v1alpha1.AgentRun) bool { return !r.Status.Phase.IsTerminal() }
 
 // RunLabelKey is the PodsByRun key of a run's pods.
 func RunLabelKey(namespace, run string) string { return namespace + "/" + naming.LabelValue(run) }
@@ -62,6 +74,13 @@ func Add(runs, pods cache.SharedIndexInformer) error {
 			RunsByInstance:        byInstance(func(*v1alpha1.AgentRun) bool { return true }),
 			WaitingRunsByInstance: byInstance(phase.IsWaiting),
 			SubagentsByInstance:   byInstance(func(r *v1alpha1.AgentRun) bool { return r.Spec.Parent != nil }),
+			LiveRunsByInstance:    byInstance(live),
+			LiveRuns: func(obj any) ([]string, error) {
+				if r, ok := obj.(*v1alpha1.AgentRun); ok && live(r) {
+					return []string{LiveRunsKey}, nil
+				}
+				return nil, nil
+			},
 			RunsByParent: func(obj any) ([]string, error) {
 				r, ok := obj.(*v1alpha1.AgentRun)
 				if !ok || r.Spec.Parent == nil {

@@ -64,6 +64,11 @@ const (
 	ReasonChildNameConflict  = "ChildNameConflict"
 	ReasonServerNotReady     = "ServerNotReady"
 	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonCancelled: spec.cancel was set (on the run, or on the parent
+	// of a sub-agent run; the message names it).
+	ReasonCancelled = "Cancelled"
+	// ReasonParentFinished: the parent of a sub-agent run finished first.
+	ReasonParentFinished = "ParentFinished"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -72,7 +77,7 @@ var Reasons = []string{
 	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
-	ReasonServerNotReady, ReasonInvalidSpec,
+	ReasonServerNotReady, ReasonInvalidSpec, ReasonCancelled, ReasonParentFinished,
 }
 
 // Labels and annotations the controller puts on the objects it creates.

@@ -66,6 +66,10 @@ type ThinkingMode string
 // by value (a timeout by its duration), so that a client that writes the
 // object back through Go types ("5m" becomes "5m0s") is not refused.
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.mode) && oldSelf.mode == 'server' && has(self.mode) && self.mode == 'server' || (!has(self.instanceRef) || has(oldSelf.instanceRef) && self.instanceRef == oldSelf.instanceRef) && self.agentId == oldSelf.agentId && self.sessionKey == oldSelf.sessionKey && (!has(self.task) || has(oldSelf.task) && self.task == oldSelf.task) && (!has(self.model) || has(oldSelf.model) && self.model == oldSelf.model) && (has(self.systemPrompt) ? has(oldSelf.systemPrompt) && self.systemPrompt == oldSelf.systemPrompt : !has(oldSelf.systemPrompt)) && (has(self.mode) ? has(oldSelf.mode) && self.mode == oldSelf.mode : !has(oldSelf.mode)) && (has(self.parent) ? has(oldSelf.parent) && self.parent == oldSelf.parent : !has(oldSelf.parent)) && (has(self.skills) ? has(oldSelf.skills) && self.skills == oldSelf.skills : !has(oldSelf.skills)) && (has(self.toolPolicy) ? has(oldSelf.toolPolicy) && self.toolPolicy == oldSelf.toolPolicy : !has(oldSelf.toolPolicy)) && (has(self.cleanup) ? has(oldSelf.cleanup) && self.cleanup == oldSelf.cleanup : !has(oldSelf.cleanup)) && (has(self.env) ? has(oldSelf.env) && self.env == oldSelf.env : !has(oldSelf.env)) && (has(self.timeout) ? has(oldSelf.timeout) && duration(self.timeout) == duration(oldSelf.timeout) : !has(oldSelf.timeout)) && (has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled) == (has(oldSelf.sandbox) && has(oldSelf.sandbox.enabled) && oldSelf.sandbox.enabled) && (has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled) == (has(oldSelf.agentSandbox) && has(oldSelf.agentSandbox.enabled) && oldSelf.agentSandbox.enabled)",message="spec is immutable once created, except for runs in mode: server"
+// spec.cancel is the one field of a task-mode run that may change (it is
+// not listed in the rule above), and only from unset or false to true: a
+// cancelled run stays cancelled.
+// +kubebuilder:validation:XValidation:rule="!(has(oldSelf.cancel) && oldSelf.cancel) || (has(self.cancel) && self.cancel)",message="cancel cannot be undone: a cancelled run stays cancelled",fieldPath=".cancel",reason=FieldValueForbidden
 type AgentRunSpec struct {
 	// instanceRef is the name of the SympoziumInstance in the same namespace
 	// that this run belongs to. The run waits in Pending (reason
@@ -153,6 +157,16 @@ type AgentRunSpec struct {
 	// with sandbox, as sympozium's clients do: the agent sandbox then wins.
 	// +optional
 	AgentSandbox *AgentSandboxSpec `json:"agentSandbox,omitempty"`
+
+	// cancel, set to true, stops the run and keeps its record: a Pending
+	// (also waiting for capacity or its instance), Running or Serving run
+	// ends Failed with reason Cancelled, completedAt set, its workload
+	// deleted (the agent gets its pod's termination grace period), and its
+	// unfinished sub-agent runs are cancelled too. A finished run ignores
+	// it. It is the only field of a task-mode run that may change after
+	// creation, and it cannot be set back to false.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
 
 	// env adds environment variables to the agent container. The variables
 	// the controller sets itself (see the agent pod contract) cannot be
@@ -451,6 +465,15 @@ type SympoziumInstanceSpec struct {
 	// +kubebuilder:default=50
 	// +kubebuilder:validation:Minimum=0
 	RunHistoryLimit *int32 `json:"runHistoryLimit,omitempty"`
+	// maxConcurrentRuns caps the instance's admitted, unfinished runs (task,
+	// server and sub-agent runs alike). Beyond it a new run waits in Pending
+	// (condition Admitted=False, reason WaitingForCapacity) and starts,
+	// oldest first, when a run finishes; its timeout still runs. Unset: no
+	// limit of the instance (the controller's --max-concurrent-runs still
+	// applies).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 1",message="maxConcurrentRuns must be at least 1 (leave it unset for no limit)",reason=FieldValueInvalid
+	MaxConcurrentRuns *int32 `json:"maxConcurrentRuns,omitempty"`
 
 	// The fields below are sympozium's. This controller admits and keeps
 	// them so that sympozium's clients (web UI, CLI, TUI, PersonaPacks) work

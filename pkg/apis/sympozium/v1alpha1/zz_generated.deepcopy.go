@@ -1069,6 +1069,11 @@ func (in *SympoziumInstanceSpec) DeepCopyInto(out *SympoziumInstanceSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.MaxConcurrentRuns != nil {
+		in, out := &in.MaxConcurrentRuns, &out.MaxConcurrentRuns
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Channels != nil {
 		in, out := &in.Channels, &out.Channels
 		*out = make([]ChannelSpec, len(*in))
