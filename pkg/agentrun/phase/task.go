@@ -68,7 +68,20 @@ func (w taskAdapter) observe() {
 	m := w.m
 	job, pod := w.job(), m.in.Pod
 	agent := agentOf(pod)
+	defer w.countAttempts(job, pod)
 	switch {
+	case w.awaitingReplacement(job, pod):
+		// The infrastructure broke the pod and the Job replaces it
+		// (spec.retry): follow the deadline until the new pod shows.
+		if !m.in.Now.Before(m.deadline()) {
+			m.fail(v1alpha1.ReasonTimeout, m.timeoutMessage(pod, agent)+"; the Job was replacing a pod the infrastructure stopped", nil)
+			return
+		}
+		m.requeueAt(m.deadline())
+		return
+	case job != nil && retriesSpent(job):
+		m.fail(v1alpha1.ReasonPodLost, retriesExhausted(job, jobFailed(job)), nil)
+		return
 	case agent != nil && agent.State.Terminated != nil:
 		m.agentTerminated(pod, agent.State.Terminated)
 		return

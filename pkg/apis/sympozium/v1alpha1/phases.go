@@ -64,6 +64,9 @@ const (
 	ReasonChildNameConflict  = "ChildNameConflict"
 	ReasonServerNotReady     = "ServerNotReady"
 	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonRetrying is the Event of a task-mode run whose Job replaces a
+	// pod the infrastructure stopped (spec.retry); the run stays Running.
+	ReasonRetrying = "Retrying"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -72,7 +75,7 @@ var Reasons = []string{
 	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
-	ReasonServerNotReady, ReasonInvalidSpec,
+	ReasonServerNotReady, ReasonInvalidSpec, ReasonRetrying,
 }
 
 // Labels and annotations the controller puts on the objects it creates.
