@@ -73,16 +73,16 @@ func TestRetryInfrastructure(t *testing.T) {
 			phase: v1alpha1.PhaseSucceeded, attempt: 2, podName: "run-pod-2", events: []string{v1alpha1.ReasonSucceeded},
 		},
 		"the agent's own non-zero exit is never retried": {
-			in:     Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: newPod(agentExited(3, ""))},
-			phase:  v1alpha1.PhaseFailed, reason: v1alpha1.ReasonAgentFailed, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonAgentFailed},
+			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: newPod(agentExited(3, ""))},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonAgentFailed, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonAgentFailed},
 		},
 		"a pod merely deleted is not retried: PodLost": {
-			in:     Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}},
-			phase:  v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
+			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
 		},
 		"no budget (retry.infrastructure: 0): preemption fails the run": {
-			in:     Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(0, 0))}, Pod: newPod(preempted())},
-			phase:  v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
+			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(0, 0))}, Pod: newPod(preempted())},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
 			errHas: "PreemptionByScheduler",
 		},
 		"budget spent: the Job failed, PodLost after 3 attempts": {
