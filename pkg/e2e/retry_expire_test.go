@@ -132,7 +132,7 @@ func TestInfrastructureRetry(t *testing.T) {
 	e.preempt(t, ns, "spent")
 	r = e.waitPhase(t, ns, "spent", v1alpha1.PhaseFailed, 60*time.Second)
 	assert.Equal(t, v1alpha1.ReasonPodLost, failedReason(r))
-	assert.Contains(t, r.Status.Error, "gave up after 2 attempts")
+	assert.Contains(t, r.Status.Error, "gave up after 2 attempts", "whether the Job or the pod told first")
 	assert.Equal(t, int32(2), r.Status.Attempts)
 	for _, n := range []string{"noretry", "spent"} {
 		e.waitNoChildren(t, ns, n, 30*time.Second)

@@ -76,6 +76,10 @@ func (w taskAdapter) countAttempts(job *batchv1.Job, pod *corev1.Pod) {
 	if jobFailed(job) != nil {
 		n = max(job.Status.Failed, 1)
 	}
+	if job.Spec.BackoffLimit != nil {
+		// Counted failures beyond the budget start no pod.
+		n = min(n, 1+max(*job.Spec.BackoffLimit, 0))
+	}
 	grew := n > max(m.st.Attempts, 1)
 	if !grew && (m.st.Attempts != 0 || m.st.Phase == m.run().Status.Phase) {
 		return
@@ -106,4 +110,18 @@ func retriesSpent(job *batchv1.Job) bool {
 // budget on disruptions.
 func retriesExhausted(job *batchv1.Job, c *batchv1.JobCondition) string {
 	return fmt.Sprintf("Job %s gave up after %d attempts, the infrastructure stopped each pod: %s: %s", job.Name, job.Status.Failed, c.Reason, c.Message)
+}
+
+// retried reports a Job built with a retry budget (backoffLimit > 0).
+func retried(job *batchv1.Job) bool {
+	return job != nil && job.Spec.BackoffLimit != nil && *job.Spec.BackoffLimit > 0
+}
+
+// exitCode is the agent container's exit code when it terminated.
+func exitCode(agent *corev1.ContainerStatus) *int32 {
+	if agent == nil || agent.State.Terminated == nil {
+		return nil
+	}
+	e := agent.State.Terminated.ExitCode
+	return &e
 }

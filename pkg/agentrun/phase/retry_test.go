@@ -91,6 +91,12 @@ func TestRetryInfrastructure(t *testing.T) {
 			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 3, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
 			errHas: "gave up after 3 attempts",
 		},
+		"preempted again with the budget spent, before the Job says so: PodLost": {
+			in: Observed{Run: newRun(running(), withAttempts(2)), Objects: Objects{KindJob: jobFor(newRun(), budget(1, 2))},
+				Pod: replacement(preempted())},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 2, podName: "run-pod-2", events: []string{v1alpha1.ReasonPodLost},
+			errHas: "gave up after 2 attempts",
+		},
 		"a retry never outlives the run's deadline: Timeout": {
 			in: Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: newPod(preempted()),
 				Now: t0.Add(11 * time.Minute)},

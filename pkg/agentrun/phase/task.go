@@ -82,6 +82,12 @@ func (w taskAdapter) observe() {
 	case job != nil && retriesSpent(job):
 		m.fail(v1alpha1.ReasonPodLost, retriesExhausted(job, jobFailed(job)), nil)
 		return
+	case pod != nil && disrupted(pod) && retried(job):
+		// Disrupted again with the budget spent (the Job may not say so
+		// yet): the same outcome as the Job's BackoffLimitExceeded.
+		exit := exitCode(agent)
+		m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("%s; gave up after %d attempts", podLostMessage(pod), max(m.st.Attempts, job.Status.Failed, 1)), exit)
+		return
 	case agent != nil && agent.State.Terminated != nil:
 		m.agentTerminated(pod, agent.State.Terminated)
 		return
