@@ -65,8 +65,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 
 	jobUIDs := e.recordJobs(t, ns)
 	ctl := e.startController(t, ns)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	var wg sync.WaitGroup
 	createErr := make(chan error, 1)
 	wg.Go(func() {

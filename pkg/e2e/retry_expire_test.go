@@ -150,7 +150,7 @@ func TestRunTTLAndHistoryLimits(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
-	e.startController(t, ns)
+	ctl := e.startController(t, ns)
 	e.apply(t, instanceYAML(ns, "inst", "  runTTLSecondsAfterFinished: 3600\n"))
 	e.apply(t, runYAML(ns, "short", "inst", map[string]string{"SIM_DURATION": "1s"}, "  ttlSecondsAfterFinished: 6\n"))
 	e.apply(t, runYAML(ns, "long", "inst", map[string]string{"SIM_DURATION": "1s"}, ""))
@@ -159,6 +159,11 @@ func TestRunTTLAndHistoryLimits(t *testing.T) {
 	short := e.waitPhase(t, ns, "short", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "long", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "live", v1alpha1.PhaseRunning, 60*time.Second)
+	// The timer lives in memory only: a controller SIGKILLed while the TTL
+	// runs finds it again from completedAt.
+	ctl.kill()
+	time.Sleep(500 * time.Millisecond)
+	e.startController(t, ns)
 	var goneAt time.Time
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Get(ctx, "short", metav1.GetOptions{})
