@@ -27,7 +27,8 @@ const (
 )
 
 // TestChaosPreemptionsControllerKilled mixes preemptions (what the kubelet
-// does to a pod it preempts: DisruptionTarget, exit 137, Failed) into a
+// does to a pod it preempts: DisruptionTarget, exit 137, Failed) and
+// evictions through the Eviction API (kubectl drain) into a
 // workload while the controller is SIGKILLed and restarted: every run ends
 // with the right outcome and reason (the preempted ones retried by their
 // Job, never by a second Job), each run had exactly one Job, and nothing
@@ -87,7 +88,11 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 		if fate[i] == notPreempted {
 			continue
 		}
-		wg.Go(func() { e.preempt(t, ns, c.name) })
+		if i%2 == 0 {
+			wg.Go(func() { e.evict(t, ns, c.name) }) // kubectl drain's way
+		} else {
+			wg.Go(func() { e.preempt(t, ns, c.name) }) // the kubelet's
+		}
 	}
 
 	kills := 6 + rng.IntN(3)
