@@ -142,3 +142,32 @@ func TestRetryInfrastructure(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryIsTheJobs: only a task-mode run's Job replaces a pod the
+// infrastructure broke. A server's Deployment replaces its pod by itself
+// (not counted, the run keeps serving); an agent-sandbox run is not retried
+// (its Sandbox holds one pod): PodLost, whatever the instance's default.
+func TestRetryIsTheJobs(t *testing.T) {
+	withRetry := func(i *v1alpha1.SympoziumInstance) {
+		i.Spec.Agents.Default.Retry = &v1alpha1.RetryPolicy{Infrastructure: new(int32(3))}
+	}
+	for _, k := range kits {
+		t.Run(string(k.backend), func(t *testing.T) {
+			in := Observed{Run: k.run(k.started), Instance: newInstance(withRetry), Now: now, Config: testConfig}
+			k.workload(&in, newPod(preempted()))
+			if job, ok := in.Objects[KindJob]; ok {
+				budget(3, 0)(job.(*batchv1.Job))
+			}
+			d := Next(in)
+			switch k.backend {
+			case BackendTask:
+				assert.Equal(t, v1alpha1.PhaseRunning, d.Status.Phase, "the Job replaces the pod")
+			case BackendServer:
+				assert.False(t, d.Status.Phase.IsTerminal(), "the Deployment replaces the pod: %s", d.Status.Error)
+			default:
+				assert.Equal(t, v1alpha1.ReasonPodLost, failedReason(&d.Status), "an agent sandbox is not retried")
+			}
+			assertIdempotent(t, in, d)
+		})
+	}
+}
