@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -20,9 +23,8 @@ const agentContainer = "agent"
 var errNoLog = errors.New("no log")
 
 // logSource is one place an agent's log can come from. Sources are asked in
-// order; the first that does not return errNoLog answers. The agent's pod is
-// the only one today; a log tail kept after the pod is gone plugs in as
-// another source after it.
+// order; the first that does not return errNoLog answers: the agent's pod,
+// then the log tail the controller kept for a failed run whose pod is gone.
 type logSource interface {
 	// open returns the log of run, or errNoLog when this source has none.
 	open(ctx context.Context, run *v1alpha1.AgentRun, follow bool) (io.ReadCloser, error)
@@ -47,6 +49,32 @@ func (p podLog) open(ctx context.Context, run *v1alpha1.AgentRun, follow bool) (
 	return rc, nil
 }
 
+// keptLog reads the end of the agent's log that the controller keeps in
+// ConfigMap <run>-log when a run fails and its pod is deleted (cleanup:
+// delete). It is asked after the pod, so a live pod's full log wins.
+type keptLog struct{ kube kubernetes.Interface }
+
+// keptLogKey is the ConfigMap key of the kept log (agentrun.KeptLogKey).
+const keptLogKey = "agent.log"
+
+func (k keptLog) open(ctx context.Context, run *v1alpha1.AgentRun, _ bool) (io.ReadCloser, error) {
+	cm, err := k.kube.CoreV1().ConfigMaps(run.Namespace).Get(ctx, naming.LogName(run.Name), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, errNoLog
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the kept log configmap/%s: %w", naming.LogName(run.Name), err)
+	}
+	if !metav1.IsControlledBy(cm, run) {
+		return nil, errNoLog // not this run's (an older run of the same name, or someone else's)
+	}
+	log, ok := cm.Data[keptLogKey]
+	if !ok {
+		return nil, errNoLog
+	}
+	return io.NopCloser(strings.NewReader(log)), nil
+}
+
 func cmdLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("logs", "NAME", stderr)
 	follow := fs.Bool("follow", false, "stream the log while the agent runs")
@@ -69,7 +97,7 @@ func cmdLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return writeLog(ctx, run, []logSource{podLog{kube: kube}}, *follow, stdout)
+	return writeLog(ctx, run, []logSource{podLog{kube: kube}, keptLog{kube: kube}}, *follow, stdout)
 }
 
 // writeLog copies the run's log from the first source that has it, or says

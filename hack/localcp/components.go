@@ -99,7 +99,14 @@ clientConnection:
 leaderElection:
   leaderElect: false
 `, l.kubeconfig("kube-scheduler")),
-		"kwok-stages.yaml": string(stagesYAML),
+		"kwok-stages.yaml": string(stagesYAML) + clusterLogsYAML(dir),
+		// The log every agent container in LogsNamespace shows (CRI format).
+		filepath.Join("kwok-logs", "agent.log"): criLog(AgentLogLines),
+	}
+	for _, d := range []string{"etcd", "flexvolume", "kwok-workdir", "kwok-logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -112,11 +119,6 @@ leaderElection:
 		"kwok":                    userKwok,
 	} {
 		if err := writeKubeconfig(l.kubeconfig(name), l.apiserverURL, l.pki.caPEM, user, l.tokens[user]); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range []string{"etcd", "flexvolume", "kwok-workdir"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
@@ -276,10 +278,17 @@ func (l *layout) kwok() component {
 		"--node-ip=127.0.0.1",
 		"--cidr=10.244.0.0/16",
 		"--node-lease-duration-seconds=40",
+		// The kubelet endpoint: the nodes advertise this port
+		// (daemonEndpoints, see the node-initialize Stage) on 127.0.0.1, and
+		// the API server reaches kwok's kubelet API there over TLS for
+		// `kubectl logs` (served from the ClusterLogs of clusterLogsYAML).
+		"--node-port="+strconv.Itoa(l.kwokPort),
+		"--tls-cert-file="+l.pki.ServingCert,
+		"--tls-private-key-file="+l.pki.ServingKey,
 	)
 	// kwok also reads ~/.kwok/kwok.yaml unless its work directory points elsewhere.
 	c.env = append(c.env, "KWOK_WORKDIR="+filepath.Join(l.dir, "kwok-workdir"))
-	c.healthURL = fmt.Sprintf("http://127.0.0.1:%d/healthz", l.kwokPort)
+	c.healthURL = fmt.Sprintf("https://127.0.0.1:%d/healthz", l.kwokPort)
 	return c
 }
 
@@ -292,4 +301,44 @@ func removeFlag(args []string, flag string) []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+// LogsNamespace is the namespace whose agent containers have a log: kwok
+// serves AgentLogLines for every container named agent there, through its
+// kubelet API (kubectl logs, the pods/log subresource). Elsewhere a log
+// read fails as before (kwok simulates no logs by default).
+const LogsNamespace = "kwok-logs"
+
+// AgentLogLines is the log of every agent container in LogsNamespace.
+var AgentLogLines = []string{
+	"agent: starting",
+	"agent: calling the model",
+	"agent: error: the model endpoint refused the request (HTTP 503)",
+}
+
+// clusterLogsYAML is the kwok ClusterLogs document appended to the Stages
+// of --config: the agent containers of LogsNamespace log kwok-logs/agent.log.
+func clusterLogsYAML(dir string) string {
+	return fmt.Sprintf(`---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: agent-logs
+spec:
+  selector:
+    matchNamespaces: [%s]
+  logs:
+  - containers: [agent]
+    logsFile: %s
+`, LogsNamespace, filepath.Join(dir, "kwok-logs", "agent.log"))
+}
+
+// criLog renders lines in the CRI log format the kubelet (and kwok) read:
+// "<RFC3339Nano time> stdout F <line>".
+func criLog(lines []string) string {
+	var b strings.Builder
+	for _, line := range lines {
+		fmt.Fprintf(&b, "2026-01-01T00:00:00.000000000Z stdout F %s\n", line)
+	}
+	return b.String()
 }

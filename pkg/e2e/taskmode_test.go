@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -241,7 +242,11 @@ func TestTaskRunPodContract(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, job.Spec.ActiveDeadlineSeconds)
 	assert.InDelta(t, 135, *job.Spec.ActiveDeadlineSeconds, 10)
-	assert.EqualValues(t, 0, *job.Spec.BackoffLimit)
+	// Retries are for pods the infrastructure broke (the default budget of
+	// 2), never for the agent's own exit: the API server stored the policy.
+	assert.EqualValues(t, 2, *job.Spec.BackoffLimit)
+	require.NotNil(t, job.Spec.PodFailurePolicy)
+	assert.Equal(t, workload.PodFailurePolicy(), job.Spec.PodFailurePolicy)
 }
 
 func TestTaskRunAgentFails(t *testing.T) {

@@ -388,7 +388,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	instCtl, err := instance.NewController(ctx, client, inf.Instances, inf.Runs, inf.Pods.Informer(), nil)
+	instCtl, err := instance.NewController(ctx, client, inf.Instances, inf.Runs, inf.Pods.Informer(), nil, nil)
 	if err != nil {
 		return err
 	}

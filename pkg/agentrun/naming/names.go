@@ -222,3 +222,10 @@ func subdomain(s string) string {
 	t = strings.TrimRight(t, "-.")
 	return t + "-" + h
 }
+
+// LogName is the name of the ConfigMap that keeps the end of a failed
+// run's agent log once its pod is deleted: "<run>-log", a DNS-1123
+// subdomain (shortened with a hash when the run's name is near the limit).
+func LogName(run string) string {
+	return subdomain(run + "-log")
+}

@@ -73,13 +73,14 @@ func trimPod(p *corev1.Pod) {
 }
 
 // trimJob reduces a cached Job to its identity, ownership, deletion, this
-// controller's labels and annotations, and its status (the phase machine
-// reads its conditions); the spec is never read.
+// controller's labels and annotations, its status (the phase machine
+// reads its conditions and failure count) and its backoffLimit (the run's
+// retry budget, see retry.go); the rest of the spec is never read.
 func trimJob(j *batchv1.Job) {
 	j.Labels = ownKeys(j.Labels, true)
 	j.Annotations = ownKeys(j.Annotations, false)
 	j.Finalizers = nil
-	j.Spec = batchv1.JobSpec{}
+	j.Spec = batchv1.JobSpec{BackoffLimit: j.Spec.BackoffLimit}
 	j.Status.UncountedTerminatedPods = nil
 }
 

@@ -126,6 +126,11 @@ type Decision struct {
 	// executes the creates, then the updates, writes the status, then the
 	// deletes. A finished decision (terminal phase) carries deletes only.
 	Actions []Action
+	// KeepLog asks to keep the end of the agent's log (ConfigMap
+	// naming.LogName, owned by the run) before the deletes: the run failed
+	// now and its agent pod is about to be deleted with its workload. Only
+	// a failure asks: a successful run spends no write on it.
+	KeepLog bool
 	// RequeueAfter is the next deadline or grace expiry; 0 for none.
 	RequeueAfter time.Duration
 	// Events are recorded after the status is written, only on transitions.
@@ -586,6 +591,16 @@ func (m *machine) fail(reason, msg string, exit *int32) {
 	m.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, reason, msg)
 	m.event(corev1.EventTypeWarning, reason, msg)
 	m.w.remove(forcesCleanup(reason))
+	m.d.KeepLog = m.keepsLog(reason)
+}
+
+// keepsLog reports whether a run failing now with reason loses its agent's
+// log: it has a pod, and the pod goes with the workload (cleanup: delete,
+// or a failure that forces the cleanup). A run being deleted keeps
+// nothing: the ConfigMap would go with it.
+func (m *machine) keepsLog(reason string) bool {
+	return m.in.Pod != nil && m.run().DeletionTimestamp == nil &&
+		(forcesCleanup(reason) || m.run().Spec.Cleanup != v1alpha1.CleanupKeep)
 }
 
 func (m *machine) complete() {

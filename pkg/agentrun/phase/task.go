@@ -68,7 +68,26 @@ func (w taskAdapter) observe() {
 	m := w.m
 	job, pod := w.job(), m.in.Pod
 	agent := agentOf(pod)
+	defer w.countAttempts(job, pod)
 	switch {
+	case w.awaitingReplacement(job, pod):
+		// The infrastructure broke the pod and the Job replaces it
+		// (spec.retry): follow the deadline until the new pod shows.
+		if !m.in.Now.Before(m.deadline()) {
+			m.fail(v1alpha1.ReasonTimeout, m.timeoutMessage(pod, agent)+"; the Job was replacing a pod the infrastructure stopped", nil)
+			return
+		}
+		m.requeueAt(m.deadline())
+		return
+	case job != nil && retriesSpent(job):
+		m.fail(v1alpha1.ReasonPodLost, retriesExhausted(job, jobFailed(job)), nil)
+		return
+	case pod != nil && disrupted(pod) && retried(job):
+		// Disrupted again with the budget spent (the Job may not say so
+		// yet): the same outcome as the Job's BackoffLimitExceeded.
+		exit := exitCode(agent)
+		m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("%s; gave up after %d attempts", podLostMessage(pod), max(m.st.Attempts, job.Status.Failed, 1)), exit)
+		return
 	case agent != nil && agent.State.Terminated != nil:
 		m.agentTerminated(pod, agent.State.Terminated)
 		return

@@ -463,8 +463,9 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 }
 
 // Job builds the Job of a task-mode run: named naming.JobName, in the run's
-// namespace, controlled by the run, running PodTemplate once with no retry
-// and an active deadline just after the run's own. It has no
+// namespace, controlled by the run, running PodTemplate once (a pod the
+// infrastructure broke is replaced up to InfrastructureRetries times, see
+// PodFailurePolicy) and an active deadline just after the run's own. It has no
 // ttlSecondsAfterFinished: the controller deletes it per spec.cleanup.
 func Job(cfg Config, in Inputs) (*batchv1.Job, error) {
 	tmpl, err := PodTemplate(cfg, in)
@@ -480,7 +481,8 @@ func Job(cfg Config, in Inputs) (*batchv1.Job, error) {
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(run, v1alpha1.SchemeGroupVersion.WithKind("AgentRun"))},
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:          new(int32(0)),
+			BackoffLimit:          new(InfrastructureRetries(run, in.Instance)),
+			PodFailurePolicy:      PodFailurePolicy(),
 			Completions:           new(int32(1)),
 			Parallelism:           new(int32(1)),
 			ActiveDeadlineSeconds: new(ActiveDeadlineSeconds(cfg, in)),

@@ -316,9 +316,12 @@ func TestJob(t *testing.T) {
 			}},
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit: new(int32(0)),
-			Completions:  new(int32(1)),
-			Parallelism:  new(int32(1)),
+			// Two replacements of a pod the infrastructure broke (the
+			// default); the agent's own exit fails the Job at once.
+			BackoffLimit:     new(int32(2)),
+			PodFailurePolicy: PodFailurePolicy(),
+			Completions:      new(int32(1)),
+			Parallelism:      new(int32(1)),
 			// 10m timeout from t0, now = t0+90.5s: 509.5s left, rounded up, + 15s slack.
 			ActiveDeadlineSeconds: new(int64(525)),
 			PodReplacementPolicy:  new(batchv1.Failed),

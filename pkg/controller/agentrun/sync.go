@@ -122,7 +122,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		defer unlock()
 		c.observeCapacity(run, &obs)
 	}
-	rejected, run, err := c.apply(ctx, run, phase.Next(obs))
+	d := phase.Next(obs)
+	c.keepLog(ctx, run, &obs, d)
+	rejected, run, err := c.apply(ctx, run, d)
 	if err != nil || rejected == "" {
 		return err
 	}

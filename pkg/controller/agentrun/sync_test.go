@@ -67,7 +67,8 @@ func TestSyncNewRunCreatesJobAndWritesPending(t *testing.T) {
 	assert.Contains(t, agent.Env, corev1.EnvVar{Name: workload.EnvAgentRunID, Value: "run"})
 	assert.Contains(t, agent.Env, corev1.EnvVar{Name: workload.EnvTask, Value: "do it"})
 	assert.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy)
-	assert.Equal(t, ptr.To[int32](0), job.Spec.BackoffLimit)
+	assert.Equal(t, ptr.To[int32](2), job.Spec.BackoffLimit, "the default infrastructure retry budget")
+	assert.NotNil(t, job.Spec.PodFailurePolicy)
 
 	cw := f.clientWrites()
 	require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))

@@ -1,6 +1,8 @@
 // Package instance is the SympoziumInstance controller: it counts each
-// instance's runs into its status and prunes its finished runs beyond
-// spec.runHistoryLimit, oldest first, never touching a live run.
+// instance's runs into its status and deletes its finished runs beyond
+// spec.runHistoryLimit (and the per-outcome successful/failed limits),
+// oldest first, and those whose ttlSecondsAfterFinished ran out, woken by
+// the queue's AddAfter on the injected clock; never a live run.
 package instance
 
 import (
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -44,19 +47,26 @@ type Controller struct {
 	worker    *worker.Worker
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	coalesce  time.Duration
+	clock     clock.WithTicker
 }
 
-// NewController wires the event handlers. rl may be nil.
+// NewController wires the event handlers. rl may be nil; clk nil is the
+// real clock (TTL expiry is timed on it, through the queue's AddAfter).
 func NewController(ctx context.Context, client clientset.Interface, instances sinformers.TypedSympoziumInstanceInformer,
-	runs sinformers.TypedAgentRunInformer, pods cache.SharedIndexInformer, rl workqueue.TypedRateLimiter[cache.ObjectName]) (*Controller, error) {
+	runs sinformers.TypedAgentRunInformer, pods cache.SharedIndexInformer, rl workqueue.TypedRateLimiter[cache.ObjectName],
+	clk clock.WithTicker) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "instance")
 	c := &Controller{
 		client:    client,
 		instances: instances.Lister(),
 		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
+		clock:     clk,
 	}
-	c.worker = worker.New("sympoziuminstance", rl, nil, c.sync)
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	c.worker = worker.New("sympoziuminstance", rl, c.clock, c.sync)
 	c.queue = c.worker.Queue
 	if err := index.Add(runs.Informer(), pods); err != nil {
 		return nil, err
@@ -82,7 +92,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	rreg, err := runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
 		AddFunc: c.runChanged,
 		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
-			if old.Status.Phase != cur.Status.Phase {
+			if old.Status.Phase != cur.Status.Phase || !equalTTL(old.Spec.TTLSecondsAfterFinished, cur.Spec.TTLSecondsAfterFinished) {
 				c.runChanged(cur)
 			}
 		},
@@ -97,6 +107,12 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	}
 	c.synced = []cache.InformerSynced{ireg.HasSynced, rreg.HasSynced}
 	return c, nil
+}
+
+// equalTTL compares two ttlSecondsAfterFinished (the one field of a
+// finished run that may change and moves its expiry).
+func equalTTL(a, b *int32) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 func (c *Controller) runChanged(r *v1alpha1.AgentRun) {
@@ -141,7 +157,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	var errs []error
 	pruned := map[string]bool{}
-	for _, r := range phase.Prune(runs, phase.HistoryLimit(inst)) {
+	expiry := phase.Expire(runs, inst, c.clock.Now())
+	if expiry.RequeueAfter > 0 {
+		// The next TTL to run out: a timer, not a poll.
+		c.queue.AddAfter(key, expiry.RequeueAfter)
+	}
+	for _, r := range expiry.Delete {
 		if err := c.deleteRun(ctx, r); err != nil {
 			errs = append(errs, err)
 			continue

@@ -19,6 +19,7 @@ import (
 	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2/ktesting"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -44,6 +45,7 @@ type fixture struct {
 	runs      cache.Indexer
 	instances cache.Indexer
 	c         *Controller
+	clock     *clocktesting.FakeClock
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -54,7 +56,8 @@ func newFixture(t *testing.T) *fixture {
 	sv := sf.Sympozium().V1alpha1()
 	runs := sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns())
 	instances := sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances())
-	c, err := NewController(ctx, f.client, instances, runs, kf.Core().V1().Pods().Informer(), nil)
+	f.clock = clocktesting.NewFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	c, err := NewController(ctx, f.client, instances, runs, kf.Core().V1().Pods().Informer(), nil, f.clock)
 	require.NoError(t, err)
 	t.Cleanup(c.queue.ShutDown)
 	f.c = c
@@ -286,7 +289,7 @@ func TestStatusOnlyUpdateIsCoalesced(t *testing.T) {
 	sf := sympoziuminformers.NewSharedInformerFactory(client, 0)
 	sv := sf.Sympozium().V1alpha1()
 	c, err := NewController(ctx, client, sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
-		sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()), informers.NewSharedInformerFactory(k8sfake.NewClientset(), 0).Core().V1().Pods().Informer(), nil)
+		sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()), informers.NewSharedInformerFactory(k8sfake.NewClientset(), 0).Core().V1().Pods().Informer(), nil, nil)
 	require.NoError(t, err)
 	defer c.queue.ShutDown()
 	c.coalesce = time.Hour

@@ -69,6 +69,9 @@ const (
 	ReasonCancelled = "Cancelled"
 	// ReasonParentFinished: the parent of a sub-agent run finished first.
 	ReasonParentFinished = "ParentFinished"
+	// ReasonRetrying is the Event of a task-mode run whose Job replaces a
+	// pod the infrastructure stopped (spec.retry); the run stays Running.
+	ReasonRetrying = "Retrying"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -77,7 +80,7 @@ var Reasons = []string{
 	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
-	ReasonServerNotReady, ReasonInvalidSpec, ReasonCancelled, ReasonParentFinished,
+	ReasonServerNotReady, ReasonInvalidSpec, ReasonCancelled, ReasonParentFinished, ReasonRetrying,
 }
 
 // Labels and annotations the controller puts on the objects it creates.

@@ -65,6 +65,10 @@ type ThinkingMode string
 // The spec of a task-mode run is immutable once created. Fields are compared
 // by value (a timeout by its duration), so that a client that writes the
 // object back through Go types ("5m" becomes "5m0s") is not refused.
+// retry is immutable like the rest of a task-mode spec (its own rule, so the
+// rule above stays as it is), and refused where no Job carries it.
+// +kubebuilder:validation:XValidation:rule="has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)",message="retry is immutable once created",fieldPath=".retry",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="!(has(self.retry) && has(self.retry.infrastructure) && self.retry.infrastructure > 0 && has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled)",message="retry.infrastructure is not supported with agentSandbox.enabled: a lost sandbox pod fails the run",fieldPath=".retry.infrastructure",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.mode) && oldSelf.mode == 'server' && has(self.mode) && self.mode == 'server' || (!has(self.instanceRef) || has(oldSelf.instanceRef) && self.instanceRef == oldSelf.instanceRef) && self.agentId == oldSelf.agentId && self.sessionKey == oldSelf.sessionKey && (!has(self.task) || has(oldSelf.task) && self.task == oldSelf.task) && (!has(self.model) || has(oldSelf.model) && self.model == oldSelf.model) && (has(self.systemPrompt) ? has(oldSelf.systemPrompt) && self.systemPrompt == oldSelf.systemPrompt : !has(oldSelf.systemPrompt)) && (has(self.mode) ? has(oldSelf.mode) && self.mode == oldSelf.mode : !has(oldSelf.mode)) && (has(self.parent) ? has(oldSelf.parent) && self.parent == oldSelf.parent : !has(oldSelf.parent)) && (has(self.skills) ? has(oldSelf.skills) && self.skills == oldSelf.skills : !has(oldSelf.skills)) && (has(self.toolPolicy) ? has(oldSelf.toolPolicy) && self.toolPolicy == oldSelf.toolPolicy : !has(oldSelf.toolPolicy)) && (has(self.cleanup) ? has(oldSelf.cleanup) && self.cleanup == oldSelf.cleanup : !has(oldSelf.cleanup)) && (has(self.env) ? has(oldSelf.env) && self.env == oldSelf.env : !has(oldSelf.env)) && (has(self.timeout) ? has(oldSelf.timeout) && duration(self.timeout) == duration(oldSelf.timeout) : !has(oldSelf.timeout)) && (has(self.sandbox) && has(self.sandbox.enabled) && self.sandbox.enabled) == (has(oldSelf.sandbox) && has(oldSelf.sandbox.enabled) && oldSelf.sandbox.enabled) && (has(self.agentSandbox) && has(self.agentSandbox.enabled) && self.agentSandbox.enabled) == (has(oldSelf.agentSandbox) && has(oldSelf.agentSandbox.enabled) && oldSelf.agentSandbox.enabled)",message="spec is immutable once created, except for runs in mode: server"
 // spec.cancel is the one field of a task-mode run that may change (it is
 // not listed in the rule above), and only from unset or false to true: a
@@ -176,6 +180,38 @@ type AgentRunSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[-._a-zA-Z][-._a-zA-Z0-9]*$'))",message="env keys must be valid environment variable names"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['AGENT_RUN_ID','AGENT_ID','SESSION_KEY','INSTANCE_NAME','AGENT_NAMESPACE','TASK','SYSTEM_PROMPT','MODEL_PROVIDER','MODEL_NAME','MODEL_BASE_URL','THINKING_MODE','TOOLS_ENABLED','TOOL_POLICY_ALLOW','TOOL_POLICY_DENY','RUN_TIMEOUT','TRACEPARENT','PARENT_RUN_NAME','PARENT_SESSION_KEY','SPAWN_DEPTH']))",message="env cannot override a variable the controller sets (AGENT_RUN_ID, TASK, MODEL_NAME, RUN_TIMEOUT, ...)"
 	Env map[string]string `json:"env,omitempty"`
+
+	// retry says how often a task-mode run's pod is replaced when the
+	// infrastructure broke it (evicted, preempted, lost with its node: the
+	// pod's DisruptionTarget condition), within the run's one timeout. The
+	// agent's own non-zero exit, a timeout or a configuration error are never
+	// retried. Defaults to the instance's agents.default.retry, else 2.
+	// Server-mode runs are restarted by their Deployment; agent-sandbox runs
+	// are not retried (a lost sandbox pod fails the run with PodLost).
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
+
+	// ttlSecondsAfterFinished deletes the run this many seconds after it
+	// finished (Succeeded or Failed); 0 deletes it as soon as it finished.
+	// Defaults to the instance's runTTLSecondsAfterFinished; unset on both,
+	// finished runs are kept up to the instance's history limits. Unlike the
+	// rest of a task-mode spec it may be changed after creation.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 0",message="ttlSecondsAfterFinished must be 0 or more",reason=FieldValueInvalid
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+}
+
+// MaxInfrastructureRetries bounds RetryPolicy.Infrastructure.
+const MaxInfrastructureRetries = 10
+
+// RetryPolicy bounds the retries of a run whose pod the infrastructure broke.
+type RetryPolicy struct {
+	// infrastructure is how many times a pod evicted, preempted or lost with
+	// its node is replaced (0 to 10); the run keeps its one deadline, and
+	// the Job's backoff (10s, doubling) applies between attempts.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 0 && self <= 10",message="infrastructure must be between 0 and 10",reason=FieldValueInvalid
+	Infrastructure *int32 `json:"infrastructure,omitempty"`
 }
 
 // ModelSpec selects the LLM.
@@ -384,6 +420,11 @@ type AgentRunStatus struct {
 	// +patchStrategy=merge
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// attempts is how many pods the run's Job started: 1, plus one for each
+	// pod the infrastructure broke and the Job replaced (spec.retry).
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
 }
 
 // TokenUsage is the LLM usage the agent reported. Values are clamped by the
@@ -474,6 +515,22 @@ type SympoziumInstanceSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self >= 1",message="maxConcurrentRuns must be at least 1 (leave it unset for no limit)",reason=FieldValueInvalid
 	MaxConcurrentRuns *int32 `json:"maxConcurrentRuns,omitempty"`
+	// successfulRunsHistoryLimit is how many Succeeded runs of the instance
+	// are kept, within runHistoryLimit; unset, only runHistoryLimit applies.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 0",message="successfulRunsHistoryLimit must be 0 or more",reason=FieldValueInvalid
+	SuccessfulRunsHistoryLimit *int32 `json:"successfulRunsHistoryLimit,omitempty"`
+	// failedRunsHistoryLimit is how many Failed runs of the instance are
+	// kept, within runHistoryLimit; unset, only runHistoryLimit applies.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 0",message="failedRunsHistoryLimit must be 0 or more",reason=FieldValueInvalid
+	FailedRunsHistoryLimit *int32 `json:"failedRunsHistoryLimit,omitempty"`
+	// runTTLSecondsAfterFinished is the default ttlSecondsAfterFinished of
+	// the instance's runs: a finished run is deleted this many seconds after
+	// it finished. Unset, runs are kept up to the history limits.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= 0",message="runTTLSecondsAfterFinished must be 0 or more",reason=FieldValueInvalid
+	RunTTLSecondsAfterFinished *int32 `json:"runTTLSecondsAfterFinished,omitempty"`
 
 	// The fields below are sympozium's. This controller admits and keeps
 	// them so that sympozium's clients (web UI, CLI, TUI, PersonaPacks) work
@@ -705,6 +762,10 @@ type AgentConfig struct {
 	// enables its agent sandbox in its own spec.
 	// +optional
 	AgentSandbox *InstanceAgentSandboxSpec `json:"agentSandbox,omitempty"`
+	// retry is the default retry policy of the instance's task-mode runs
+	// (see AgentRun spec.retry).
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
 }
 
 // InstanceSandboxSpec is an instance's container sandbox default.

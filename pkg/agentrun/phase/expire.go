@@ -1,0 +1,120 @@
+package phase
+
+import (
+	"sort"
+	"time"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// Expiry is what an instance's history policy deletes now, and when it
+// must look again.
+type Expiry struct {
+	// Delete are the finished runs to delete, oldest finished first.
+	Delete []*v1alpha1.AgentRun
+	// RequeueAfter is when the next finished run's TTL runs out; 0 for
+	// none. The instance controller wakes itself with AddAfter: no polling.
+	RequeueAfter time.Duration
+}
+
+// TTL is how long a finished run is kept after it finished: its
+// spec.ttlSecondsAfterFinished, else the instance's
+// runTTLSecondsAfterFinished; ok is false when neither is set.
+func TTL(run *v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance) (time.Duration, bool) {
+	switch {
+	case run.Spec.TTLSecondsAfterFinished != nil:
+		return time.Duration(max(0, *run.Spec.TTLSecondsAfterFinished)) * time.Second, true
+	case inst != nil && inst.Spec.RunTTLSecondsAfterFinished != nil:
+		return time.Duration(max(0, *inst.Spec.RunTTLSecondsAfterFinished)) * time.Second, true
+	}
+	return 0, false
+}
+
+// Expire applies an instance's whole history policy to its runs at now:
+// runHistoryLimit over all finished runs (Prune, unchanged), then
+// successfulRunsHistoryLimit and failedRunsHistoryLimit over each outcome
+// when set, then each finished run's TTL counted from its completedAt. Live
+// runs, runs being deleted and finished parents of live runs are never
+// chosen; a run is listed once.
+func Expire(runs []*v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, now time.Time) Expiry {
+	var x Expiry
+	chosen := map[string]bool{}
+	add := func(rs []*v1alpha1.AgentRun) {
+		for _, r := range rs {
+			if !chosen[r.Name] {
+				chosen[r.Name] = true
+				x.Delete = append(x.Delete, r)
+			}
+		}
+	}
+	add(Prune(runs, HistoryLimit(inst)))
+	if inst != nil {
+		for _, lim := range []struct {
+			phase v1alpha1.AgentRunPhase
+			limit *int32
+		}{
+			{v1alpha1.PhaseSucceeded, inst.Spec.SuccessfulRunsHistoryLimit},
+			{v1alpha1.PhaseFailed, inst.Spec.FailedRunsHistoryLimit},
+		} {
+			if lim.limit != nil {
+				add(Prune(outcome(runs, lim.phase), int(*lim.limit)))
+			}
+		}
+	}
+	liveParents := liveParentNames(runs)
+	var expired []*v1alpha1.AgentRun
+	for _, r := range runs {
+		if r.DeletionTimestamp != nil || !r.Status.Phase.IsTerminal() || chosen[r.Name] || liveParents[r.Name] {
+			continue
+		}
+		ttl, ok := TTL(r, inst)
+		if !ok {
+			continue
+		}
+		at := finishedAt(r).Add(ttl)
+		if !now.Before(at) {
+			expired = append(expired, r)
+			continue
+		}
+		if d := at.Sub(now); x.RequeueAfter == 0 || d < x.RequeueAfter {
+			x.RequeueAfter = d
+		}
+	}
+	sort.Slice(expired, func(i, j int) bool { return finishedBefore(expired[i], expired[j]) })
+	add(expired)
+	if x.RequeueAfter > 0 && x.RequeueAfter < MinRequeue {
+		x.RequeueAfter = MinRequeue
+	}
+	return x
+}
+
+// outcome keeps the live runs (so that Prune protects their parents) and
+// the finished runs of phase p.
+func outcome(runs []*v1alpha1.AgentRun, p v1alpha1.AgentRunPhase) []*v1alpha1.AgentRun {
+	var out []*v1alpha1.AgentRun
+	for _, r := range runs {
+		if !r.Status.Phase.IsTerminal() || r.Status.Phase == p {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func liveParentNames(runs []*v1alpha1.AgentRun) map[string]bool {
+	live := map[string]bool{}
+	for _, r := range runs {
+		if r.DeletionTimestamp == nil && !r.Status.Phase.IsTerminal() && r.Spec.Parent != nil {
+			live[r.Spec.Parent.RunName] = true
+		}
+	}
+	return live
+}
+
+// finishedAt is when the run finished: completedAt, else (a status written
+// by an older controller) its creation.
+func finishedAt(r *v1alpha1.AgentRun) time.Time {
+	if r.Status.CompletedAt != nil {
+		return r.Status.CompletedAt.Time
+	}
+	return r.CreationTimestamp.Time
+}

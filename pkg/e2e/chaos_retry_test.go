@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// chaosPreemption is what the infrastructure does to a chaos run.
+type chaosPreemption int
+
+const (
+	notPreempted      chaosPreemption = iota
+	preemptedRetried                  // preempted once, default budget (2): Succeeded on attempt 2
+	preemptedNoBudget                 // preempted once, retry.infrastructure 0: PodLost
+)
+
+// TestChaosPreemptionsControllerKilled mixes preemptions (what the kubelet
+// does to a pod it preempts: DisruptionTarget, exit 137, Failed) and
+// evictions through the Eviction API (kubectl drain) into a
+// workload while the controller is SIGKILLed and restarted: every run ends
+// with the right outcome and reason (the preempted ones retried by their
+// Job, never by a second Job), each run had exactly one Job, and nothing
+// is left behind. Kept apart from TestChaosControllerKilled so that other
+// chaos additions merge beside it.
+func TestChaosPreemptionsControllerKilled(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	n := int(chaosSize(uint64(max(0, *chaosRuns/3)), "SYMPOZIUM_CHAOS_PREEMPT_RUNS", 45))
+	seed := chaosSize(*chaosSeed, "SYMPOZIUM_CHAOS_SEED", uint64(time.Now().UnixNano()))
+	t.Logf("chaos+preemptions: %d runs, seed %d", n, seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9ee))
+
+	ns := e.namespace(t, nil)
+	e.apply(t, instanceYAML(ns, "inst", "  runHistoryLimit: 100000\n"))
+	runs := make([]chaosRun, n)
+	fate := make([]chaosPreemption, n)
+	for i := range runs {
+		c := chaosRun{name: fmt.Sprintf("pre-%04d", i), duration: "1s"}
+		c.result = "result of " + c.name
+		switch rng.IntN(3) {
+		case 1:
+			// Long enough to be caught running, short enough to finish
+			// after the Job's 10s backoff.
+			fate[i], c.duration = preemptedRetried, "6s"
+		case 2:
+			fate[i], c.duration = preemptedNoBudget, "1h"
+		default:
+			if rng.IntN(3) == 0 {
+				c.exitCode, c.errText = 3, "tool failed in "+c.name
+			}
+		}
+		runs[i] = c
+	}
+
+	jobUIDs := e.recordJobs(t, ns)
+	ctl := e.startController(t, ns)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	createErr := make(chan error, 1)
+	wg.Go(func() {
+		for i, c := range runs {
+			obj := c.object(ns)
+			obj.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Minute}
+			if fate[i] == preemptedNoBudget {
+				obj.Spec.Retry = &v1alpha1.RetryPolicy{Infrastructure: new(int32(0))}
+			}
+			if _, err := e.client.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+				createErr <- fmt.Errorf("creating %s: %w", c.name, err)
+				return
+			}
+		}
+	})
+	// The infrastructure preempts each chosen run's first running pod, in
+	// parallel with the kills.
+	for i, c := range runs {
+		if fate[i] == notPreempted {
+			continue
+		}
+		if i%2 == 0 {
+			wg.Go(func() { e.evict(t, ns, c.name) }) // kubectl drain's way
+		} else {
+			wg.Go(func() { e.preempt(t, ns, c.name) }) // the kubelet's
+		}
+	}
+
+	kills := 6 + rng.IntN(3)
+	for k := range kills {
+		time.Sleep(time.Duration(300+rng.IntN(2700)) * time.Millisecond)
+		ctl.kill()
+		t.Logf("chaos+preemptions: kill %d/%d", k+1, kills)
+		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+		ctl = e.startController(t, ns)
+	}
+	wg.Wait()
+	select {
+	case err := <-createErr:
+		require.NoError(t, err)
+	default:
+	}
+
+	byName := map[string]*v1alpha1.AgentRun{}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		done := 0
+		for i := range list.Items {
+			r := &list.Items[i]
+			byName[r.Name] = r
+			if r.Status.Phase.IsTerminal() {
+				done++
+			}
+		}
+		return done == n, nil
+	})
+	require.NoError(t, err, "not every run finished: %s", unfinished(byName))
+
+	for i, c := range runs {
+		r := byName[c.name]
+		if !assert.NotNil(t, r, c.name) {
+			continue
+		}
+		switch {
+		case fate[i] == preemptedRetried:
+			assert.Equal(t, v1alpha1.PhaseSucceeded, r.Status.Phase, "%s: %s", c.name, r.Status.Error)
+			assert.Equal(t, int32(2), r.Status.Attempts, "%s: attempts", c.name)
+			assert.Equal(t, c.result, r.Status.Result, "%s: result lost", c.name)
+		case fate[i] == preemptedNoBudget:
+			assert.Equal(t, v1alpha1.PhaseFailed, r.Status.Phase, c.name)
+			assert.Equal(t, v1alpha1.ReasonPodLost, failedReason(r), "%s: %s", c.name, r.Status.Error)
+			assert.Equal(t, int32(1), r.Status.Attempts, "%s: attempts", c.name)
+		case c.exitCode != 0:
+			assert.Equal(t, v1alpha1.PhaseFailed, r.Status.Phase, c.name)
+			assert.Equal(t, v1alpha1.ReasonAgentFailed, failedReason(r), "%s: %s", c.name, r.Status.Error)
+			assert.Equal(t, int32(1), r.Status.Attempts, "%s: the agent's exit is never retried", c.name)
+		default:
+			assert.Equal(t, v1alpha1.PhaseSucceeded, r.Status.Phase, "%s: %s", c.name, r.Status.Error)
+			assert.Equal(t, int32(1), r.Status.Attempts, "%s: attempts", c.name)
+		}
+	}
+
+	// One Job per run: a retry is a pod of the same Job, never a new Job.
+	uids, err := jobUIDs.get()
+	require.NoError(t, err)
+	for _, c := range runs {
+		assert.Len(t, uids[naming.JobName(c.name)], 1, "Jobs that existed for %s", c.name)
+	}
+	// No orphans: every run is cleanup: delete.
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		jobs, err1 := e.kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		pods, err2 := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		return err1 == nil && err2 == nil && len(jobs.Items) == 0 && len(pods.Items) == 0, nil
+	})
+	require.NoError(t, err, "Jobs or pods left behind")
+}

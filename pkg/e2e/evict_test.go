@@ -1,0 +1,61 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// evict evicts the run's first running agent pod through the Eviction API
+// and returns its name. (The kwok Stages pod-evicted and pod-evicted-delete
+// do what a kubelet does next: Failed with 137, then removed.)
+func (e *env) evict(t *testing.T, ns, run string) string {
+	t.Helper()
+	var name string
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+				continue
+			}
+			if err := e.kube.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns}}); err != nil {
+				return false, nil
+			}
+			name = p.Name
+			return true, nil
+		}
+		return false, nil
+	})
+	require.NoError(t, err, "no running pod of run %s to evict", run)
+	return name
+}
+
+// TestEvictionAPIRetried evicts the agent's pod through the Eviction API
+// (what kubectl drain does): the API server marks it DisruptionTarget and
+// deletes it; the Job replaces it and the run finishes on attempt 2.
+func TestEvictionAPIRetried(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	e.startController(t, ns)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	e.apply(t, runYAML(ns, "drained", "inst", map[string]string{"SIM_DURATION": "6s"}, "  timeout: 3m\n"))
+	e.waitPhase(t, ns, "drained", v1alpha1.PhaseRunning, 60*time.Second)
+	first := e.evict(t, ns, "drained")
+	r := e.waitRun(t, ns, "drained", 90*time.Second, "finished", func(r *v1alpha1.AgentRun) bool { return r.Status.Phase.IsTerminal() })
+	assert.Equal(t, v1alpha1.PhaseSucceeded, r.Status.Phase, r.Status.Error)
+	assert.Equal(t, int32(2), r.Status.Attempts)
+	assert.NotEqual(t, first, r.Status.PodName)
+}
