@@ -40,6 +40,9 @@ type Config struct {
 	Grace time.Duration
 	// MaxResultBytes bounds status.result.
 	MaxResultBytes int
+	// SkillsNamespace is where cluster admins install SkillPacks: only
+	// packs from there may declare clusterRBAC (workload.CheckGrants).
+	SkillsNamespace string
 }
 
 // Observed is everything a decision depends on. Pointers point into informer
@@ -75,6 +78,13 @@ type Observed struct {
 	// WorkloadRejected is the API server's reason for refusing an object
 	// this machine asked to create (Invalid); "" when not refused.
 	WorkloadRejected string
+	// Grants are the run's RoleBindings, ClusterRoleBindings and
+	// ClusterRoles as cached (see identity.go).
+	Grants []Grant
+	// GrantRefused is the API server's refusal of one of the run's
+	// identity objects (Forbidden: it grants more than the controller
+	// holds); "" when not refused.
+	GrantRefused string
 
 	// Sub-agent runs only (spec.parent set).
 	// Parent is the parent run; nil when not found.
@@ -165,6 +175,10 @@ func Next(in Observed) Decision {
 	// before it finished: only the deletes leave the machine.
 	if !m.st.Phase.IsTerminal() {
 		m.d.Actions = append(m.d.Actions, m.writes...)
+	}
+	// The grants end with the run, whatever its outcome and spec.cleanup.
+	if m.st.Phase.IsTerminal() || in.Run.DeletionTimestamp != nil {
+		m.revokeGrants()
 	}
 	m.d.Actions = append(m.d.Actions, m.deletes...)
 	m.d.Status = m.st
@@ -362,8 +376,16 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.WorkloadRejected, nil)
 		return
 	}
+	if m.in.GrantRefused != "" {
+		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
+		return
+	}
+	if err := m.grantIdentity(); err != nil {
+		m.fail(failureReason(err), err.Error(), nil)
+		return
+	}
 	if err := m.w.create(); err != nil {
-		m.fail(v1alpha1.ReasonInvalidSpec, err.Error(), nil)
+		m.fail(failureReason(err), err.Error(), nil)
 		return
 	}
 	m.w.record()

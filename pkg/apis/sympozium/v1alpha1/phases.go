@@ -64,6 +64,8 @@ const (
 	ReasonChildNameConflict  = "ChildNameConflict"
 	ReasonServerNotReady     = "ServerNotReady"
 	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonHostAccessDenied   = "HostAccessDenied"
+	ReasonGrantRefused       = "GrantRefused"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -72,7 +74,7 @@ var Reasons = []string{
 	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
-	ReasonServerNotReady, ReasonInvalidSpec,
+	ReasonServerNotReady, ReasonInvalidSpec, ReasonHostAccessDenied, ReasonGrantRefused,
 }
 
 // Labels and annotations the controller puts on the objects it creates.
