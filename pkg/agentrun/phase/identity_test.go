@@ -23,7 +23,9 @@ func kubectlPack(ns string, cluster bool) *v1alpha1.SkillPack {
 }
 
 func withSkill(name string) runOpt {
-	return func(r *v1alpha1.AgentRun) { r.Spec.Skills = append(r.Spec.Skills, v1alpha1.SkillRef{SkillPackRef: name}) }
+	return func(r *v1alpha1.AgentRun) {
+		r.Spec.Skills = append(r.Spec.Skills, v1alpha1.SkillRef{SkillPackRef: name})
+	}
 }
 
 func identityConfig() Config {
