@@ -70,6 +70,9 @@ type Config struct {
 	EventBusURL     string
 	IPCBridgeImage  string
 	AllowHostAccess bool
+	// SkillsNamespace is where cluster admins install SkillPacks; only
+	// packs from there may declare clusterRBAC.
+	SkillsNamespace string
 	DefaultTimeout  time.Duration
 	Grace           time.Duration
 	MaxResultBytes  int
@@ -100,10 +103,11 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		QPS: 100, Burst: 200, Workers: 32, ResyncPeriod: 30 * time.Minute,
-		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
-		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
-		IPCBridgeImage: "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
-		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
+		AgentImage:      "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
+		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
+		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
+		SkillsNamespace: workload.DefaultSkillsNamespace,
+		DefaultTimeout:  10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
 		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
@@ -330,6 +334,10 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
 		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(phase.TrimForCache))
 	mf := metadatainformer.NewFilteredSharedInformerFactory(meta, cfg.ResyncPeriod, cfg.Namespace, nil)
+	// The cluster-scoped grants of runs (of the watched namespace only).
+	cf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = agentrun.IdentitySelector(cfg.Namespace)
+	}), informers.WithTransform(phase.TrimForCache))
 	configMaps := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
 	if err := configMaps.Informer().SetTransform(phase.TrimForCache); err != nil {
 		return err
@@ -358,15 +366,21 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
 		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
 		ConfigMaps:  configMaps,
+		Grants: &agentrun.GrantInformers{
+			RoleBindings:        kf.Rbac().V1().RoleBindings().Informer(),
+			ClusterRoles:        cf.Rbac().V1().ClusterRoles().Informer(),
+			ClusterRoleBindings: cf.Rbac().V1().ClusterRoleBindings().Informer(),
+		},
 	}
 	opts := agentrun.Options{
 		Phase: phase.Config{
 			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
 				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
+				RunIdentity:    true,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
-			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes,
+			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, SkillsNamespace: cfg.SkillsNamespace,
 		},
 		OnSync:       p.metrics.ObserveSync,
 		OnTransition: p.metrics.ObserveTransition,
@@ -398,6 +412,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	sf.Start(ctx.Done())
 	kf.Start(ctx.Done())
 	mf.Start(ctx.Done())
+	cf.Start(ctx.Done())
 	var wg sync.WaitGroup
 	wg.Go(func() { runCtl.Run(ctx, cfg.Workers) })
 	wg.Go(func() { instCtl.Run(ctx, max(1, cfg.Workers/4)) })
@@ -407,5 +422,6 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	sf.Shutdown()
 	kf.Shutdown()
 	mf.Shutdown()
+	cf.Shutdown()
 	return nil
 }

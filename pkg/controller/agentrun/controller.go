@@ -49,6 +49,9 @@ type Informers struct {
 	Services    coreinformers.TypedServiceInformer
 	Pods        coreinformers.TypedPodInformer
 	ConfigMaps  informers.GenericInformer
+	// Grants are the informers of the per-run grants; nil leaves the
+	// grants of finished and gone runs in place (tests only).
+	Grants *GrantInformers
 }
 
 // Options tune the controller.
@@ -92,6 +95,7 @@ type Controller struct {
 	podIndex    cache.Indexer
 	configMaps  cache.GenericLister
 	sandboxes   *SandboxAPI
+	grants      *GrantInformers
 	// kinds reads and writes each kind of child; backends is the
 	// controller's part of each backend.
 	kinds    map[phase.Kind]kindClient
@@ -139,6 +143,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
+	c.identityKinds(c.kinds)
 	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
@@ -152,6 +157,11 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	for _, r := range regs {
 		c.synced = append(c.synced, r.HasSynced)
 	}
+	grantsSynced, err := c.addGrantInformers(inf.Grants)
+	if err != nil {
+		return nil, err
+	}
+	c.synced = append(c.synced, grantsSynced...)
 	if c.sandboxes != nil {
 		c.sandboxes.setHandler(c.sandboxEvent)
 		c.sandboxes.now = c.clock.Now

@@ -81,13 +81,19 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 
 	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
-		return nil // deleted; its children are garbage-collected through their ownerReferences
+		// Deleted; its children are garbage-collected through their
+		// ownerReferences, its cluster-scoped grants are swept.
+		return c.sweepClusterGrants(ctx, key, "")
 	}
 	if err != nil {
 		return err
 	}
 	if run.DeletionTimestamp != nil && !phase.HasFinalizer(run) {
-		return nil // its children are garbage-collected through their ownerReferences
+		return c.sweepClusterGrants(ctx, key, "")
+	}
+	// Grants of an earlier run of the same name.
+	if err := c.sweepClusterGrants(ctx, key, run.UID); err != nil {
+		return err
 	}
 	if c.writes.stale(run) {
 		logger.V(4).Info("Cached run is older than the last write; waiting for the informer")
@@ -111,6 +117,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		c.observeCapacity(run, &obs)
 	}
 	rejected, run, err := c.apply(ctx, run, phase.Next(obs))
+	if refused, ok := asGrantRefused(err); ok {
+		// The API server refused one of the run's grants (Forbidden):
+		// decide once more, knowing that; the run fails.
+		obs.Run, obs.GrantRefused = run, refused.Error()
+		_, _, err = c.apply(ctx, run, phase.Next(obs))
+		return err
+	}
 	if err != nil || rejected == "" {
 		return err
 	}
@@ -138,6 +151,7 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	if err := c.observeWorkload(ctx, run, &obs); err != nil {
 		return obs, err
 	}
+	c.observeGrants(run, &obs)
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
