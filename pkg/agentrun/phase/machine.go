@@ -380,12 +380,16 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
 		return
 	}
-	if err := m.grantIdentity(); err != nil {
+	// The identity is asked for before the workload (a pod naming a
+	// missing ServiceAccount is refused); a pod that cannot be built at
+	// all is the first thing to say.
+	refused := m.grantIdentity()
+	if err := m.w.create(); err != nil {
 		m.fail(failureReason(err), err.Error(), nil)
 		return
 	}
-	if err := m.w.create(); err != nil {
-		m.fail(failureReason(err), err.Error(), nil)
+	if refused != nil {
+		m.fail(failureReason(refused), refused.Error(), nil)
 		return
 	}
 	m.w.record()
