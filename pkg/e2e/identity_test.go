@@ -237,3 +237,97 @@ func TestRunIdentityControllerDown(t *testing.T) {
 	e.waitPhase(t, ns, "survivor", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitGrantsGone(t, ns, string(survivor.UID), 30*time.Second, "the survivor's grants end with it")
 }
+
+// TestServerWebEndpoint: a server mounting sympozium's web-endpoint starts
+// without manual steps: the controller generates the web proxy's API-key
+// Secret (and keeps it for the next server of the instance), and the
+// proxy, which creates AgentRuns, runs as the run's own identity with the
+// pack's rules, which end with the server.
+func TestServerWebEndpoint(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ctx := context.Background()
+	ns := e.namespace(t, nil)
+	e.startController(t, ns)
+	e.grantSkillPackToController(t, "web-endpoint", ns)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	e.createShippedSkillPack(t, ns, "web-endpoint")
+	e.apply(t, runYAML(ns, "web", "inst", map[string]string{"SIM_DURATION": "1h"},
+		"  mode: server\n  timeout: 2m\n  skills: [{skillPackRef: web-endpoint}]\n"))
+	e.kubectl(t, "wait", "-n", ns, "--for=condition=Serving", "--timeout=60s", "agentrun/web")
+	r := e.getRun(t, ns, "web")
+
+	secret, err := e.kube.CoreV1().Secrets(ns).Get(ctx, "inst-web-proxy-key", metav1.GetOptions{})
+	require.NoError(t, err, "the API-key Secret is generated")
+	key := string(secret.Data["api-key"])
+	assert.Regexp(t, `^sk-[0-9a-f]{48}$`, key)
+	assert.Equal(t, r.UID, metav1.GetControllerOf(secret).UID)
+	dep := e.deployment(t, ns, "web-server")
+	spec := dep.Spec.Template.Spec
+	require.Len(t, spec.Containers, 1)
+	assert.Equal(t, "web-proxy", spec.Containers[0].Name)
+	var ref *corev1.SecretKeySelector
+	for _, v := range spec.Containers[0].Env {
+		if v.Name == workload.EnvWebProxyAPIKey && v.ValueFrom != nil {
+			ref = v.ValueFrom.SecretKeyRef
+		}
+	}
+	require.NotNil(t, ref)
+	assert.Equal(t, "inst-web-proxy-key", ref.Name)
+	sa := naming.IdentityName("web")
+	assert.Equal(t, sa, spec.ServiceAccountName)
+	assert.Equal(t, []string{"web-proxy"}, tokenHolders(&corev1.Pod{Spec: spec}))
+	as := "system:serviceaccount:" + ns + ":" + sa
+	assert.Equal(t, "yes", e.canI(as, "create", "agentruns.sympozium.ai", "-n", ns), "web-endpoint's rbac")
+
+	// Deleted: the server stops and its grants end with it.
+	e.kubectl(t, "delete", "agentrun", "web", "-n", ns, "--wait=true", "--timeout=60s")
+	e.waitGrantsGone(t, ns, string(r.UID), 30*time.Second, "a stopped server's grants end")
+
+	// An existing key is never overwritten.
+	require.Eventually(t, func() bool {
+		_, err := e.kube.CoreV1().Secrets(ns).Get(ctx, "inst-web-proxy-key", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 60*time.Second, 200*time.Millisecond, "the generated Secret goes with its run")
+	e.kubectl(t, "create", "secret", "generic", "inst-web-proxy-key", "-n", ns, "--from-literal=api-key=sk-mine")
+	e.apply(t, runYAML(ns, "web2", "inst", map[string]string{"SIM_DURATION": "1h"},
+		"  mode: server\n  timeout: 2m\n  skills: [{skillPackRef: web-endpoint}]\n"))
+	e.kubectl(t, "wait", "-n", ns, "--for=condition=Serving", "--timeout=60s", "agentrun/web2")
+	secret, err = e.kube.CoreV1().Secrets(ns).Get(ctx, "inst-web-proxy-key", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "sk-mine", string(secret.Data["api-key"]))
+}
+
+// TestSkillsFromTheSkillsNamespace: a run in a user namespace naming a
+// SkillPack that exists only in --skills-namespace runs with its skills:
+// the pack's ConfigMap is mirrored into the run's namespace (owned by the
+// run, gone with it), and its clusterRBAC, honoured from there, is granted.
+func TestSkillsFromTheSkillsNamespace(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ctx := context.Background()
+	ns := e.namespace(t, nil)
+	skills := e.namespace(t, map[string]string{"purpose": "skills"})
+	e.startController(t, ns, "--skills-namespace", skills)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	e.apply(t, kubePack(skills, "kube", kubeRules))
+	e.apply(t, runYAML(ns, "borrow", "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "2s"},
+		"  cleanup: keep\n  skills: [{skillPackRef: kube}]\n"))
+	r := e.waitPhase(t, ns, "borrow", v1alpha1.PhaseSucceeded, 60*time.Second)
+
+	cm, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, "kube", metav1.GetOptions{})
+	require.NoError(t, err, "the pack's ConfigMap is mirrored into the run's namespace")
+	assert.Equal(t, "# kubectl", cm.Data["kube.md"])
+	assert.Equal(t, skills+"/kube", cm.Annotations[workload.AnnotationMirrorSource])
+	require.Len(t, cm.OwnerReferences, 1)
+	assert.Equal(t, r.UID, cm.OwnerReferences[0].UID)
+	pod := e.agentPod(t, ns, "borrow")
+	assert.Equal(t, []string{"skill-kube"}, tokenHolders(pod), "its sidecar runs, with its identity")
+	e.waitGrantsGone(t, ns, string(r.UID), 30*time.Second, "the grants end with the run")
+
+	e.kubectl(t, "delete", "agentrun", "borrow", "-n", ns)
+	require.Eventually(t, func() bool {
+		_, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, "kube", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 60*time.Second, 200*time.Millisecond, "the mirror goes with its last run")
+}

@@ -392,6 +392,14 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if cfg.ReadLogs {
 		opts.Logs = agentrun.KubeLogReader{Client: kube}
 	}
+	// SkillPacks of the skills namespace, when the controller watches
+	// another one only.
+	var skillsFactory sinformers.SharedInformerFactory
+	if cfg.Namespace != "" && cfg.SkillsNamespace != "" && cfg.SkillsNamespace != cfg.Namespace {
+		skillsFactory = sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
+			sinformers.WithNamespace(cfg.SkillsNamespace), sinformers.WithTransform(phase.TrimForCache))
+		inf.SystemSkillPacks = sv1alpha1.ToTypedSkillPackInformer(skillsFactory.Sympozium().V1alpha1().SkillPacks())
+	}
 	runCtl, err := agentrun.NewController(ctx, client, kube, inf, recorder, opts)
 	if err != nil {
 		return err
@@ -413,6 +421,10 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	kf.Start(ctx.Done())
 	mf.Start(ctx.Done())
 	cf.Start(ctx.Done())
+	if skillsFactory != nil {
+		skillsFactory.Start(ctx.Done())
+		defer skillsFactory.Shutdown()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { runCtl.Run(ctx, cfg.Workers) })
 	wg.Go(func() { instCtl.Run(ctx, max(1, cfg.Workers/4)) })

@@ -25,6 +25,8 @@ const (
 	KindRoleBinding        Kind = "RoleBinding"
 	KindClusterRole        Kind = "ClusterRole"
 	KindClusterRoleBinding Kind = "ClusterRoleBinding"
+	// KindSecret is the generated API-key Secret of a server (server.go).
+	KindSecret Kind = "Secret"
 )
 
 // Grant is one of a run's grants as cached: a RoleBinding, a

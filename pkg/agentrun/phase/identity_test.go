@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
@@ -141,4 +142,45 @@ func TestFailureReasons(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonHostAccessDenied, failureReason(&workload.HostAccessDeniedError{SkillPacks: []string{"llmfit"}}))
 	assert.Equal(t, v1alpha1.ReasonGrantRefused, failureReason(&workload.ClusterRBACRefusedError{SkillPack: "x"}))
 	assert.Equal(t, v1alpha1.ReasonInvalidSpec, failureReason(assert.AnError))
+}
+
+// A server running web-endpoint's web proxy gets its API-key Secret before
+// its Deployment (created only if missing: the create's AlreadyExists
+// keeps an earlier key), and its own identity for the proxy's rules; with
+// auth_secret_ref naming the user's Secret, none is generated.
+func TestServerAPIKeyAndIdentity(t *testing.T) {
+	web := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "web-endpoint", Namespace: "ns"},
+		Spec: v1alpha1.SkillPackSpec{Skills: []v1alpha1.Skill{{Name: "web", Content: "# web"}}, Sidecar: &v1alpha1.SkillSidecar{
+			Image: "web-proxy:test", RequiresServer: true,
+			RBAC: []v1alpha1.PolicyRule{{APIGroups: []string{"sympozium.ai"}, Resources: []string{"agentruns"}, Verbs: []string{"create"}}}}}}
+	obs := Observed{Run: newRun(withMode(v1alpha1.ModeServer), withSkill("web-endpoint")), Instance: newInstance(), Now: now,
+		Config: identityConfig(), SkillPacks: map[string]*v1alpha1.SkillPack{"web-endpoint": web}, NewAPIKey: "sk-0123"}
+	d := Next(obs)
+	require.Equal(t, []Kind{KindServiceAccount, KindRole, KindRoleBinding, KindSecret, KindDeployment, KindService}, kinds(d.Actions, Create))
+	for _, a := range d.Actions {
+		if a.Kind == KindSecret {
+			assert.Equal(t, "inst-web-proxy-key", a.Object.GetName())
+			assert.Equal(t, "sk-0123", a.Object.(*corev1.Secret).StringData["api-key"])
+		}
+	}
+
+	obs.Run = newRun(withMode(v1alpha1.ModeServer), func(r *v1alpha1.AgentRun) {
+		r.Spec.Skills = []v1alpha1.SkillRef{{SkillPackRef: "web-endpoint", Params: map[string]string{"auth_secret_ref": "mine"}}}
+	})
+	assert.NotContains(t, kinds(Next(obs).Actions, Create), KindSecret)
+}
+
+// A pack from the skills namespace has its ConfigMap mirrored before the
+// workload; an up-to-date mirror the run already owns is left alone.
+func TestSkillMirrors(t *testing.T) {
+	src := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube", Namespace: "skills"}, Data: map[string]string{"kube.md": "# kube"}}
+	run := newRun(withSkill("kube"))
+	obs := Observed{Run: run, Instance: newInstance(), Now: now, Config: identityConfig(),
+		SkillPacks: map[string]*v1alpha1.SkillPack{"kube": kubectlPack("skills", false)}, SkillMirrors: []SkillMirror{{Source: src}}}
+	d := Next(obs)
+	assert.Equal(t, []Kind{KindConfigMap, KindServiceAccount, KindRole, KindRoleBinding, KindJob}, kinds(d.Actions, Create))
+	mirror := workload.MirrorConfigMap(src, run)
+	obs.SkillMirrors[0].Existing = mirror
+	assert.NotContains(t, kinds(Next(obs).Actions, Create), KindConfigMap)
+	assert.Empty(t, kinds(Next(obs).Actions, Update))
 }

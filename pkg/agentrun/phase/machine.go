@@ -81,6 +81,14 @@ type Observed struct {
 	// Grants are the run's RoleBindings, ClusterRoleBindings and
 	// ClusterRoles as cached (see identity.go).
 	Grants []Grant
+	// SkillMirrors are the mounted SkillPacks found in the skills
+	// namespace, whose ConfigMaps are mirrored into the run's (those are
+	// not in MissingConfigMaps).
+	SkillMirrors []SkillMirror
+	// NewAPIKey is a fresh random key for the API-key Secret of a server
+	// that needs one (workload.ServerAPIKeySecret), used only when the
+	// Secret is created.
+	NewAPIKey string
 	// GrantRefused is the API server's refusal of one of the run's
 	// identity objects (Forbidden: it grants more than the controller
 	// holds); "" when not refused.
@@ -223,6 +231,11 @@ func (m *machine) step() {
 	m.adoptByParent()
 	if m.st.Phase == "" {
 		m.st.Phase = v1alpha1.PhasePending
+	}
+	if m.in.GrantRefused != "" {
+		// At admission, or when a server's rebuilt pod needs new grants.
+		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
+		return
 	}
 	w := m.w
 	obj := w.object()
@@ -376,13 +389,10 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.WorkloadRejected, nil)
 		return
 	}
-	if m.in.GrantRefused != "" {
-		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
-		return
-	}
 	// The identity is asked for before the workload (a pod naming a
 	// missing ServiceAccount is refused); a pod that cannot be built at
 	// all is the first thing to say.
+	m.mirrorSkills()
 	refused := m.grantIdentity()
 	if err := m.w.create(); err != nil {
 		m.fail(failureReason(err), err.Error(), nil)

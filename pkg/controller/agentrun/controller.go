@@ -49,6 +49,10 @@ type Informers struct {
 	Services    coreinformers.TypedServiceInformer
 	Pods        coreinformers.TypedPodInformer
 	ConfigMaps  informers.GenericInformer
+	// SystemSkillPacks reads the SkillPacks of the skills namespace when
+	// SkillPacks does not (a controller limited to one other namespace);
+	// nil otherwise.
+	SystemSkillPacks sinformers.TypedSkillPackInformer
 	// Grants are the informers of the per-run grants; nil leaves the
 	// grants of finished and gone runs in place (tests only).
 	Grants *GrantInformers
@@ -96,6 +100,9 @@ type Controller struct {
 	configMaps  cache.GenericLister
 	sandboxes   *SandboxAPI
 	grants      *GrantInformers
+	// systemSkillPacks lists the skills namespace's SkillPacks; nil when
+	// skillPacks does.
+	systemSkillPacks listers.SkillPackLister
 	// kinds reads and writes each kind of child; backends is the
 	// controller's part of each backend.
 	kinds    map[phase.Kind]kindClient
@@ -144,6 +151,14 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
 	c.identityKinds(c.kinds)
+	if inf.SystemSkillPacks != nil {
+		c.systemSkillPacks = inf.SystemSkillPacks.Lister()
+		reg, err := inf.SystemSkillPacks.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{})
+		if err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, reg.HasSynced)
+	}
 	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue

@@ -2,6 +2,8 @@ package agentrun
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -302,6 +304,22 @@ func (c *Controller) identityKinds(kinds map[phase.Kind]kindClient) {
 			return c.kubeClient.RbacV1().ClusterRoles().Delete(ctx, name, o)
 		},
 	}
+	kinds[phase.KindConfigMap] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Create(ctx, obj.(*corev1.ConfigMap), o)
+			return err
+		},
+		update: func(ctx context.Context, obj metav1.Object, o metav1.UpdateOptions) error {
+			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Update(ctx, obj.(*corev1.ConfigMap), o)
+			return err
+		},
+	}
+	kinds[phase.KindSecret] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.CoreV1().Secrets(obj.GetNamespace()).Create(ctx, obj.(*corev1.Secret), o)
+			return err
+		},
+	}
 	kinds[phase.KindClusterRoleBinding] = kindClient{get: notCached,
 		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
 			_, err := c.kubeClient.RbacV1().ClusterRoleBindings().Create(ctx, obj.(*rbacv1.ClusterRoleBinding), o)
@@ -311,4 +329,12 @@ func (c *Controller) identityKinds(kinds map[phase.Kind]kindClient) {
 			return c.kubeClient.RbacV1().ClusterRoleBindings().Delete(ctx, name, o)
 		},
 	}
+}
+
+// newAPIKey is a web proxy API key as sympozium's controller makes them:
+// "sk-" and 48 hex digits from crypto/rand.
+func newAPIKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return "sk-" + hex.EncodeToString(b)
 }

@@ -160,6 +160,9 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 		// lives (its Deployment rolls when they change).
 		c.observeSkills(run, &obs)
 	}
+	if phase.BackendOf(run) == phase.BackendServer {
+		obs.NewAPIKey = newAPIKey() // used only when the Secret is created
+	}
 	if !phase.IsAdmitted(run) {
 		if p := run.Spec.Parent; p != nil {
 			parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName)
@@ -267,16 +270,23 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 	if obs.Instance != nil {
 		refs = append(refs, obs.Instance.Spec.Skills...)
 	}
+	mirrored := map[string]bool{}
 	for _, ref := range refs {
-		if sp, err := c.skillPacks.SkillPacks(run.Namespace).Get(ref.SkillPackRef); err == nil {
-			if obs.SkillPacks == nil {
-				obs.SkillPacks = map[string]*v1alpha1.SkillPack{}
-			}
-			obs.SkillPacks[sp.Name] = sp
+		sp, mirror := workload.ResolveSkillPack(ref.SkillPackRef, run.Namespace, c.opts.Phase.SkillsNamespace, c.getSkillPack)
+		if sp == nil {
+			continue
+		}
+		if obs.SkillPacks == nil {
+			obs.SkillPacks = map[string]*v1alpha1.SkillPack{}
+		}
+		obs.SkillPacks[sp.Name] = sp
+		if mirror && (ref.ConfigMapRef == "" || ref.ConfigMapRef == sp.Name) && !mirrored[sp.Name] {
+			mirrored[sp.Name] = true
+			obs.SkillMirrors = append(obs.SkillMirrors, c.skillMirror(run, sp))
 		}
 	}
 	for _, name := range workload.SkillConfigMaps(workload.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
-		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) {
+		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) && !mirrored[name] {
 			obs.MissingConfigMaps = append(obs.MissingConfigMaps, name)
 		}
 	}
