@@ -2,6 +2,7 @@ package agentrun
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,4 +127,35 @@ func roleSuffix(t *testing.T, f *fixture) string {
 
 func skillConfigMap(name string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS}}
+}
+
+// A run without API-needing sidecars writes what it wrote before the
+// per-run identity: the Job, three statuses (Pending, Running,
+// Succeeded) and the Job's delete, five writes; no grant is read back as
+// a write.
+func TestPlainRunWritesUnchanged(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Phase.Workload.RunIdentity = true
+		o.Phase.SkillsNamespace = testNS
+	})
+	f.withGrants()
+	f.add(newInstance("inst"), newRun("run"))
+	writes := 0
+	step := func() {
+		t.Helper()
+		f.clearActions()
+		require.NoError(t, f.sync("run"))
+		writes += len(f.clientWrites()) + len(f.kubeWrites())
+		f.refresh()
+	}
+	step()
+	job, err := f.trackedJob("run")
+	require.NoError(t, err)
+	f.add(podOf(job, "run-pod", agentRunning(t0.Add(5*time.Second))))
+	step()
+	f.update(podOf(job, "run-pod", agentExited(0, reportJSON)))
+	step()
+	step() // quiet
+	assert.Equal(t, v1alpha1.PhaseSucceeded, f.trackedRun("run").Status.Phase)
+	assert.Equal(t, 5, writes)
 }
