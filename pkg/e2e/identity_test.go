@@ -135,6 +135,7 @@ func TestRunIdentity(t *testing.T) {
 	e := requireE2E(t)
 	ctx := context.Background()
 	ns := e.namespace(t, nil)
+	expectGrantRefusals(ns) // the greedy run's Role, below
 	e.startController(t, ns, "--skills-namespace", ns)
 	e.apply(t, instanceYAML(ns, "inst", ""))
 	e.apply(t, kubePack(ns, "kube", kubeRules))
