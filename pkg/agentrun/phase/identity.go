@@ -67,10 +67,13 @@ func (m *machine) grantIdentity() error {
 	return nil
 }
 
-// revokeGrants asks to delete the run's grants the caches hold (those not
-// being deleted already), bindings first.
-func (m *machine) revokeGrants() {
-	grants := slices.Clone(m.in.Grants)
+// revokeGrants asks to delete the run's grants the caches hold.
+func (m *machine) revokeGrants() { m.revoke(m.in.Grants) }
+
+// revoke asks to delete grants (those not being deleted already), bindings
+// first.
+func (m *machine) revoke(grants []Grant) {
+	grants = slices.Clone(grants)
 	slices.SortStableFunc(grants, func(a, b Grant) int { return revokeOrder[a.Kind] - revokeOrder[b.Kind] })
 	for _, g := range grants {
 		o := g.Object
@@ -79,6 +82,30 @@ func (m *machine) revokeGrants() {
 		}
 		m.act(Delete, g.Kind, &metav1.ObjectMeta{Namespace: o.GetNamespace(), Name: o.GetName(), UID: o.GetUID()})
 	}
+}
+
+// revokeStale asks to delete the grants the caches hold that the run's pod
+// no longer needs: a server whose SkillPacks changed keeps only the grants
+// of the packs it mounts now.
+func (m *machine) revokeStale() {
+	g := workload.RunGrants(m.inputs())
+	want := map[string]bool{}
+	for _, b := range g.RoleBindings {
+		want[string(KindRoleBinding)+"/"+b.Name] = true
+	}
+	for _, b := range g.ClusterRoleBindings {
+		want[string(KindClusterRoleBinding)+"/"+b.Name] = true
+	}
+	for _, r := range g.ClusterRoles {
+		want[string(KindClusterRole)+"/"+r.Name] = true
+	}
+	var stale []Grant
+	for _, gr := range m.in.Grants {
+		if !want[string(gr.Kind)+"/"+gr.Object.GetName()] {
+			stale = append(stale, gr)
+		}
+	}
+	m.revoke(stale)
 }
 
 // failureReason is the reason a run whose workload or grants cannot be

@@ -184,3 +184,23 @@ func TestSkillMirrors(t *testing.T) {
 	assert.NotContains(t, kinds(Next(obs).Actions, Create), KindConfigMap)
 	assert.Empty(t, kinds(Next(obs).Actions, Update))
 }
+
+// A serving run whose packs changed keeps only the grants of the packs it
+// mounts now.
+func TestServerKeepsOnlyTheGrantsOfItsPacks(t *testing.T) {
+	run := newRun(withMode(v1alpha1.ModeServer), withSkill("kube"))
+	in := workload.Inputs{Run: run, Instance: newInstance(), SkillPacks: map[string]*v1alpha1.SkillPack{"kube": kubectlPack("skills", false)}}
+	current := workload.RunGrants(in).RoleBindings[0]
+	current.UID = "current-uid"
+	grants := []Grant{
+		{KindRoleBinding, current},
+		{KindRoleBinding, &metav1.ObjectMeta{Name: "sympozium-run-run.old-0000", Namespace: "ns", UID: "old-uid"}},
+	}
+	var removed []string
+	m := &machine{in: Observed{Run: run, Instance: in.Instance, SkillPacks: in.SkillPacks, Grants: grants, Config: identityConfig(), Now: now}}
+	m.revokeStale()
+	for _, a := range m.deletes {
+		removed = append(removed, a.Object.GetName())
+	}
+	assert.Equal(t, []string{"sympozium-run-run.old-0000"}, removed)
+}

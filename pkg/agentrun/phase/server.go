@@ -149,6 +149,7 @@ func (w serverAdapter) converge() {
 	if !w.complete() {
 		return
 	}
+	m.revokeStale()
 	in := m.inputs()
 	if dep != nil {
 		want, err := workload.Deployment(m.in.Config.Workload, in)
