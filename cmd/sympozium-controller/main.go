@@ -33,6 +33,7 @@ func main() {
 	fs.StringVar(&cfg.EventBusURL, "event-bus-url", "", "sympozium's event bus (e.g. nats://nats.sympozium-system.svc:4222); when set, agent pods get the ipc-bridge sidecar that publishes their result to it.")
 	fs.StringVar(&cfg.IPCBridgeImage, "ipc-bridge-image", cfg.IPCBridgeImage, "Image of the ipc-bridge sidecar (with --event-bus-url).")
 	fs.BoolVar(&cfg.AllowHostAccess, "allow-host-access", false, "Let SkillPack sidecars with hostAccess (host namespaces, root, hostPath) run; such pods break Pod Security restricted. Without it, runs mounting one fail.")
+	fs.StringVar(&cfg.SkillsNamespace, "skills-namespace", cfg.SkillsNamespace, "Namespace of the cluster's SkillPacks (sympozium installs its built-in ones there): only SkillPacks from there may declare clusterRBAC.")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "Timeout of runs whose spec and instance set none.")
 	fs.DurationVar(&cfg.Grace, "fail-fast-grace", cfg.Grace, "How long an image pull failure, a missing Secret or ConfigMap, or a missing parent run is tolerated before the run fails.")
 	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", 0, "Cap on the admitted, unfinished runs of the whole controller (every instance, every mode); beyond it runs wait in Pending (WaitingForCapacity), oldest first. 0 is no limit.")

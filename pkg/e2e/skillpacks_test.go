@@ -45,8 +45,12 @@ func TestShippedSkillPacksReachThePod(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
+	// The test namespace plays the skills namespace (k8s-ops declares
+	// clusterRBAC), and the admin gives the controller what k8s-ops
+	// declares, with the file the project ships for it.
 	e.startController(t, ns, "--event-bus-url", "nats://nats.sympozium-system.svc:4222",
-		"--ipc-bridge-image", "registry.example/sympozium/ipc-bridge:test")
+		"--ipc-bridge-image", "registry.example/sympozium/ipc-bridge:test", "--skills-namespace", ns)
+	e.grantSkillPackToController(t, "k8s-ops", ns)
 	e.apply(t, instanceYAML(ns, "inst", "  observability: {enabled: true, otlpEndpoint: \"http://otel.observability:4318\"}\n"))
 	for _, pack := range []string{"github-gitops", "k8s-ops", "llmfit"} {
 		e.createShippedSkillPack(t, ns, pack)
@@ -100,11 +104,14 @@ func TestShippedSkillPacksReachThePod(t *testing.T) {
 	}
 	require.NotNil(t, secret)
 	assert.Equal(t, "github-gitops-token", secret.SecretName)
-	assert.False(t, *pod.Spec.AutomountServiceAccountToken, "no token without a per-run identity")
+	assert.False(t, *pod.Spec.AutomountServiceAccountToken, "no token in the pod, only in the sidecar that needs it")
+	assert.Equal(t, "sympozium-run-shipped", pod.Spec.ServiceAccountName, "k8s-ops runs kubectl: the run's own identity")
+	assert.Equal(t, []string{"skill-k8s-ops"}, tokenHolders(pod))
 
 	e.apply(t, runYAML(ns, "host", "inst", map[string]string{"SIM_MESSAGE": successReport}, "  skills: [{skillPackRef: llmfit}]\n"))
 	r := e.waitPhase(t, ns, "host", v1alpha1.PhaseFailed, 30*time.Second)
 	assert.Contains(t, r.Status.Error, "--allow-host-access")
+	assert.Equal(t, v1alpha1.ReasonHostAccessDenied, failedReason(r))
 	assert.Empty(t, r.Status.JobName, "nothing created for a run the controller refuses")
 }
 

@@ -70,6 +70,9 @@ type Config struct {
 	EventBusURL     string
 	IPCBridgeImage  string
 	AllowHostAccess bool
+	// SkillsNamespace is where cluster admins install SkillPacks; only
+	// packs from there may declare clusterRBAC.
+	SkillsNamespace string
 	DefaultTimeout  time.Duration
 	Grace           time.Duration
 	MaxResultBytes  int
@@ -103,10 +106,11 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		QPS: 100, Burst: 200, Workers: 32, ResyncPeriod: 30 * time.Minute,
-		AgentImage:     "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
-		SandboxImage:   "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
-		IPCBridgeImage: "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
-		DefaultTimeout: 10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
+		AgentImage:      "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
+		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
+		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
+		SkillsNamespace: workload.DefaultSkillsNamespace,
+		DefaultTimeout:  10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
 		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
 		MetricsAddr: ":8080", ProbeAddr: ":8081",
 		LeaderElectionNamespace: "sympozium-system", LeaderElectionID: "sympozium-controller",
@@ -336,6 +340,10 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
 		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(phase.TrimForCache))
 	mf := metadatainformer.NewFilteredSharedInformerFactory(meta, cfg.ResyncPeriod, cfg.Namespace, nil)
+	// The cluster-scoped grants of runs (of the watched namespace only).
+	cf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = agentrun.IdentitySelector(cfg.Namespace)
+	}), informers.WithTransform(phase.TrimForCache))
 	configMaps := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
 	if err := configMaps.Informer().SetTransform(phase.TrimForCache); err != nil {
 		return err
@@ -364,15 +372,22 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
 		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
 		ConfigMaps:  configMaps,
+		Grants: &agentrun.GrantInformers{
+			RoleBindings:        kf.Rbac().V1().RoleBindings().Informer(),
+			ClusterRoles:        cf.Rbac().V1().ClusterRoles().Informer(),
+			ClusterRoleBindings: cf.Rbac().V1().ClusterRoleBindings().Informer(),
+		},
 	}
 	opts := agentrun.Options{
 		Phase: phase.Config{
 			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
 				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
+				RunIdentity:    true,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, MaxConcurrentRuns: cfg.MaxConcurrentRuns,
+			SkillsNamespace: cfg.SkillsNamespace,
 		},
 		OnSync:       p.metrics.ObserveSync,
 		OnTransition: p.metrics.ObserveTransition,
@@ -383,6 +398,14 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	}
 	if cfg.ReadLogs {
 		opts.Logs = agentrun.KubeLogReader{Client: kube}
+	}
+	// SkillPacks of the skills namespace, when the controller watches
+	// another one only.
+	var skillsFactory sinformers.SharedInformerFactory
+	if cfg.Namespace != "" && cfg.SkillsNamespace != "" && cfg.SkillsNamespace != cfg.Namespace {
+		skillsFactory = sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
+			sinformers.WithNamespace(cfg.SkillsNamespace), sinformers.WithTransform(phase.TrimForCache))
+		inf.SystemSkillPacks = sv1alpha1.ToTypedSkillPackInformer(skillsFactory.Sympozium().V1alpha1().SkillPacks())
 	}
 	runCtl, err := agentrun.NewController(ctx, client, kube, inf, recorder, opts)
 	if err != nil {
@@ -404,6 +427,11 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	sf.Start(ctx.Done())
 	kf.Start(ctx.Done())
 	mf.Start(ctx.Done())
+	cf.Start(ctx.Done())
+	if skillsFactory != nil {
+		skillsFactory.Start(ctx.Done())
+		defer skillsFactory.Shutdown()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { runCtl.Run(ctx, cfg.Workers) })
 	wg.Go(func() { instCtl.Run(ctx, max(1, cfg.Workers/4)) })
@@ -413,5 +441,6 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	sf.Shutdown()
 	kf.Shutdown()
 	mf.Shutdown()
+	cf.Shutdown()
 	return nil
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// MaxConcurrentRuns caps the admitted, unfinished runs of the whole
 	// controller (--max-concurrent-runs); 0 is no limit.
 	MaxConcurrentRuns int
+	// SkillsNamespace is where cluster admins install SkillPacks: only
+	// packs from there may declare clusterRBAC (workload.CheckGrants).
+	SkillsNamespace string
 }
 
 // Observed is everything a decision depends on. Pointers point into informer
@@ -78,6 +81,21 @@ type Observed struct {
 	// WorkloadRejected is the API server's reason for refusing an object
 	// this machine asked to create (Invalid); "" when not refused.
 	WorkloadRejected string
+	// Grants are the run's RoleBindings, ClusterRoleBindings and
+	// ClusterRoles as cached (see identity.go).
+	Grants []Grant
+	// SkillMirrors are the mounted SkillPacks found in the skills
+	// namespace, whose ConfigMaps are mirrored into the run's (those are
+	// not in MissingConfigMaps).
+	SkillMirrors []SkillMirror
+	// NewAPIKey is a fresh random key for the API-key Secret of a server
+	// that needs one (workload.ServerAPIKeySecret), used only when the
+	// Secret is created.
+	NewAPIKey string
+	// GrantRefused is the API server's refusal of one of the run's
+	// identity objects (Forbidden: it grants more than the controller
+	// holds); "" when not refused.
+	GrantRefused string
 
 	// Sub-agent runs only (spec.parent set).
 	// Parent is the parent run; nil when not found.
@@ -181,6 +199,10 @@ func Next(in Observed) Decision {
 	if !m.st.Phase.IsTerminal() {
 		m.d.Actions = append(m.d.Actions, m.writes...)
 	}
+	// The grants end with the run, whatever its outcome and spec.cleanup.
+	if m.st.Phase.IsTerminal() || in.Run.DeletionTimestamp != nil {
+		m.revokeGrants()
+	}
 	m.d.Actions = append(m.d.Actions, m.deletes...)
 	m.d.Status = m.st
 	return m.d
@@ -227,6 +249,11 @@ func (m *machine) step() {
 	m.adoptByParent()
 	if m.st.Phase == "" {
 		m.st.Phase = v1alpha1.PhasePending
+	}
+	if m.in.GrantRefused != "" {
+		// At admission, or when a server's rebuilt pod needs new grants.
+		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
+		return
 	}
 	w := m.w
 	obj := w.object()
@@ -396,8 +423,17 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.WorkloadRejected, nil)
 		return
 	}
+	// The identity is asked for before the workload (a pod naming a
+	// missing ServiceAccount is refused); a pod that cannot be built at
+	// all is the first thing to say.
+	m.mirrorSkills()
+	refused := m.grantIdentity()
 	if err := m.w.create(); err != nil {
-		m.fail(v1alpha1.ReasonInvalidSpec, err.Error(), nil)
+		m.fail(failureReason(err), err.Error(), nil)
+		return
+	}
+	if refused != nil {
+		m.fail(failureReason(refused), refused.Error(), nil)
 		return
 	}
 	m.w.record()

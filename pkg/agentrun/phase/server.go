@@ -64,11 +64,23 @@ func (w serverAdapter) create() error {
 	if err != nil {
 		return err
 	}
+	w.apiKey()
 	w.m.act(Create, KindDeployment, dep)
 	if w.service() == nil {
 		w.m.act(Create, KindService, workload.Service(w.m.inputs()))
 	}
 	return nil
+}
+
+// apiKey asks for the web proxy's API-key Secret, before the Deployment that
+// reads it: created when missing (AlreadyExists keeps an earlier run's key),
+// never overwritten.
+func (w serverAdapter) apiKey() {
+	if key := w.m.in.NewAPIKey; key != "" {
+		if s := workload.ServerAPIKeySecret(w.m.inputs(), key); s != nil {
+			w.m.act(Create, KindSecret, s)
+		}
+	}
 }
 
 func (w serverAdapter) lost() {
@@ -139,10 +151,18 @@ func (w serverAdapter) converge() {
 		// workload.AdoptedNote.
 		return
 	}
+	m.revokeStale()
 	in := m.inputs()
 	if dep != nil {
 		want, err := workload.Deployment(m.in.Config.Workload, in)
 		if err == nil && dep.Annotations[workload.AnnotationSpecHash] != want.Annotations[workload.AnnotationSpecHash] {
+			// The rebuilt pod may mount new packs: their identity and
+			// the API key first (existing ones are kept).
+			if refused := m.grantIdentity(); refused != nil {
+				m.fail(failureReason(refused), refused.Error(), nil)
+				return
+			}
+			w.apiKey()
 			want.ResourceVersion, want.UID = dep.ResourceVersion, dep.UID
 			m.act(Update, KindDeployment, want)
 		}

@@ -401,7 +401,10 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		for _, cm := range cms {
 			sources = append(sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
 				LocalObjectReference: corev1.LocalObjectReference{Name: cm},
-				Optional:             new(false),
+				// Optional, as in the original: the controller admits a
+				// run only once its ConfigMaps exist (or are mirrored), so
+				// one removed later does not keep the pod from starting.
+				Optional: new(true),
 			}})
 		}
 		volumes = append(volumes, corev1.Volume{

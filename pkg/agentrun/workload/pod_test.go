@@ -234,9 +234,9 @@ func TestPodTemplateGolden(t *testing.T) {
 				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				{Name: "ipc", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				{Name: "skills", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "base"}, Optional: new(false)}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "custom-cm"}, Optional: new(false)}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "web"}, Optional: new(false)}},
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "base"}, Optional: new(true)}},
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "custom-cm"}, Optional: new(true)}},
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "web"}, Optional: new(true)}},
 				}}}},
 			},
 			Containers: []corev1.Container{{
@@ -604,7 +604,7 @@ func TestSkillsVolume(t *testing.T) {
 		}
 		assert.Equal(t, []string{"workspace", "tmp", "ipc"}, volumeNames(tmpl.Spec))
 	})
-	t.Run("projected, read-only, not optional", func(t *testing.T) {
+	t.Run("projected, read-only, optional", func(t *testing.T) {
 		run := newRun(withSkills(v1alpha1.SkillRef{SkillPackRef: "b"}, v1alpha1.SkillRef{SkillPackRef: "a", ConfigMapRef: "a-override"}, v1alpha1.SkillRef{SkillPackRef: "b"}))
 		tmpl, err := PodTemplate(testCfg, Inputs{Run: run, Now: now})
 		require.NoError(t, err)
@@ -616,7 +616,7 @@ func TestSkillsVolume(t *testing.T) {
 			require.NotNil(t, s.ConfigMap)
 			assert.Empty(t, s.ConfigMap.Items, "all keys")
 			require.NotNil(t, s.ConfigMap.Optional)
-			assert.False(t, *s.ConfigMap.Optional)
+			assert.True(t, *s.ConfigMap.Optional)
 			names = append(names, s.ConfigMap.Name)
 		}
 		assert.Equal(t, []string{"a-override", "b"}, names)

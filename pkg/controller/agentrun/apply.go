@@ -150,6 +150,10 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 			return true, "", nil
 		case apierrors.IsInvalid(err):
 			return false, err.Error(), nil
+		case isIdentityKind(a.Kind) && apierrors.IsForbidden(err):
+			// The run asks for more than the controller may grant:
+			// retrying does not help.
+			return false, "", &grantRefusedError{kind: a.Kind, obj: a.Object, err: err}
 		default:
 			if kc.discovered && apierrors.IsNotFound(err) && c.sandboxes != nil {
 				// The resource went away since discovery: look again.

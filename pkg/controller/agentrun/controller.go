@@ -49,6 +49,13 @@ type Informers struct {
 	Services    coreinformers.TypedServiceInformer
 	Pods        coreinformers.TypedPodInformer
 	ConfigMaps  informers.GenericInformer
+	// SystemSkillPacks reads the SkillPacks of the skills namespace when
+	// SkillPacks does not (a controller limited to one other namespace);
+	// nil otherwise.
+	SystemSkillPacks sinformers.TypedSkillPackInformer
+	// Grants are the informers of the per-run grants; nil leaves the
+	// grants of finished and gone runs in place (tests only).
+	Grants *GrantInformers
 }
 
 // Options tune the controller.
@@ -92,6 +99,10 @@ type Controller struct {
 	podIndex    cache.Indexer
 	configMaps  cache.GenericLister
 	sandboxes   *SandboxAPI
+	grants      *GrantInformers
+	// systemSkillPacks lists the skills namespace's SkillPacks; nil when
+	// skillPacks does.
+	systemSkillPacks listers.SkillPackLister
 	// kinds reads and writes each kind of child; backends is the
 	// controller's part of each backend.
 	kinds    map[phase.Kind]kindClient
@@ -139,6 +150,15 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
+	c.identityKinds(c.kinds)
+	if inf.SystemSkillPacks != nil {
+		c.systemSkillPacks = inf.SystemSkillPacks.Lister()
+		reg, err := inf.SystemSkillPacks.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{})
+		if err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, reg.HasSynced)
+	}
 	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
@@ -152,6 +172,11 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	for _, r := range regs {
 		c.synced = append(c.synced, r.HasSynced)
 	}
+	grantsSynced, err := c.addGrantInformers(inf.Grants)
+	if err != nil {
+		return nil, err
+	}
+	c.synced = append(c.synced, grantsSynced...)
 	if c.sandboxes != nil {
 		c.sandboxes.setHandler(c.sandboxEvent)
 		c.sandboxes.now = c.clock.Now

@@ -82,7 +82,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 
 	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
-		return nil // deleted; its children are garbage-collected through their ownerReferences
+		// Deleted; its children are garbage-collected through their
+		// ownerReferences, its cluster-scoped grants are swept.
+		return c.sweepClusterGrants(ctx, key, "")
 	}
 	if err != nil {
 		return err
@@ -99,7 +101,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		return err
 	}
 	if run.DeletionTimestamp != nil && !phase.HasFinalizer(run) {
-		return nil // its children are garbage-collected through their ownerReferences
+		return c.sweepClusterGrants(ctx, key, "")
+	}
+	// Grants of an earlier run of the same name.
+	if err := c.sweepClusterGrants(ctx, key, run.UID); err != nil {
+		return err
 	}
 	if c.writes.stale(run) {
 		logger.V(4).Info("Cached run is older than the last write; waiting for the informer")
@@ -125,6 +131,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	d := phase.Next(obs)
 	c.keepLog(ctx, run, &obs, d)
 	rejected, run, err := c.apply(ctx, run, d)
+	if refused, ok := asGrantRefused(err); ok {
+		// The API server refused one of the run's grants (Forbidden):
+		// decide once more, knowing that; the run fails.
+		obs.Run, obs.GrantRefused = run, refused.Error()
+		_, _, err = c.apply(ctx, run, phase.Next(obs))
+		return err
+	}
 	if err != nil || rejected == "" {
 		return err
 	}
@@ -152,6 +165,7 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	if err := c.observeWorkload(ctx, run, &obs); err != nil {
 		return obs, err
 	}
+	c.observeGrants(run, &obs)
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
@@ -159,6 +173,9 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 		// A server's spec is rebuilt from its skill packs as long as it
 		// lives (its Deployment rolls when they change).
 		c.observeSkills(run, &obs)
+	}
+	if phase.BackendOf(run) == phase.BackendServer {
+		obs.NewAPIKey = newAPIKey() // used only when the Secret is created
 	}
 	if !phase.IsAdmitted(run) {
 		if p := run.Spec.Parent; p != nil {
@@ -267,16 +284,23 @@ func (c *Controller) observeSkills(run *v1alpha1.AgentRun, obs *phase.Observed) 
 	if obs.Instance != nil {
 		refs = append(refs, obs.Instance.Spec.Skills...)
 	}
+	mirrored := map[string]bool{}
 	for _, ref := range refs {
-		if sp, err := c.skillPacks.SkillPacks(run.Namespace).Get(ref.SkillPackRef); err == nil {
-			if obs.SkillPacks == nil {
-				obs.SkillPacks = map[string]*v1alpha1.SkillPack{}
-			}
-			obs.SkillPacks[sp.Name] = sp
+		sp, mirror := workload.ResolveSkillPack(ref.SkillPackRef, run.Namespace, c.opts.Phase.SkillsNamespace, c.getSkillPack)
+		if sp == nil {
+			continue
+		}
+		if obs.SkillPacks == nil {
+			obs.SkillPacks = map[string]*v1alpha1.SkillPack{}
+		}
+		obs.SkillPacks[sp.Name] = sp
+		if mirror && (ref.ConfigMapRef == "" || ref.ConfigMapRef == sp.Name) && !mirrored[sp.Name] {
+			mirrored[sp.Name] = true
+			obs.SkillMirrors = append(obs.SkillMirrors, c.skillMirror(run, sp))
 		}
 	}
 	for _, name := range workload.SkillConfigMaps(workload.Inputs{Run: run, Instance: obs.Instance, SkillPacks: obs.SkillPacks}) {
-		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) {
+		if _, err := c.configMaps.ByNamespace(run.Namespace).Get(name); apierrors.IsNotFound(err) && !mirrored[name] {
 			obs.MissingConfigMaps = append(obs.MissingConfigMaps, name)
 		}
 	}

@@ -71,7 +71,9 @@ const (
 	ReasonParentFinished = "ParentFinished"
 	// ReasonRetrying is the Event of a task-mode run whose Job replaces a
 	// pod the infrastructure stopped (spec.retry); the run stays Running.
-	ReasonRetrying = "Retrying"
+	ReasonRetrying         = "Retrying"
+	ReasonHostAccessDenied = "HostAccessDenied"
+	ReasonGrantRefused     = "GrantRefused"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -81,6 +83,7 @@ var Reasons = []string{
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
 	ReasonServerNotReady, ReasonInvalidSpec, ReasonCancelled, ReasonParentFinished, ReasonRetrying,
+	ReasonHostAccessDenied, ReasonGrantRefused,
 }
 
 // Labels and annotations the controller puts on the objects it creates.

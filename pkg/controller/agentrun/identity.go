@@ -1,0 +1,340 @@
+package agentrun
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+)
+
+// The per-run identity (docs/run-identity.md): the machine asks for a run's
+// ServiceAccount, Roles, ClusterRoles and bindings at admission and for the
+// deletion of its grants once it is finished; apply executes those actions
+// through the kind → client table like any other. What the machine cannot
+// see is a run that is gone: its namespaced objects go with it (owner
+// references), its cluster-scoped ones cannot be owned by it and are swept
+// here, level-based, on every path (run deleted, controller down or crashed
+// in between): every event of the label-filtered ClusterRole and
+// ClusterRoleBinding informers (their initial list after a start included,
+// and each resync) enqueues the run a grant names, and the sync of a run
+// the cache does not hold deletes the grants made for it.
+
+// GrantInformers are the informers of the run grants: RoleBindings (filtered
+// like the other children, by app.kubernetes.io/managed-by), ClusterRoles
+// and ClusterRoleBindings filtered by IdentitySelector.
+type GrantInformers struct {
+	RoleBindings        cache.SharedIndexInformer
+	ClusterRoles        cache.SharedIndexInformer
+	ClusterRoleBindings cache.SharedIndexInformer
+}
+
+// IdentitySelector selects the cluster-scoped grants of runs in namespace
+// ("" for every namespace).
+func IdentitySelector(namespace string) string {
+	s := v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue + "," + v1alpha1.LabelComponent + "=" + workload.ComponentIdentity
+	if namespace != "" {
+		s += "," + workload.LabelAgentRunNamespace + "=" + namespace
+	}
+	return s
+}
+
+const (
+	// grantsByRunUID indexes grants by the UID of the run they were made
+	// for; clusterGrantsByRun indexes cluster-scoped grants by the
+	// namespace/name of their run.
+	grantsByRunUID     = "grantsByRunUID"
+	clusterGrantsByRun = "clusterGrantsByRun"
+)
+
+func grantRunUID(obj any) ([]string, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, nil
+	}
+	if _, _, uid, ok := workload.ClusterGrantRun(m); ok {
+		return []string{uid}, nil
+	}
+	if ref := metav1.GetControllerOf(m); ref != nil && ref.Kind == "AgentRun" &&
+		m.GetLabels()[v1alpha1.LabelComponent] == workload.ComponentIdentity {
+		return []string{string(ref.UID)}, nil
+	}
+	return nil, nil
+}
+
+func clusterGrantRunKey(obj any) ([]string, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, nil
+	}
+	if ns, name, _, ok := workload.ClusterGrantRun(m); ok {
+		return []string{ns + "/" + name}, nil
+	}
+	return nil, nil
+}
+
+// addGrantInformers indexes and watches the grant informers.
+func (c *Controller) addGrantInformers(g *GrantInformers) ([]cache.InformerSynced, error) {
+	if g == nil {
+		return nil, nil
+	}
+	c.grants = g
+	if err := g.RoleBindings.AddIndexers(cache.Indexers{grantsByRunUID: grantRunUID}); err != nil {
+		return nil, err
+	}
+	for _, inf := range []cache.SharedIndexInformer{g.ClusterRoles, g.ClusterRoleBindings} {
+		if err := inf.AddIndexers(cache.Indexers{grantsByRunUID: grantRunUID, clusterGrantsByRun: clusterGrantRunKey}); err != nil {
+			return nil, err
+		}
+	}
+	var synced []cache.InformerSynced
+	rb, err := g.RoleBindings.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.grantChanged(obj) },
+		UpdateFunc: func(_, obj any) { c.grantChanged(obj) },
+		DeleteFunc: c.grantDeleted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	synced = append(synced, rb.HasSynced)
+	for _, inf := range []cache.SharedIndexInformer{g.ClusterRoles, g.ClusterRoleBindings} {
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			// Every event, resyncs included, checks the grant's run.
+			AddFunc:    func(obj any) { c.grantChanged(obj) },
+			UpdateFunc: func(_, obj any) { c.grantChanged(obj) },
+			DeleteFunc: c.grantDeleted,
+		})
+		if err != nil {
+			return nil, err
+		}
+		synced = append(synced, reg.HasSynced)
+	}
+	return synced, nil
+}
+
+// grantChanged enqueues the run a grant was made for: a finished run
+// revokes it, a gone one has it swept.
+func (c *Controller) grantChanged(obj any) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	if ns, name, _, ok := workload.ClusterGrantRun(m); ok {
+		c.enqueue(cache.ObjectName{Namespace: ns, Name: name})
+		return
+	}
+	c.enqueueOwner(m)
+}
+
+func (c *Controller) grantDeleted(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if m, err := meta.Accessor(obj); err == nil {
+		c.expectations.gone(m.GetUID())
+	}
+}
+
+// observeGrants gathers the grants the caches hold for run.
+func (c *Controller) observeGrants(run *v1alpha1.AgentRun, obs *phase.Observed) {
+	if c.grants == nil {
+		return
+	}
+	for _, src := range []struct {
+		kind phase.Kind
+		inf  cache.SharedIndexInformer
+	}{
+		{phase.KindRoleBinding, c.grants.RoleBindings},
+		{phase.KindClusterRoleBinding, c.grants.ClusterRoleBindings},
+		{phase.KindClusterRole, c.grants.ClusterRoles},
+	} {
+		objs, err := src.inf.GetIndexer().ByIndex(grantsByRunUID, string(run.UID))
+		if err != nil {
+			continue
+		}
+		for _, o := range objs {
+			m, err := meta.Accessor(o)
+			if err != nil || c.expectations.deleting(m.GetUID()) {
+				continue
+			}
+			if src.kind == phase.KindRoleBinding && m.GetNamespace() != run.Namespace {
+				continue
+			}
+			obs.Grants = append(obs.Grants, phase.Grant{Kind: src.kind, Object: m})
+		}
+	}
+}
+
+// sweepClusterGrants deletes the cluster-scoped grants made for the run
+// key names that are not for live, the UID of the run holding the name now
+// ("" when none does, or it is being deleted). A run the cache does not
+// hold is looked up on the API server before its grants go: the run cache
+// may lag the grant caches.
+func (c *Controller) sweepClusterGrants(ctx context.Context, key cache.ObjectName, live types.UID) error {
+	if c.grants == nil {
+		return nil
+	}
+	type grant struct {
+		kind phase.Kind
+		obj  metav1.Object
+	}
+	var found []grant
+	for _, src := range []struct {
+		kind phase.Kind
+		inf  cache.SharedIndexInformer
+	}{{phase.KindClusterRoleBinding, c.grants.ClusterRoleBindings}, {phase.KindClusterRole, c.grants.ClusterRoles}} {
+		objs, err := src.inf.GetIndexer().ByIndex(clusterGrantsByRun, key.String())
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if m, err := meta.Accessor(o); err == nil && m.GetDeletionTimestamp() == nil && !c.expectations.deleting(m.GetUID()) {
+				found = append(found, grant{src.kind, m})
+			}
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	if live == "" {
+		run, err := c.client.SympoziumV1alpha1().AgentRuns(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("looking up the run of cluster grants: %w", err)
+		case run.DeletionTimestamp == nil:
+			live = run.UID
+		}
+	}
+	policy := metav1.DeletePropagationBackground
+	for _, g := range found {
+		if _, _, uid, _ := workload.ClusterGrantRun(g.obj); types.UID(uid) == live {
+			continue
+		}
+		uid := g.obj.GetUID()
+		err := c.kinds[g.kind].delete(ctx, "", g.obj.GetName(),
+			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+		switch {
+		case err == nil:
+			klog.FromContext(ctx).V(2).Info("Deleted the "+string(g.kind)+" of a gone run", "name", g.obj.GetName())
+			c.expectations.deletedChild(uid)
+		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		default:
+			return fmt.Errorf("deleting %s %s: %w", g.kind, g.obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// grantRefusedError is the API server's refusal (Forbidden) of one of a
+// run's identity objects: the controller may not grant what it asks for.
+type grantRefusedError struct {
+	kind phase.Kind
+	obj  metav1.Object
+	err  error
+}
+
+func (e *grantRefusedError) Error() string {
+	pack := e.obj.GetLabels()[v1alpha1.LabelSkillPack]
+	what := fmt.Sprintf("%s %s", e.kind, e.obj.GetName())
+	if pack != "" {
+		what += " (SkillPack " + pack + ")"
+	}
+	return what + ": " + e.err.Error()
+}
+
+func isIdentityKind(k phase.Kind) bool {
+	switch k {
+	case phase.KindServiceAccount, phase.KindRole, phase.KindRoleBinding, phase.KindClusterRole, phase.KindClusterRoleBinding:
+		return true
+	}
+	return false
+}
+
+func asGrantRefused(err error) (*grantRefusedError, bool) {
+	var r *grantRefusedError
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+// identityKinds are the clients of the identity objects: created and
+// deleted, never read back from a cache by name.
+func (c *Controller) identityKinds(kinds map[phase.Kind]kindClient) {
+	notCached := func(ns, name string) (metav1.Object, error) { return nil, fmt.Errorf("not read by name") }
+	kinds[phase.KindServiceAccount] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.CoreV1().ServiceAccounts(obj.GetNamespace()).Create(ctx, obj.(*corev1.ServiceAccount), o)
+			return err
+		},
+	}
+	kinds[phase.KindRole] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.RbacV1().Roles(obj.GetNamespace()).Create(ctx, obj.(*rbacv1.Role), o)
+			return err
+		},
+	}
+	kinds[phase.KindRoleBinding] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.RbacV1().RoleBindings(obj.GetNamespace()).Create(ctx, obj.(*rbacv1.RoleBinding), o)
+			return err
+		},
+		delete: func(ctx context.Context, ns, name string, o metav1.DeleteOptions) error {
+			return c.kubeClient.RbacV1().RoleBindings(ns).Delete(ctx, name, o)
+		},
+	}
+	kinds[phase.KindClusterRole] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.RbacV1().ClusterRoles().Create(ctx, obj.(*rbacv1.ClusterRole), o)
+			return err
+		},
+		delete: func(ctx context.Context, _, name string, o metav1.DeleteOptions) error {
+			return c.kubeClient.RbacV1().ClusterRoles().Delete(ctx, name, o)
+		},
+	}
+	kinds[phase.KindConfigMap] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Create(ctx, obj.(*corev1.ConfigMap), o)
+			return err
+		},
+		update: func(ctx context.Context, obj metav1.Object, o metav1.UpdateOptions) error {
+			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Update(ctx, obj.(*corev1.ConfigMap), o)
+			return err
+		},
+	}
+	kinds[phase.KindSecret] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.CoreV1().Secrets(obj.GetNamespace()).Create(ctx, obj.(*corev1.Secret), o)
+			return err
+		},
+	}
+	kinds[phase.KindClusterRoleBinding] = kindClient{get: notCached,
+		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
+			_, err := c.kubeClient.RbacV1().ClusterRoleBindings().Create(ctx, obj.(*rbacv1.ClusterRoleBinding), o)
+			return err
+		},
+		delete: func(ctx context.Context, _, name string, o metav1.DeleteOptions) error {
+			return c.kubeClient.RbacV1().ClusterRoleBindings().Delete(ctx, name, o)
+		},
+	}
+}
+
+// newAPIKey is a web proxy API key as sympozium's controller makes them:
+// "sk-" and 48 hex digits from crypto/rand.
+func newAPIKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return "sk-" + hex.EncodeToString(b)
+}
