@@ -615,15 +615,21 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, "Sandbox run created", findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted).Message)
 			},
 		},
-		"the claim names the warm pool and carries the agent's env": {
+		"the claim names the warm pool and carries the run in annotations, no env or labels": {
 			in: func() Observed { return Observed{Run: claim.run(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
 				u := action[*unstructured.Unstructured](d, Create, KindSandboxClaim)
 				require.NotNil(t, u)
 				pool, _, _ := unstructured.NestedString(u.Object, "spec", "warmPoolRef", "name")
 				assert.Equal(t, "pool", pool)
-				env, _, _ := unstructured.NestedSlice(u.Object, "spec", "env")
-				assert.Contains(t, env, map[string]any{"name": "TASK", "value": "do it", "containerName": "agent"})
+				_, hasEnv, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "env")
+				assert.False(t, hasEnv, "env on a claim bypasses the warm pool")
+				_, hasLabels, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "additionalPodMetadata", "labels")
+				assert.False(t, hasLabels, "claim labels outside agent-sandbox's allowlist are refused")
+				ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "annotations")
+				assert.Equal(t, "do it", ann["sympozium.ai/task"])
+				assert.Equal(t, "run", ann["sympozium.ai/agent-run"])
+				assert.Contains(t, ann["sympozium.ai/env"], `"TASK":"do it"`)
 				assert.Equal(t, "run", d.Status.SandboxClaimName)
 				assert.Empty(t, d.Status.SandboxName, "not bound yet")
 			},
@@ -653,7 +659,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, t0.Add(5*time.Second), d.Status.StartedAt.Time)
 			},
 		},
-		"a claim the pool refuses past the grace: ConfigError": {
+		"a claim the pool refuses past the grace: SandboxRefused": {
 			in: func() Observed {
 				in := Observed{Run: claim.run(claim.admitted), Instance: newInstance()}
 				claim.workload(&in, nil)
@@ -661,8 +667,8 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				assert.Equal(t, v1alpha1.ReasonConfigError, failedReason(&d.Status))
-				assert.Contains(t, d.Status.Error, "WarmPoolNotFound")
+				assert.Equal(t, v1alpha1.ReasonSandboxRefused, failedReason(&d.Status))
+				assert.Contains(t, d.Status.Error, "WarmPoolNotFound: no pool")
 				assert.True(t, acts(d, Delete, KindSandboxClaim))
 			},
 		},

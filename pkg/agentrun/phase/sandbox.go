@@ -2,7 +2,6 @@ package phase
 
 import (
 	"fmt"
-	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,11 +31,6 @@ const (
 	SandboxConditionFinished = "Finished"
 	SandboxReasonSucceeded   = "PodSucceeded"
 )
-
-// claimRefusals are the Ready=False reasons of a SandboxClaim that waiting
-// does not heal: the run's configuration (its warm pool, the pool's
-// template) is wrong.
-var claimRefusals = []string{"WarmPoolNotFound", "TemplateNotFound", "EnvVarsInjectionRejected"}
 
 // SandboxAPI is what the cluster serves of the agent-sandbox API, as
 // "<group>/<version>" of the resource the controller would use.
@@ -105,7 +99,7 @@ func (w sandboxAdapter) observe() {
 	obj := w.obj()
 	pod := m.in.Pod
 	agent := agentOf(pod)
-	if sandboxEnded(m, obj, w.kind(), w.name()) {
+	if sandboxEnded(m, obj, w.kind(), w.name()) || sandboxRefused(m, obj, w.kind()) {
 		return
 	}
 	if pod == nil && m.st.PodName != "" && obj != nil && obj.DeletionTimestamp == nil {
@@ -159,13 +153,10 @@ func (w claimAdapter) observe() {
 		if b := obj.BoundSandbox; b != "" && m.st.SandboxName != b {
 			m.st.SandboxName = b
 		}
-		if w.refused(obj) {
-			return
-		}
 	}
 	pod := m.in.Pod
 	agent := agentOf(pod)
-	if sandboxEnded(m, obj, w.kind(), w.name()) {
+	if sandboxEnded(m, obj, w.kind(), w.name()) || sandboxRefused(m, obj, w.kind()) {
 		return
 	}
 	var ready *metav1.Condition
@@ -179,23 +170,6 @@ func (w claimAdapter) observe() {
 		m.start(ready.LastTransitionTime)
 	}
 	m.followPod(pod, agent)
-}
-
-// refused fails a run whose claim the sandbox controller refuses for a
-// reason waiting does not heal (no such warm pool, env injection not
-// allowed by the pool's template), once the grace period is over.
-func (w claimAdapter) refused(claim *SandboxObject) bool {
-	m := w.m
-	c := meta.FindStatusCondition(claim.Conditions, SandboxConditionReady)
-	if c == nil || c.Status != metav1.ConditionFalse || !slices.Contains(claimRefusals, c.Reason) {
-		return false
-	}
-	if left := m.graceLeft(claim.CreationTimestamp); left > 0 {
-		m.requeue(left)
-		return false
-	}
-	m.fail(v1alpha1.ReasonConfigError, fmt.Sprintf("SandboxClaim %s: %s: %s", claim.Name, c.Reason, c.Message), nil)
-	return true
 }
 
 // sandboxObject is obj as a metav1.Object; nil for none.

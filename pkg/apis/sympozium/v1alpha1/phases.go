@@ -64,6 +64,10 @@ const (
 	ReasonChildNameConflict  = "ChildNameConflict"
 	ReasonServerNotReady     = "ServerNotReady"
 	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonSandboxRefused: the agent-sandbox controller refuses the run's
+	// Sandbox or SandboxClaim, or reports it unhealthy, for a reason that
+	// waiting does not heal; the message names agent-sandbox's own reason.
+	ReasonSandboxRefused = "SandboxRefused"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -72,7 +76,7 @@ var Reasons = []string{
 	ReasonSucceeded, ReasonAgentFailed, ReasonTimeout, ReasonPodLost, ReasonJobLost,
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
-	ReasonServerNotReady, ReasonInvalidSpec,
+	ReasonServerNotReady, ReasonInvalidSpec, ReasonSandboxRefused,
 }
 
 // Labels and annotations the controller puts on the objects it creates.
