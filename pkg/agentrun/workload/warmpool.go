@@ -80,12 +80,7 @@ func SandboxClaim(cfg Config, in Inputs, apiVersion string) (*unstructured.Unstr
 		"warmPoolRef":           map[string]any{"name": as.WarmPoolRef},
 		"additionalPodMetadata": map[string]any{"annotations": stringMap(annotations)},
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": SandboxClaimKind, "spec": spec}}
-	u.SetName(naming.SandboxClaimName(run.Name))
-	u.SetNamespace(run.Namespace)
-	u.SetLabels(Labels(run))
-	u.SetOwnerReferences(controllerRef(run))
-	return u, nil
+	return runObject(run, apiVersion, SandboxClaimKind, naming.SandboxClaimName(run.Name), spec), nil
 }
 
 // WarmAnnotations are the annotations that carry a run to the agent of a

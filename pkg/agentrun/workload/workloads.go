@@ -252,13 +252,18 @@ func Sandbox(cfg Config, in Inputs, apiVersion string) (*unstructured.Unstructur
 	if strings.HasSuffix(apiVersion, "/v1alpha1") {
 		spec["replicas"] = int64(1)
 	}
-	run := in.Run
-	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": SandboxKind, "spec": spec}}
-	u.SetName(naming.SandboxName(run.Name))
+	return runObject(in.Run, apiVersion, SandboxKind, naming.SandboxName(in.Run.Name), spec), nil
+}
+
+// runObject is an object of the agent-sandbox API for run: named name in
+// the run's namespace, labelled as the run's and controlled by it.
+func runObject(run *v1alpha1.AgentRun, apiVersion, kind, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+	u.SetName(name)
 	u.SetNamespace(run.Namespace)
 	u.SetLabels(Labels(run))
 	u.SetOwnerReferences(controllerRef(run))
-	return u, nil
+	return u
 }
 
 func stringMap(m map[string]string) map[string]any {
