@@ -299,8 +299,15 @@ func TestAgentSandboxWarmPool(t *testing.T) {
 	e.startController(t, ns)
 	e.apply(t, instanceYAML(ns, "inst", ""))
 	e.kubectl(t, "apply", "-n", ns, "-f", e.root+"/manifests/samples/warm-pool/pool.yaml")
-	e.apply(t, warmPoolYAML(ns, "cold", "sympozium-agent", 0))
+	// For the measurement, a template whose pods take 2s to start (kwok's
+	// stand-in for an image pull and a runtime's boot; by default kwok
+	// starts a pod at once): a warm pool of it, and a pool without
+	// replicas, whose claims agent-sandbox starts cold.
+	e.apply(t, sandboxTemplateYAML(ns, "slow-start", "Disallowed", true, "SIM_START_DELAY=2s"))
+	e.apply(t, warmPoolYAML(ns, "warm", "slow-start", 1))
+	e.apply(t, warmPoolYAML(ns, "cold", "slow-start", 0))
 	e.waitWarmPoolReady(t, ns, "sympozium-agents", 2, 60*time.Second)
+	e.waitWarmPoolReady(t, ns, "warm", 1, 60*time.Second)
 	dyn := e.dynamic(t)
 	claims := dyn.Resource(claimsGVR).Namespace(ns)
 
@@ -331,17 +338,19 @@ func TestAgentSandboxWarmPool(t *testing.T) {
 		require.NoError(t, err, "%s: the agent never ran with its task", name)
 		return time.Since(start), pod, start
 	}
-	warm, warmPod, warmStart := claimToAgent("warm", "sympozium-agents")
+	warm, warmPod, warmStart := claimToAgent("warm", "warm")
 	cold, coldPod, coldStart := claimToAgent("cold", "cold")
-	t.Logf("claim created → agent running with its task: warm %s (pod %s), cold %s (pod %s)",
+	t.Logf("run created → agent running with its task (pods take 2s to start): warm %s (pod %s), cold %s (pod %s)",
 		warm.Round(time.Millisecond), warmPod.Name, cold.Round(time.Millisecond), coldPod.Name)
-	assert.True(t, strings.HasPrefix(warmPod.Name, "sympozium-agents-"), "a warm Sandbox of the pool: %q", warmPod.Name)
+	assert.True(t, strings.HasPrefix(warmPod.Name, "warm-"), "a warm Sandbox of the pool: %q", warmPod.Name)
+	assert.Less(t, warm, 2*time.Second, "the warm run did not wait for a pod to start")
+	assert.Greater(t, cold, 2*time.Second, "the cold run waited for its pod to start")
 	assert.Equal(t, "cold", coldPod.Name, "no warm Sandbox: one named like the claim")
 	assert.True(t, warmPod.Status.StartTime.Time.Before(warmStart), "the warm pod ran before the run (started %s, run %s)", warmPod.Status.StartTime, warmStart)
 	assert.False(t, coldPod.Status.StartTime.Time.Before(coldStart.Truncate(time.Second)), "the cold pod started for the run")
 	for _, p := range []*corev1.Pod{warmPod, coldPod} {
 		assert.Contains(t, p.Annotations["sympozium.ai/env"], `"SIM_DURATION":"3s"`, p.Name)
-		assert.Empty(t, p.Spec.Containers[0].Env, "%s: nothing of the run in the pod's spec", p.Name)
+		assert.NotContains(t, envMap(p.Spec.Containers[0]), "TASK", "%s: nothing of the run in the pod's spec", p.Name)
 	}
 
 	r := e.waitPhase(t, ns, "warm", v1alpha1.PhaseSucceeded, 60*time.Second)
@@ -357,9 +366,8 @@ func TestAgentSandboxWarmPool(t *testing.T) {
 	e.waitGone(t, claims, "warm", 30*time.Second)
 	e.waitGone(t, dyn.Resource(sandboxesGVR).Namespace(ns), warmPod.Name, 30*time.Second)
 
-	// The sample run, on the sample pool (which refills).
+	// The sample run, on the sample pool.
 	e.apply(t, instanceYAML(ns, "my-agent", ""))
-	e.waitWarmPoolReady(t, ns, "sympozium-agents", 2, 60*time.Second)
 	e.kubectl(t, "apply", "-n", ns, "-f", e.root+"/manifests/samples/warm-pool/run/")
 	r = e.waitPhase(t, ns, "warm-check", v1alpha1.PhaseSucceeded, 60*time.Second)
 	assert.True(t, strings.HasPrefix(r.Status.SandboxName, "sympozium-agents-"), "a warm Sandbox of the pool: %q", r.Status.SandboxName)
@@ -394,12 +402,16 @@ const podInfoVolume = `      volumes:
 `
 
 // sandboxTemplateYAML is a SandboxTemplate whose pod runs the simulated agent
-// until deleted, with FOO=bar; podInfo adds podInfoVolume, mounted in the
-// agent at /var/run/sympozium/podinfo.
-func sandboxTemplateYAML(ns, name, policy string, podInfo bool) string {
+// until deleted, with FOO=bar and env ("NAME=value"); podInfo adds
+// podInfoVolume, mounted in the agent at /var/run/sympozium/podinfo.
+func sandboxTemplateYAML(ns, name, policy string, podInfo bool, env ...string) string {
 	extra := ""
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		extra += fmt.Sprintf("        - {name: %s, value: %q}\n", k, v)
+	}
 	if podInfo {
-		extra = "        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume
+		extra += "        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume
 	}
 	return fmt.Sprintf(`apiVersion: extensions.agents.x-k8s.io/v1beta1
 kind: SandboxTemplate
