@@ -405,13 +405,13 @@ const podInfoVolume = `      volumes:
 // until deleted, with FOO=bar and env ("NAME=value"); podInfo adds
 // podInfoVolume, mounted in the agent at /var/run/sympozium/podinfo.
 func sandboxTemplateYAML(ns, name, policy string, podInfo bool, env ...string) string {
-	extra := ""
+	var extra strings.Builder
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
-		extra += fmt.Sprintf("        - {name: %s, value: %q}\n", k, v)
+		fmt.Fprintf(&extra, "        - {name: %s, value: %q}\n", k, v)
 	}
 	if podInfo {
-		extra += "        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume
+		extra.WriteString("        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume)
 	}
 	return fmt.Sprintf(`apiVersion: extensions.agents.x-k8s.io/v1beta1
 kind: SandboxTemplate
@@ -427,7 +427,7 @@ spec:
         env:
         - {name: SIM_DURATION, value: 1h}
         - {name: FOO, value: bar}
-%s`, name, ns, policy, extra)
+%s`, name, ns, policy, extra.String())
 }
 
 func warmPoolYAML(ns, name, template string, replicas int) string {
