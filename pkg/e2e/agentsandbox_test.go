@@ -374,20 +374,52 @@ func TestAgentSandboxWarmPool(t *testing.T) {
 }
 
 // TestAgentSandboxWarmPoolSettings: runtimeClass and resources cannot be
-// applied to a warm pod, so a run that sets them with warmPoolRef is refused
-// at admission, naming the field.
+// applied to a warm pod, and sympozium's own clients set them with
+// warmPoolRef, so the API server admits them and the run checks them against
+// the pool's template before claiming: the template's values run, other
+// values fail the run at once (InvalidSpec, naming the field), nothing is
+// silently dropped.
 func TestAgentSandboxWarmPoolSettings(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
+	e.agentSandbox(t)
 	ns := e.namespace(t, nil)
-	for field, spec := range map[string]string{
-		"spec.agentSandbox.runtimeClass": "  agentSandbox: {enabled: true, warmPoolRef: pool, runtimeClass: gvisor}\n",
-		"spec.agentSandbox.resources":    "  agentSandbox: {enabled: true, warmPoolRef: pool, resources: {limits: {memory: 1Gi}}}\n",
+	e.startController(t, ns)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	rc := "kata-" + ns
+	e.apply(t, "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: "+rc+"}\nhandler: kata\n")
+	t.Cleanup(func() { _, _ = e.kubectlInput("", "delete", "runtimeclass", rc, "--ignore-not-found") })
+	tmpl := strings.Replace(sandboxTemplateYAML(ns, "kata", "Disallowed", true),
+		"      restartPolicy: Never\n", "      restartPolicy: Never\n      runtimeClassName: "+rc+"\n", 1)
+	tmpl = strings.Replace(tmpl, "        env:\n", "        resources: {limits: {memory: 1Gi}}\n        env:\n", 1)
+	e.apply(t, tmpl)
+	e.apply(t, warmPoolYAML(ns, "kata", "kata", 1))
+	e.waitWarmPoolReady(t, ns, "kata", 1, 60*time.Second)
+
+	e.apply(t, runYAML(ns, "same", "inst", map[string]string{"SIM_MESSAGE": successReport},
+		"  agentSandbox: {enabled: true, warmPoolRef: kata, runtimeClass: "+rc+", resources: {limits: {memory: 1024Mi}}}\n"))
+	for name, spec := range map[string]string{
+		"other-rc":  "  agentSandbox: {enabled: true, warmPoolRef: kata, runtimeClass: gvisor}\n",
+		"other-res": "  agentSandbox: {enabled: true, warmPoolRef: kata, resources: {limits: {memory: 2Gi}}}\n",
+		"no-pool":   "  agentSandbox: {enabled: true, warmPoolRef: nope, runtimeClass: " + rc + "}\n",
 	} {
-		out, err := e.kubectlInput(runYAML(ns, "x", "inst", nil, spec), "apply", "-f", "-")
-		require.Error(t, err, field)
-		assert.Contains(t, out, field)
-		assert.Contains(t, out, "warmPoolRef")
+		e.apply(t, runYAML(ns, name, "inst", nil, spec))
+	}
+	r := e.waitPhase(t, ns, "same", v1alpha1.PhaseSucceeded, 60*time.Second)
+	assert.True(t, strings.HasPrefix(r.Status.SandboxName, "kata-"), "a warm Sandbox of the pool: %q", r.Status.SandboxName)
+	for name, want := range map[string][]string{
+		"other-rc":  {`agentSandbox.runtimeClass "gvisor"`, `runtimeClassName "` + rc + `"`},
+		"other-res": {"agentSandbox.resources", "SandboxTemplate kata"},
+		"no-pool":   {`SandboxWarmPool "nope" not found`},
+	} {
+		r := e.waitPhase(t, ns, name, v1alpha1.PhaseFailed, 30*time.Second)
+		assert.Equal(t, v1alpha1.ReasonInvalidSpec, failedReason(r), name)
+		for _, w := range want {
+			assert.Contains(t, r.Status.Error, w, name)
+		}
+		assert.Contains(t, r.Status.Error, "warmPoolRef", name)
+		assert.Empty(t, r.Status.SandboxClaimName, "%s: no claim", name)
+		assert.Less(t, r.Status.CompletedAt.Sub(r.CreationTimestamp.Time), 10*time.Second, name)
 	}
 }
 

@@ -53,7 +53,10 @@ func (k kit) run(opts ...runOpt) *v1alpha1.AgentRun {
 
 func withAgentSandbox(pool string) runOpt {
 	return func(r *v1alpha1.AgentRun) {
-		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, RuntimeClass: "gvisor", WarmPoolRef: pool}
+		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, WarmPoolRef: pool}
+		if pool == "" { // with a pool, the pool's template decides (see warmpool_test.go)
+			r.Spec.AgentSandbox.RuntimeClass = "gvisor"
+		}
 	}
 }
 

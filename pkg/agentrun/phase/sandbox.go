@@ -1,7 +1,9 @@
 package phase
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -136,6 +138,9 @@ func (w claimAdapter) unavailable() string {
 }
 
 func (w claimAdapter) create() error {
+	if why := poolMismatch(w.m.run(), w.m.in.PoolTemplate); why != "" {
+		return errors.New(why)
+	}
 	u, err := workload.SandboxClaim(w.m.in.Config.Workload, w.m.inputs(), w.m.in.SandboxAPI.Claim)
 	if err != nil {
 		return err
@@ -212,11 +217,22 @@ func sandboxEnded(m *machine, obj *SandboxObject, kind, name string) bool {
 		return false
 	}
 	if c := trueCondition(obj.Conditions, SandboxConditionFinished); c != nil {
+		if pod != nil && !m.in.Now.After(c.LastTransitionTime.Add(PodCatchUp)) {
+			// The pod's cache lags behind the Sandbox's: its termination
+			// (and the agent's report) is on its way.
+			m.requeue(c.LastTransitionTime.Add(PodCatchUp).Sub(m.in.Now))
+			return true
+		}
 		finishedUnread(m, c, kind, name)
 		return true
 	}
 	return false
 }
+
+// PodCatchUp is how long a finished Sandbox waits for its pod, seen still
+// running, to show the agent's termination before the run ends on the
+// Sandbox's Finished condition alone.
+const PodCatchUp = 10 * time.Second
 
 // finishedUnread ends a run whose Sandbox finished while its pod (and so
 // the agent's exit code and report) could not be read.

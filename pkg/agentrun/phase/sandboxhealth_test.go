@@ -101,3 +101,25 @@ func TestSandboxRefusalAfterTheAgentEnded(t *testing.T) {
 	d := Next(in)
 	assert.Equal(t, v1alpha1.PhaseSucceeded, d.Status.Phase)
 }
+
+// TestSandboxFinishedBeforeItsPod: a Sandbox seen Finished while its pod is
+// still seen running (the pod's cache lags) waits PodCatchUp for the agent's
+// exit code and report; only then does it end on the Sandbox's condition.
+func TestSandboxFinishedBeforeItsPod(t *testing.T) {
+	k := kits[2]
+	finished := []metav1.Condition{{Type: SandboxConditionFinished, Status: metav1.ConditionTrue, Reason: "PodFailed", LastTransitionTime: metav1.NewTime(now.Add(-3 * time.Second))}}
+	in := Observed{Run: k.run(k.started), Instance: newInstance(), Now: now, Config: testConfig, SandboxAPI: servedAPI}
+	k.workload(&in, newPod(agentRunning(t0)))
+	in.Objects[KindSandbox].(*SandboxObject).Conditions = finished
+	d := Next(in)
+	assert.Equal(t, v1alpha1.PhaseRunning, d.Status.Phase)
+	assert.Equal(t, PodCatchUp-3*time.Second, d.RequeueAfter)
+	assert.Empty(t, d.Actions)
+	assertIdempotent(t, in, d)
+
+	in.Now = now.Add(PodCatchUp)
+	d = Next(in)
+	assert.Equal(t, v1alpha1.PhaseFailed, d.Status.Phase)
+	assert.Equal(t, v1alpha1.ReasonAgentFailed, failedReason(&d.Status))
+	assert.Contains(t, d.Status.Error, "could not be read")
+}

@@ -282,8 +282,6 @@ type SandboxSpec struct {
 }
 
 // AgentSandboxSpec configures the kernel-level agent sandbox.
-// +kubebuilder:validation:XValidation:rule="!has(self.warmPoolRef) || size(self.warmPoolRef) == 0 || !has(self.runtimeClass) || size(self.runtimeClass) == 0",message="runtimeClass cannot be set with warmPoolRef: a warm pod already runs; set runtimeClassName in the pool's SandboxTemplate",fieldPath=".runtimeClass"
-// +kubebuilder:validation:XValidation:rule="!has(self.warmPoolRef) || size(self.warmPoolRef) == 0 || !has(self.resources)",message="resources cannot be set with warmPoolRef: a warm pod already runs; set them in the pool's SandboxTemplate",fieldPath=".resources"
 type AgentSandboxSpec struct {
 	// enabled runs the agent in a Sandbox (agents.x-k8s.io) instead of a Job.
 	// +optional
@@ -294,9 +292,10 @@ type AgentSandboxSpec struct {
 	RuntimeClass string `json:"runtimeClass,omitempty"`
 	// warmPoolRef names a SandboxWarmPool; when set the run claims a sandbox
 	// from it through a SandboxClaim. The pool's SandboxTemplate decides the
-	// pod (runtime class, resources, secrets), so runtimeClass and resources
-	// cannot be set with it; the run's values reach the already running
-	// agent as pod annotations (see the README's warm-pool contract).
+	// pod (runtime class, resources, secrets): runtimeClass and resources set
+	// with it must be what that template says, or the run fails; the run's
+	// values reach the already running agent as pod annotations (see the
+	// README's warm-pool contract).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	WarmPoolRef string `json:"warmPoolRef,omitempty"`
