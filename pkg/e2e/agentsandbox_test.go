@@ -5,8 +5,6 @@ package e2e
 // hack/agentsandbox/build, its CRDs installed from that module): see
 // env.agentSandbox in framework_test.go.
 //
-// Tests of behaviour the AgentRun controller does not have yet (issue 13) are
-// written as they should pass and skipped with "issue 13: <what is missing>".
 
 import (
 	"context"
@@ -39,8 +37,6 @@ func init() {
 	for _, r := range []string{"agents.x-k8s.io/sandboxes", "extensions.agents.x-k8s.io/sandboxclaims"} {
 		unusedOK["list "+r] = "informers list only when the API server cannot stream a watch list"
 	}
-	unusedOK["get /pods"] = "issue 13: the one read of a finished claim's pod that lacks the run's labels happens only " +
-		"on a warm pool that works (TestAgentSandboxWarmPool, skipped)"
 }
 
 // TestAgentSandbox: plain Sandbox runs, end to end on the real controller.
@@ -128,8 +124,8 @@ func TestAgentSandbox(t *testing.T) {
 	assert.NoError(t, err, "cleanup: keep keeps the Sandbox")
 
 	// With warmPoolRef the run's SandboxClaim names the pool; when the run
-	// ends (how it ends today on a stock install: TestAgentSandboxControllerFacts;
-	// the goal: TestAgentSandboxWarmPool), the claim is deleted.
+	// ends (here: no such pool, TestAgentSandboxRefusalsFailFast; on a pool:
+	// TestAgentSandboxWarmPool), the claim is deleted.
 	claims := dyn.Resource(claimsGVR).Namespace(ns)
 	r = e.waitPhase(t, ns, "sb-claim", v1alpha1.PhaseFailed, 40*time.Second)
 	assert.Equal(t, "sb-claim", r.Status.SandboxClaimName)
@@ -261,7 +257,6 @@ spec:
 func TestAgentSandboxRefusalsFailFast(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
-	t.Skip("issue 13: the AgentRun controller does not read agent-sandbox's Ready=False reasons (ReconcilerError, WarmPoolNotFound, InvalidMetadata, EnvVarsInjectionRejected); such runs stay Pending until their timeout")
 	e.agentSandbox(t)
 	ns := e.namespace(t, nil)
 	e.startController(t, ns)
@@ -278,7 +273,7 @@ func TestAgentSandboxRefusalsFailFast(t *testing.T) {
 		"nopool": {"WarmPoolNotFound", `SandboxWarmPool "no-such-pool" not found`},
 	} {
 		r := e.waitPhase(t, ns, name, v1alpha1.PhaseFailed, 30*time.Second)
-		assert.NotEqual(t, v1alpha1.ReasonTimeout, failedReason(r), name)
+		assert.Equal(t, v1alpha1.ReasonSandboxRefused, failedReason(r), name)
 		for _, w := range want {
 			assert.Contains(t, r.Status.Error, w, name)
 		}
@@ -290,45 +285,141 @@ func TestAgentSandboxRefusalsFailFast(t *testing.T) {
 
 // TestAgentSandboxWarmPool: a run on a warm pool of a stock agent-sandbox
 // install starts on a warm pod: its claim carries no env and no label outside
-// agent-sandbox's allowlist; the task reaches the running pod as an annotation
-// that the pool's template exposes through a downward API volume.
+// agent-sandbox's allowlist; the run's values reach the running pod as
+// annotations, which the pool's template (the sample in
+// manifests/samples/warm-pool) exposes through a downward API volume. The same
+// run measures claim → agent running with its task, warm and cold (a pool
+// without replicas: agent-sandbox creates the Sandbox from the template), and
+// runs the sample AgentRun on the sample pool.
 func TestAgentSandboxWarmPool(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
-	t.Skip("issue 13: claims carry the run's sympozium.ai labels (refused with InvalidMetadata on a stock install) and the task as env (which bypasses warm adoption); the kwok stages also need an agent that exits once its task annotation arrives")
 	e.agentSandbox(t)
 	ns := e.namespace(t, nil)
 	e.startController(t, ns)
 	e.apply(t, instanceYAML(ns, "inst", ""))
-	e.apply(t, sandboxTemplateYAML(ns, "agents", "Disallowed", true))
-	e.apply(t, warmPoolYAML(ns, "pool", "agents", 2))
-	e.waitWarmPoolReady(t, ns, "pool", 2, 60*time.Second)
+	e.kubectl(t, "apply", "-n", ns, "-f", e.root+"/manifests/samples/warm-pool/pool.yaml")
+	// For the measurement, a template whose pods take 2s to start (kwok's
+	// stand-in for an image pull and a runtime's boot; by default kwok
+	// starts a pod at once): a warm pool of it, and a pool without
+	// replicas, whose claims agent-sandbox starts cold.
+	e.apply(t, sandboxTemplateYAML(ns, "slow-start", "Disallowed", true, "SIM_START_DELAY=2s"))
+	e.apply(t, warmPoolYAML(ns, "warm", "slow-start", 1))
+	e.apply(t, warmPoolYAML(ns, "cold", "slow-start", 0))
+	e.waitWarmPoolReady(t, ns, "sympozium-agents", 2, 60*time.Second)
+	e.waitWarmPoolReady(t, ns, "warm", 1, 60*time.Second)
+	dyn := e.dynamic(t)
+	claims := dyn.Resource(claimsGVR).Namespace(ns)
 
-	e.apply(t, runYAML(ns, "warm", "inst", nil, "  agentSandbox: {enabled: true, warmPoolRef: pool}\n"))
+	// claimToAgent creates a run on pool and returns how long after its
+	// creation its pod runs and carries the run's task: the moment the
+	// agent can start working.
+	claimToAgent := func(name, pool string) (time.Duration, *corev1.Pod, time.Time) {
+		start := time.Now()
+		e.apply(t, runYAML(ns, name, "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "3s"},
+			"  agentSandbox: {enabled: true, warmPoolRef: "+pool+"}\n"))
+		var pod *corev1.Pod
+		err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+			c, err := claims.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			bound, _, _ := unstructured.NestedString(c.Object, "status", "sandbox", "name")
+			if bound == "" {
+				return false, nil
+			}
+			p, err := e.kube.CoreV1().Pods(ns).Get(ctx, bound, metav1.GetOptions{})
+			if err != nil || p.Annotations["sympozium.ai/task"] != "check the cluster" || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+			pod = p
+			return true, nil
+		})
+		require.NoError(t, err, "%s: the agent never ran with its task", name)
+		return time.Since(start), pod, start
+	}
+	warm, warmPod, warmStart := claimToAgent("warm", "warm")
+	cold, coldPod, coldStart := claimToAgent("cold", "cold")
+	t.Logf("run created → agent running with its task (pods take 2s to start): warm %s (pod %s), cold %s (pod %s)",
+		warm.Round(time.Millisecond), warmPod.Name, cold.Round(time.Millisecond), coldPod.Name)
+	assert.True(t, strings.HasPrefix(warmPod.Name, "warm-"), "a warm Sandbox of the pool: %q", warmPod.Name)
+	assert.Less(t, warm, 2*time.Second, "the warm run did not wait for a pod to start")
+	assert.Greater(t, cold, 2*time.Second, "the cold run waited for its pod to start")
+	assert.Equal(t, "cold", coldPod.Name, "no warm Sandbox: one named like the claim")
+	assert.True(t, warmPod.Status.StartTime.Time.Before(warmStart), "the warm pod ran before the run (started %s, run %s)", warmPod.Status.StartTime, warmStart)
+	assert.False(t, coldPod.Status.StartTime.Time.Before(coldStart.Truncate(time.Second)), "the cold pod started for the run")
+	for _, p := range []*corev1.Pod{warmPod, coldPod} {
+		assert.Contains(t, p.Annotations["sympozium.ai/env"], `"SIM_DURATION":"3s"`, p.Name)
+		assert.NotContains(t, envMap(p.Spec.Containers[0]), "TASK", "%s: nothing of the run in the pod's spec", p.Name)
+	}
+
 	r := e.waitPhase(t, ns, "warm", v1alpha1.PhaseSucceeded, 60*time.Second)
 	assert.Equal(t, "warm", r.Status.SandboxClaimName)
-	assert.True(t, strings.HasPrefix(r.Status.SandboxName, "pool-"), "a warm Sandbox of the pool: %q", r.Status.SandboxName)
+	assert.Equal(t, warmPod.Name, r.Status.SandboxName)
 	assert.Equal(t, r.Status.SandboxName, r.Status.PodName)
 	assert.Equal(t, "the cluster is healthy", r.Status.Result)
-	e.waitGone(t, e.dynamic(t).Resource(claimsGVR).Namespace(ns), "warm", 30*time.Second)
+	assert.EqualValues(t, 2300, r.Status.TokenUsage.TotalTokens)
+	r = e.waitPhase(t, ns, "cold", v1alpha1.PhaseSucceeded, 60*time.Second)
+	assert.Equal(t, "cold", r.Status.SandboxName)
+	assert.Equal(t, "the cluster is healthy", r.Status.Result)
+	// cleanup: delete removes the claim, and with it the Sandbox it adopted.
+	e.waitGone(t, claims, "warm", 30*time.Second)
+	e.waitGone(t, dyn.Resource(sandboxesGVR).Namespace(ns), warmPod.Name, 30*time.Second)
+
+	// The sample run, on the sample pool.
+	e.apply(t, instanceYAML(ns, "my-agent", ""))
+	e.kubectl(t, "apply", "-n", ns, "-f", e.root+"/manifests/samples/warm-pool/run/")
+	r = e.waitPhase(t, ns, "warm-check", v1alpha1.PhaseSucceeded, 60*time.Second)
+	assert.True(t, strings.HasPrefix(r.Status.SandboxName, "sympozium-agents-"), "a warm Sandbox of the pool: %q", r.Status.SandboxName)
 }
 
 // TestAgentSandboxWarmPoolSettings: runtimeClass and resources cannot be
-// applied to a warm pod, so a run that sets them with warmPoolRef is refused
-// at admission, naming the field.
+// applied to a warm pod, and sympozium's own clients set them with
+// warmPoolRef, so the API server admits them and the run checks them against
+// the pool's template before claiming: the template's values run, other
+// values fail the run at once (InvalidSpec, naming the field), nothing is
+// silently dropped.
 func TestAgentSandboxWarmPoolSettings(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
-	t.Skip("issue 13: runtimeClass and resources are silently dropped with warmPoolRef")
+	e.agentSandbox(t)
 	ns := e.namespace(t, nil)
-	for field, spec := range map[string]string{
-		"spec.agentSandbox.runtimeClass": "  agentSandbox: {enabled: true, warmPoolRef: pool, runtimeClass: gvisor}\n",
-		"spec.agentSandbox.resources":    "  agentSandbox: {enabled: true, warmPoolRef: pool, resources: {limits: {memory: 1Gi}}}\n",
+	e.startController(t, ns)
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	rc := "kata-" + ns
+	e.apply(t, "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: "+rc+"}\nhandler: kata\n")
+	t.Cleanup(func() { _, _ = e.kubectlInput("", "delete", "runtimeclass", rc, "--ignore-not-found") })
+	tmpl := strings.Replace(sandboxTemplateYAML(ns, "kata", "Disallowed", true),
+		"      restartPolicy: Never\n", "      restartPolicy: Never\n      runtimeClassName: "+rc+"\n", 1)
+	tmpl = strings.Replace(tmpl, "        env:\n", "        resources: {limits: {memory: 1Gi}}\n        env:\n", 1)
+	e.apply(t, tmpl)
+	e.apply(t, warmPoolYAML(ns, "kata", "kata", 1))
+	e.waitWarmPoolReady(t, ns, "kata", 1, 60*time.Second)
+
+	e.apply(t, runYAML(ns, "same", "inst", map[string]string{"SIM_MESSAGE": successReport},
+		"  agentSandbox: {enabled: true, warmPoolRef: kata, runtimeClass: "+rc+", resources: {limits: {memory: 1024Mi}}}\n"))
+	for name, spec := range map[string]string{
+		"other-rc":  "  agentSandbox: {enabled: true, warmPoolRef: kata, runtimeClass: gvisor}\n",
+		"other-res": "  agentSandbox: {enabled: true, warmPoolRef: kata, resources: {limits: {memory: 2Gi}}}\n",
+		"no-pool":   "  agentSandbox: {enabled: true, warmPoolRef: nope, runtimeClass: " + rc + "}\n",
 	} {
-		out, err := e.kubectlInput(runYAML(ns, "x", "inst", nil, spec), "apply", "-f", "-")
-		require.Error(t, err, field)
-		assert.Contains(t, out, field)
-		assert.Contains(t, out, "warmPoolRef")
+		e.apply(t, runYAML(ns, name, "inst", nil, spec))
+	}
+	r := e.waitPhase(t, ns, "same", v1alpha1.PhaseSucceeded, 60*time.Second)
+	assert.True(t, strings.HasPrefix(r.Status.SandboxName, "kata-"), "a warm Sandbox of the pool: %q", r.Status.SandboxName)
+	for name, want := range map[string][]string{
+		"other-rc":  {`agentSandbox.runtimeClass "gvisor"`, `runtimeClassName "` + rc + `"`},
+		"other-res": {"agentSandbox.resources", "SandboxTemplate kata"},
+		"no-pool":   {`SandboxWarmPool "nope" not found`},
+	} {
+		r := e.waitPhase(t, ns, name, v1alpha1.PhaseFailed, 30*time.Second)
+		assert.Equal(t, v1alpha1.ReasonInvalidSpec, failedReason(r), name)
+		for _, w := range want {
+			assert.Contains(t, r.Status.Error, w, name)
+		}
+		assert.Contains(t, r.Status.Error, "warmPoolRef", name)
+		assert.Empty(t, r.Status.SandboxClaimName, "%s: no claim", name)
+		assert.Less(t, r.Status.CompletedAt.Sub(r.CreationTimestamp.Time), 10*time.Second, name)
 	}
 }
 
@@ -343,12 +434,16 @@ const podInfoVolume = `      volumes:
 `
 
 // sandboxTemplateYAML is a SandboxTemplate whose pod runs the simulated agent
-// until deleted, with FOO=bar; podInfo adds podInfoVolume, mounted in the
-// agent at /var/run/sympozium/podinfo.
-func sandboxTemplateYAML(ns, name, policy string, podInfo bool) string {
-	extra := ""
+// until deleted, with FOO=bar and env ("NAME=value"); podInfo adds
+// podInfoVolume, mounted in the agent at /var/run/sympozium/podinfo.
+func sandboxTemplateYAML(ns, name, policy string, podInfo bool, env ...string) string {
+	var extra strings.Builder
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&extra, "        - {name: %s, value: %q}\n", k, v)
+	}
 	if podInfo {
-		extra = "        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume
+		extra.WriteString("        volumeMounts: [{name: podinfo, mountPath: /var/run/sympozium/podinfo}]\n" + podInfoVolume)
 	}
 	return fmt.Sprintf(`apiVersion: extensions.agents.x-k8s.io/v1beta1
 kind: SandboxTemplate
@@ -364,7 +459,7 @@ spec:
         env:
         - {name: SIM_DURATION, value: 1h}
         - {name: FOO, value: bar}
-%s`, name, ns, policy, extra)
+%s`, name, ns, policy, extra.String())
 }
 
 func warmPoolYAML(ns, name, template string, replicas int) string {

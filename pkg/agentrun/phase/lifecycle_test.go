@@ -53,7 +53,10 @@ func (k kit) run(opts ...runOpt) *v1alpha1.AgentRun {
 
 func withAgentSandbox(pool string) runOpt {
 	return func(r *v1alpha1.AgentRun) {
-		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, RuntimeClass: "gvisor", WarmPoolRef: pool}
+		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, WarmPoolRef: pool}
+		if pool == "" { // with a pool, the pool's template decides (see warmpool_test.go)
+			r.Spec.AgentSandbox.RuntimeClass = "gvisor"
+		}
 	}
 }
 
@@ -624,15 +627,21 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, "Sandbox run created", findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted).Message)
 			},
 		},
-		"the claim names the warm pool and carries the agent's env": {
+		"the claim names the warm pool and carries the run in annotations, no env or labels": {
 			in: func() Observed { return Observed{Run: claim.run(), Instance: newInstance()} },
 			check: func(t *testing.T, _ Observed, d Decision) {
 				u := action[*unstructured.Unstructured](d, Create, KindSandboxClaim)
 				require.NotNil(t, u)
 				pool, _, _ := unstructured.NestedString(u.Object, "spec", "warmPoolRef", "name")
 				assert.Equal(t, "pool", pool)
-				env, _, _ := unstructured.NestedSlice(u.Object, "spec", "env")
-				assert.Contains(t, env, map[string]any{"name": "TASK", "value": "do it", "containerName": "agent"})
+				_, hasEnv, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "env")
+				assert.False(t, hasEnv, "env on a claim bypasses the warm pool")
+				_, hasLabels, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "additionalPodMetadata", "labels")
+				assert.False(t, hasLabels, "claim labels outside agent-sandbox's allowlist are refused")
+				ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "annotations")
+				assert.Equal(t, "do it", ann["sympozium.ai/task"])
+				assert.Equal(t, "run", ann["sympozium.ai/agent-run"])
+				assert.Contains(t, ann["sympozium.ai/env"], `"TASK":"do it"`)
 				assert.Equal(t, "run", d.Status.SandboxClaimName)
 				assert.Empty(t, d.Status.SandboxName, "not bound yet")
 			},
@@ -662,7 +671,7 @@ func TestBackendSpecifics(t *testing.T) {
 				assert.Equal(t, t0.Add(5*time.Second), d.Status.StartedAt.Time)
 			},
 		},
-		"a claim the pool refuses past the grace: ConfigError": {
+		"a claim the pool refuses past the grace: SandboxRefused": {
 			in: func() Observed {
 				in := Observed{Run: claim.run(claim.admitted), Instance: newInstance()}
 				claim.workload(&in, nil)
@@ -670,8 +679,8 @@ func TestBackendSpecifics(t *testing.T) {
 				return in
 			},
 			check: func(t *testing.T, _ Observed, d Decision) {
-				assert.Equal(t, v1alpha1.ReasonConfigError, failedReason(&d.Status))
-				assert.Contains(t, d.Status.Error, "WarmPoolNotFound")
+				assert.Equal(t, v1alpha1.ReasonSandboxRefused, failedReason(&d.Status))
+				assert.Contains(t, d.Status.Error, "WarmPoolNotFound: no pool")
 				assert.True(t, acts(d, Delete, KindSandboxClaim))
 			},
 		},

@@ -69,6 +69,9 @@ type Observed struct {
 	// SandboxAPI is what the cluster serves of the agent-sandbox API (read
 	// by the agent-sandbox backends only).
 	SandboxAPI SandboxAPI
+	// PoolTemplate is the run's warm pool's template, looked up before the
+	// claim of a run that NeedsPoolTemplate is created; nil otherwise.
+	PoolTemplate *PoolTemplate
 	// LogTail is the end of the agent container's log, read only when the
 	// agent terminated and its termination message holds no report.
 	LogTail string

@@ -1,8 +1,9 @@
 package phase
 
 import (
+	"errors"
 	"fmt"
-	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,11 +33,6 @@ const (
 	SandboxConditionFinished = "Finished"
 	SandboxReasonSucceeded   = "PodSucceeded"
 )
-
-// claimRefusals are the Ready=False reasons of a SandboxClaim that waiting
-// does not heal: the run's configuration (its warm pool, the pool's
-// template) is wrong.
-var claimRefusals = []string{"WarmPoolNotFound", "TemplateNotFound", "EnvVarsInjectionRejected"}
 
 // SandboxAPI is what the cluster serves of the agent-sandbox API, as
 // "<group>/<version>" of the resource the controller would use.
@@ -105,7 +101,7 @@ func (w sandboxAdapter) observe() {
 	obj := w.obj()
 	pod := m.in.Pod
 	agent := agentOf(pod)
-	if sandboxEnded(m, obj, w.kind(), w.name()) {
+	if sandboxEnded(m, obj, w.kind(), w.name()) || sandboxRefused(m, obj, w.kind()) {
 		return
 	}
 	if pod == nil && m.st.PodName != "" && obj != nil && obj.DeletionTimestamp == nil {
@@ -142,6 +138,9 @@ func (w claimAdapter) unavailable() string {
 }
 
 func (w claimAdapter) create() error {
+	if why := poolMismatch(w.m.run(), w.m.in.PoolTemplate); why != "" {
+		return errors.New(why)
+	}
 	u, err := workload.SandboxClaim(w.m.in.Config.Workload, w.m.inputs(), w.m.in.SandboxAPI.Claim)
 	if err != nil {
 		return err
@@ -159,13 +158,10 @@ func (w claimAdapter) observe() {
 		if b := obj.BoundSandbox; b != "" && m.st.SandboxName != b {
 			m.st.SandboxName = b
 		}
-		if w.refused(obj) {
-			return
-		}
 	}
 	pod := m.in.Pod
 	agent := agentOf(pod)
-	if sandboxEnded(m, obj, w.kind(), w.name()) {
+	if sandboxEnded(m, obj, w.kind(), w.name()) || sandboxRefused(m, obj, w.kind()) {
 		return
 	}
 	var ready *metav1.Condition
@@ -179,23 +175,6 @@ func (w claimAdapter) observe() {
 		m.start(ready.LastTransitionTime)
 	}
 	m.followPod(pod, agent)
-}
-
-// refused fails a run whose claim the sandbox controller refuses for a
-// reason waiting does not heal (no such warm pool, env injection not
-// allowed by the pool's template), once the grace period is over.
-func (w claimAdapter) refused(claim *SandboxObject) bool {
-	m := w.m
-	c := meta.FindStatusCondition(claim.Conditions, SandboxConditionReady)
-	if c == nil || c.Status != metav1.ConditionFalse || !slices.Contains(claimRefusals, c.Reason) {
-		return false
-	}
-	if left := m.graceLeft(claim.CreationTimestamp); left > 0 {
-		m.requeue(left)
-		return false
-	}
-	m.fail(v1alpha1.ReasonConfigError, fmt.Sprintf("SandboxClaim %s: %s: %s", claim.Name, c.Reason, c.Message), nil)
-	return true
 }
 
 // sandboxObject is obj as a metav1.Object; nil for none.
@@ -238,11 +217,22 @@ func sandboxEnded(m *machine, obj *SandboxObject, kind, name string) bool {
 		return false
 	}
 	if c := trueCondition(obj.Conditions, SandboxConditionFinished); c != nil {
+		if pod != nil && !m.in.Now.After(c.LastTransitionTime.Add(PodCatchUp)) {
+			// The pod's cache lags behind the Sandbox's: its termination
+			// (and the agent's report) is on its way.
+			m.requeue(c.LastTransitionTime.Add(PodCatchUp).Sub(m.in.Now))
+			return true
+		}
 		finishedUnread(m, c, kind, name)
 		return true
 	}
 	return false
 }
+
+// PodCatchUp is how long a finished Sandbox waits for its pod, seen still
+// running, to show the agent's termination before the run ends on the
+// Sandbox's Finished condition alone.
+const PodCatchUp = 10 * time.Second
 
 // finishedUnread ends a run whose Sandbox finished while its pod (and so
 // the agent's exit code and report) could not be read.

@@ -252,63 +252,18 @@ func Sandbox(cfg Config, in Inputs, apiVersion string) (*unstructured.Unstructur
 	if strings.HasSuffix(apiVersion, "/v1alpha1") {
 		spec["replicas"] = int64(1)
 	}
-	run := in.Run
-	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": SandboxKind, "spec": spec}}
-	u.SetName(naming.SandboxName(run.Name))
-	u.SetNamespace(run.Namespace)
-	u.SetLabels(Labels(run))
-	u.SetOwnerReferences(controllerRef(run))
-	return u, nil
+	return runObject(in.Run, apiVersion, SandboxKind, naming.SandboxName(in.Run.Name), spec), nil
 }
 
-// SandboxClaim builds the SandboxClaim (extensions.agents.x-k8s.io/v1beta1)
-// of a run with agentSandbox.warmPoolRef: named naming.SandboxClaimName,
-// controlled by the run, claiming a sandbox of the warm pool. The pool's
-// template supplies the pod, so what reaches the agent is:
-//   - the agent container's environment (the agent pod contract, with the
-//     task), as the claim's env on container "agent". agent-sandbox starts a
-//     claim with env cold, from the pool's template, which must allow env
-//     injection (envVarsInjectionPolicy Allowed or Overrides); the API key
-//     Secret is not passed (claims carry values, and the controller never
-//     copies a Secret's values): the pool's template must provide it;
-//   - the run's labels, as additionalPodMetadata, so that the controller's
-//     pod informer sees the claimed pod.
-//
-// Only v1beta1 claims name a warm pool (v1alpha1 claims name a
-// SandboxTemplate), so apiVersion must be that version.
-func SandboxClaim(cfg Config, in Inputs, apiVersion string) (*unstructured.Unstructured, error) {
-	if apiVersion != SandboxClaimGroup+"/v1beta1" {
-		return nil, fmt.Errorf("warm-pool claims need %s/v1beta1, not %s", SandboxClaimGroup, apiVersion)
-	}
-	run := in.Run
-	as := run.Spec.AgentSandbox
-	if as == nil || as.WarmPoolRef == "" {
-		return nil, fmt.Errorf("agentSandbox.warmPoolRef is not set")
-	}
-	tmpl, err := PodTemplate(cfg, in)
-	if err != nil {
-		return nil, err
-	}
-	var env []any
-	for _, c := range tmpl.Spec.Containers {
-		if c.Name != v1alpha1.AgentContainerName {
-			continue
-		}
-		for _, e := range c.Env {
-			env = append(env, map[string]any{"name": e.Name, "value": e.Value, "containerName": v1alpha1.AgentContainerName})
-		}
-	}
-	spec := map[string]any{
-		"warmPoolRef":           map[string]any{"name": as.WarmPoolRef},
-		"additionalPodMetadata": map[string]any{"labels": stringMap(tmpl.Labels)},
-		"env":                   env,
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": SandboxClaimKind, "spec": spec}}
-	u.SetName(naming.SandboxClaimName(run.Name))
+// runObject is an object of the agent-sandbox API for run: named name in
+// the run's namespace, labelled as the run's and controlled by it.
+func runObject(run *v1alpha1.AgentRun, apiVersion, kind, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+	u.SetName(name)
 	u.SetNamespace(run.Namespace)
 	u.SetLabels(Labels(run))
 	u.SetOwnerReferences(controllerRef(run))
-	return u, nil
+	return u
 }
 
 func stringMap(m map[string]string) map[string]any {

@@ -26,8 +26,12 @@ type backendObserver struct {
 func (c *Controller) backendObservers() map[phase.Backend]backendObserver {
 	sandbox := func(claim bool) backendObserver {
 		return backendObserver{
-			prepare: func(ctx context.Context, _ *v1alpha1.AgentRun, obs *phase.Observed) (bool, error) {
-				return c.prepareSandbox(ctx, claim, obs)
+			prepare: func(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) (bool, error) {
+				ok, err := c.prepareSandbox(ctx, claim, obs)
+				if ok && err == nil && claim && phase.NeedsPoolTemplate(run) && run.Status.SandboxClaimName == "" && run.Status.Phase != v1alpha1.PhaseFailed {
+					obs.PoolTemplate, err = c.sandboxes.PoolTemplate(ctx, run.Namespace, run.Spec.AgentSandbox.WarmPoolRef)
+				}
+				return ok, err
 			},
 			pod: c.sandboxAgentPod,
 		}

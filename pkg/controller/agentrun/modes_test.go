@@ -291,8 +291,36 @@ func TestSyncServerDeploymentDeleted(t *testing.T) {
 
 func sandboxRun(name, pool string) *v1alpha1.AgentRun {
 	return newRun(name, func(r *v1alpha1.AgentRun) {
-		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, RuntimeClass: "gvisor", WarmPoolRef: pool}
+		r.Spec.AgentSandbox = &v1alpha1.AgentSandboxSpec{Enabled: true, WarmPoolRef: pool}
+		if pool == "" { // the CRD refuses a runtime class with a warm pool
+			r.Spec.AgentSandbox.RuntimeClass = "gvisor"
+		}
 	})
+}
+
+// TestSyncSandboxRefusedFailsFast: a Sandbox whose pod the API server
+// refuses (agent-sandbox's Ready=False/ReconcilerError) past the fail-fast
+// grace fails the run with SandboxRefused and agent-sandbox's reason and
+// message, in the status and the Event, and the Sandbox is deleted.
+func TestSyncSandboxRefusedFailsFast(t *testing.T) {
+	f := newSandboxFixture(t, servedSandboxAPI())
+	run := sandboxRun("sb", "")
+	f.add(newInstance("inst"), run)
+	require.NoError(t, f.sync("sb")) // creates the Sandbox
+	f.refresh()
+	f.events()
+	f.clearActions()
+	msg := `pods "sb" is forbidden: pod rejected: RuntimeClass "gvisor" not found`
+	f.cacheSandbox("sandboxes", sandboxIn(run, "Sandbox", "sb", "sb-sandbox-uid",
+		[]metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "ReconcilerError", Message: msg, LastTransitionTime: metav1.NewTime(t0.Add(time.Second))}}, ""))
+
+	require.NoError(t, f.sync("sb"))
+	st := f.trackedRun("sb").Status
+	assert.Equal(t, v1alpha1.PhaseFailed, st.Phase)
+	assert.Equal(t, v1alpha1.ReasonSandboxRefused, findCond(st, v1alpha1.ConditionFailed).Reason)
+	assert.Equal(t, "SandboxRefused: Sandbox sb: ReconcilerError: "+msg, st.Error)
+	assert.Equal(t, []string{"Warning SandboxRefused Sandbox sb: ReconcilerError: " + msg}, f.events())
+	assert.Equal(t, []string{"delete sandboxes ns/sb"}, describe(f.dynWrites()))
 }
 
 func TestSyncSandboxCreates(t *testing.T) {
@@ -418,10 +446,15 @@ func TestSyncSandboxClaimCreatesAndTracksTheBoundSandbox(t *testing.T) {
 	assert.Equal(t, "SandboxClaim", u.GetKind())
 	pool, _, _ := unstructured.NestedString(u.Object, "spec", "warmPoolRef", "name")
 	assert.Equal(t, "pool", pool)
-	labels, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "labels")
-	assert.Equal(t, workload.Labels(run), labels)
-	env, _, _ := unstructured.NestedSlice(u.Object, "spec", "env")
-	assert.Contains(t, env, map[string]any{"name": workload.EnvTask, "value": "do it", "containerName": "agent"})
+	// No labels and no env for the pod (a stock agent-sandbox refuses the
+	// one and cold-starts on the other): the run travels in annotations.
+	_, hasLabels, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "additionalPodMetadata", "labels")
+	assert.False(t, hasLabels)
+	_, hasEnv, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "env")
+	assert.False(t, hasEnv)
+	ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "annotations")
+	assert.Equal(t, "do it", ann[workload.AnnotationWarmTask])
+	assert.Equal(t, workload.Labels(run), u.GetLabels(), "the claim itself carries the run's labels")
 	st := f.trackedRun("sb").Status
 	assert.Equal(t, "sb", st.SandboxClaimName)
 	assert.Empty(t, st.SandboxName)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -373,4 +374,47 @@ func sandboxObject(u *unstructured.Unstructured) *phase.SandboxObject {
 		o.BoundSandbox = u.GetAnnotations()["agents.x-k8s.io/sandbox-name"]
 	}
 	return o
+}
+
+// The warm pools and templates of agent-sandbox's extensions, read once per
+// run that phase.NeedsPoolTemplate, before its claim is created.
+var (
+	warmPoolsGVR = schema.GroupVersionResource{Group: workload.SandboxClaimGroup, Version: "v1beta1", Resource: "sandboxwarmpools"}
+	templatesGVR = schema.GroupVersionResource{Group: workload.SandboxClaimGroup, Version: "v1beta1", Resource: "sandboxtemplates"}
+)
+
+// PoolTemplate reads the SandboxTemplate of warm pool pool in namespace ns
+// from the API server. A pool or template that does not exist is reported
+// in PoolTemplate.Why; other errors are returned (the sync is retried).
+func (a *SandboxAPI) PoolTemplate(ctx context.Context, ns, pool string) (*phase.PoolTemplate, error) {
+	p, err := a.dyn.Resource(warmPoolsGVR).Namespace(ns).Get(ctx, pool, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &phase.PoolTemplate{Why: fmt.Sprintf("SandboxWarmPool %q not found", pool)}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading SandboxWarmPool %s/%s: %w", ns, pool, err)
+	}
+	name, _, _ := unstructured.NestedString(p.Object, "spec", "sandboxTemplateRef", "name")
+	t, err := a.dyn.Resource(templatesGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &phase.PoolTemplate{Why: fmt.Sprintf("SandboxTemplate %q of SandboxWarmPool %q not found", name, pool)}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading SandboxTemplate %s/%s: %w", ns, name, err)
+	}
+	raw, _, _ := unstructured.NestedMap(t.Object, "spec", "podTemplate", "spec")
+	var spec corev1.PodSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+		return &phase.PoolTemplate{Why: fmt.Sprintf("SandboxTemplate %q: %v", name, err)}, nil
+	}
+	out := &phase.PoolTemplate{Name: name}
+	if spec.RuntimeClassName != nil {
+		out.RuntimeClassName = *spec.RuntimeClassName
+	}
+	for i := range spec.Containers {
+		if spec.Containers[i].Name == v1alpha1.AgentContainerName {
+			out.Agent = spec.Containers[i].Resources.DeepCopy()
+		}
+	}
+	return out, nil
 }

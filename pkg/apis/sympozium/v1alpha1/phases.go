@@ -74,6 +74,10 @@ const (
 	ReasonRetrying         = "Retrying"
 	ReasonHostAccessDenied = "HostAccessDenied"
 	ReasonGrantRefused     = "GrantRefused"
+	// ReasonSandboxRefused: the agent-sandbox controller refuses the run's
+	// Sandbox or SandboxClaim, or reports it unhealthy, for a reason that
+	// waiting does not heal; the message names agent-sandbox's own reason.
+	ReasonSandboxRefused = "SandboxRefused"
 )
 
 // Reasons lists the whole catalogue, in a stable order.
@@ -83,7 +87,7 @@ var Reasons = []string{
 	ReasonImagePullFailed, ReasonConfigError, ReasonUnschedulable, ReasonSpawnDepthExceeded,
 	ReasonTooManyChildren, ReasonSandboxUnavailable, ReasonChildNameConflict,
 	ReasonServerNotReady, ReasonInvalidSpec, ReasonCancelled, ReasonParentFinished, ReasonRetrying,
-	ReasonHostAccessDenied, ReasonGrantRefused,
+	ReasonHostAccessDenied, ReasonGrantRefused, ReasonSandboxRefused,
 }
 
 // Labels and annotations the controller puts on the objects it creates.

@@ -341,7 +341,11 @@ type AgentSandboxSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	RuntimeClass string `json:"runtimeClass,omitempty"`
 	// warmPoolRef names a SandboxWarmPool; when set the run claims a sandbox
-	// from it through a SandboxClaim.
+	// from it through a SandboxClaim. The pool's SandboxTemplate decides the
+	// pod (runtime class, resources, secrets): runtimeClass and resources set
+	// with it must be what that template says, or the run fails; the run's
+	// values reach the already running agent as pod annotations (see the
+	// README's warm-pool contract).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	WarmPoolRef string `json:"warmPoolRef,omitempty"`
