@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -27,21 +26,14 @@ const cancelPatch = `{"spec":{"cancel":true}}`
 func cmdCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("cancel", "NAME", stderr)
 	wait := fs.Bool("wait", false, "wait until the controller recorded the run's end")
-	if err := parse(fs, args); err != nil {
+	name, err := oneRun(fs, c, args)
+	if err != nil {
 		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("cancel takes one argument, the name of the run")
 	}
 	client, _, ns, err := c.clients()
 	if err != nil {
 		return err
 	}
-	name := fs.Arg(0)
 	r, err := getRun(ctx, client, ns, name)
 	if err != nil {
 		return err

@@ -105,3 +105,20 @@ func (c *common) clients() (clientset.Interface, kubernetes.Interface, string, e
 	}
 	return client, kube, ns, nil
 }
+
+// oneRun parses the arguments of a command that acts on one run (result,
+// cancel): the flags, -o, and exactly one argument, the run's name; it
+// returns the run's name.
+func oneRun(fs *flag.FlagSet, c *common, args []string) (string, error) {
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
+	if err := c.validate(); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return "", fmt.Errorf("%s takes one argument, the name of the run", fs.Name())
+	}
+	return fs.Arg(0), nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -15,21 +14,15 @@ import (
 
 func cmdResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("result", "NAME", stderr)
-	if err := parse(fs, args); err != nil {
+	name, err := oneRun(fs, c, args)
+	if err != nil {
 		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("result takes one argument, the name of the run")
 	}
 	client, _, ns, err := c.clients()
 	if err != nil {
 		return err
 	}
-	r, err := getRun(ctx, client, ns, fs.Arg(0))
+	r, err := getRun(ctx, client, ns, name)
 	if err != nil {
 		return err
 	}

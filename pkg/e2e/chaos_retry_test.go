@@ -110,23 +110,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	default:
 	}
 
-	byName := map[string]*v1alpha1.AgentRun{}
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, nil
-		}
-		done := 0
-		for i := range list.Items {
-			r := &list.Items[i]
-			byName[r.Name] = r
-			if r.Status.Phase.IsTerminal() {
-				done++
-			}
-		}
-		return done == n, nil
-	})
-	require.NoError(t, err, "not every run finished: %s", unfinished(byName))
+	byName := waitAllTerminal(t, ctx, e, ns, n)
 
 	for i, c := range runs {
 		r := byName[c.name]

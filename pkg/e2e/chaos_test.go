@@ -179,23 +179,7 @@ func TestChaosControllerKilled(t *testing.T) {
 	}
 
 	// Every run reaches its outcome.
-	byName := map[string]*v1alpha1.AgentRun{}
-	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, nil
-		}
-		done := 0
-		for i := range list.Items {
-			r := &list.Items[i]
-			byName[r.Name] = r
-			if r.Status.Phase.IsTerminal() {
-				done++
-			}
-		}
-		return done == n, nil
-	})
-	require.NoError(t, err, "not every run finished: %s", unfinished(byName))
+	byName := waitAllTerminal(t, context.Background(), e, ns, n)
 
 	for _, c := range runs {
 		r := byName[c.name]
@@ -429,4 +413,29 @@ func (r *jobRecorder) get() (map[string]map[types.UID]bool, error) {
 		return nil, fmt.Errorf("the Job watch failed, Jobs may have been missed: %w", r.err)
 	}
 	return maps.Clone(r.uids), nil
+}
+
+// waitAllTerminal waits until the n runs of namespace ns are all finished
+// (Succeeded or Failed) and returns them by name; it fails the test, naming
+// the unfinished ones, after 4 minutes.
+func waitAllTerminal(t *testing.T, ctx context.Context, e *env, ns string, n int) map[string]*v1alpha1.AgentRun {
+	t.Helper()
+	byName := map[string]*v1alpha1.AgentRun{}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		done := 0
+		for i := range list.Items {
+			r := &list.Items[i]
+			byName[r.Name] = r
+			if r.Status.Phase.IsTerminal() {
+				done++
+			}
+		}
+		return done == n, nil
+	})
+	require.NoError(t, err, "not every run finished: %s", unfinished(byName))
+	return byName
 }
