@@ -60,6 +60,8 @@ type ThinkingMode string
 // Fields a run cannot do without are required by CEL rules rather than by the
 // schema's required list, for the reason given on AgentRunMode.
 // +kubebuilder:validation:XValidation:rule="has(self.instanceRef)",message="instanceRef is required: the SympoziumInstance the run belongs to",fieldPath=".instanceRef",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.agentId)",message="agentId is required: the agent of the instance (it may be empty)",fieldPath=".agentId",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.sessionKey)",message="sessionKey is required: the conversation of the run (it may be empty)",fieldPath=".sessionKey",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="has(self.task)",message="task is required: the instruction given to the agent",fieldPath=".task",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="has(self.model)",message="model is required: its provider and model name",fieldPath=".model",reason=FieldValueRequired
 // The spec of a task-mode run is immutable once created. Fields are compared
@@ -85,14 +87,16 @@ type AgentRunSpec struct {
 	InstanceRef string `json:"instanceRef"`
 
 	// agentId identifies the agent of the instance that runs the task. It
-	// may be empty: sympozium's TUI creates runs without one.
-	// +required
+	// may be empty: sympozium's TUI creates runs without one. Required (a
+	// CEL rule on spec, so that its message stands alone).
+	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	AgentID string `json:"agentId"`
 
 	// sessionKey identifies the conversation this run belongs to. It may be
 	// empty: sympozium's schedule controller and TUI create runs without one.
-	// +required
+	// Required (a CEL rule on spec, so that its message stands alone).
+	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	SessionKey string `json:"sessionKey"`
 
