@@ -176,22 +176,23 @@ sed -e 's/^  cleanup: delete$/  cleanup: delete\n  env:\n    SIM_DURATION: "3s"\
 done_step
 
 step "Following agentrun/check-cluster"
-# One line per change of what matters (not of AGE), under one header.
-COLUMNS='PHASE:.status.phase,REASON:.status.conditions[?(@.type=="Failed")].reason,POD:.status.podName,TOKENS:.status.tokenUsage.totalTokens'
+# One line per change of what matters (not of AGE), under one header, in
+# aligned columns.
+FIELDS='{.status.phase}|{.status.conditions[?(@.type=="Failed")].reason}|{.status.podName}|{.status.tokenUsage.totalTokens}'
+row() { printf '    %-10s %-16s %-28s %s\n' "$@"; }
 last=""
 header=1
 for _ in $(seq 1 300); do
-	out=$(kubectl -n demo get agentrun check-cluster -o "custom-columns=${COLUMNS}" 2>/dev/null || true)
-	line=$(tail -n1 <<<"${out}")
-	if [[ -n "${line}" && "${line}" != "${last}" ]]; then
+	out=$(kubectl -n demo get agentrun check-cluster -o "jsonpath=${FIELDS}" 2>/dev/null || true)
+	IFS='|' read -r phase reason pod tokens <<<"${out}"
+	if [[ -n "${out}" && "${out}" != "${last}" ]]; then
 		if ((header)); then
-			printf '    %s\n' "$(head -n1 <<<"${out}")"
+			row PHASE REASON POD TOKENS
 			header=0
 		fi
-		printf '    %s\n' "${line}"
-		last=${line}
+		row "${phase:-<none>}" "${reason:-<none>}" "${pod:-<none>}" "${tokens:-<none>}"
+		last=${out}
 	fi
-	phase=${line%% *}
 	if [[ "${phase}" == "Succeeded" || "${phase}" == "Failed" ]]; then
 		break
 	fi
