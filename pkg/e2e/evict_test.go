@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -20,26 +18,9 @@ import (
 // do what a kubelet does next: Failed with 137, then removed.)
 func (e *env) evict(t *testing.T, ns, run string) string {
 	t.Helper()
-	var name string
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
-		if err != nil {
-			return false, nil
-		}
-		for _, p := range pods.Items {
-			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-				continue
-			}
-			if err := e.kube.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns}}); err != nil {
-				return false, nil
-			}
-			name = p.Name
-			return true, nil
-		}
-		return false, nil
+	return e.onLiveAgentPod(t, ns, run, "evict", func(ctx context.Context, p *corev1.Pod) error {
+		return e.kube.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns}})
 	})
-	require.NoError(t, err, "no running pod of run %s to evict", run)
-	return name
 }
 
 // TestEvictionAPIRetried evicts the agent's pod through the Eviction API

@@ -25,6 +25,29 @@ import (
 // It returns the pod's name.
 func (e *env) preempt(t *testing.T, ns, run string) string {
 	t.Helper()
+	return e.onLiveAgentPod(t, ns, run, "preempt", func(ctx context.Context, p *corev1.Pod) error {
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodFailed
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+			Reason: "PreemptionByScheduler", Message: "preempted by e2e", LastTransitionTime: now})
+		for j := range p.Status.ContainerStatuses {
+			cs := &p.Status.ContainerStatuses[j]
+			started := now
+			if cs.State.Running != nil {
+				started = cs.State.Running.StartedAt
+			}
+			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error", StartedAt: started, FinishedAt: now}}
+			cs.Ready = false
+		}
+		_, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// onLiveAgentPod waits up to 30s for a running, undeleted pod of the run
+// on which act succeeds (to verb it), and returns that pod's name.
+func (e *env) onLiveAgentPod(t *testing.T, ns, run, verb string, act func(context.Context, *corev1.Pod) error) string {
+	t.Helper()
 	var name string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
@@ -36,20 +59,7 @@ func (e *env) preempt(t *testing.T, ns, run string) string {
 			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 				continue
 			}
-			now := metav1.Now()
-			p.Status.Phase = corev1.PodFailed
-			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-				Reason: "PreemptionByScheduler", Message: "preempted by e2e", LastTransitionTime: now})
-			for j := range p.Status.ContainerStatuses {
-				cs := &p.Status.ContainerStatuses[j]
-				started := now
-				if cs.State.Running != nil {
-					started = cs.State.Running.StartedAt
-				}
-				cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error", StartedAt: started, FinishedAt: now}}
-				cs.Ready = false
-			}
-			if _, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			if err := act(ctx, p); err != nil {
 				return false, nil
 			}
 			name = p.Name
@@ -57,7 +67,7 @@ func (e *env) preempt(t *testing.T, ns, run string) string {
 		}
 		return false, nil
 	})
-	require.NoError(t, err, "no running pod of run %s to preempt", run)
+	require.NoError(t, err, "no running pod of run %s to %s", run, verb)
 	return name
 }
 
