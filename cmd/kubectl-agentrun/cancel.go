@@ -26,18 +26,11 @@ const cancelPatch = `{"spec":{"cancel":true}}`
 func cmdCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("cancel", "NAME", stderr)
 	wait := fs.Bool("wait", false, "wait until the controller recorded the run's end")
-	name, err := oneRun(fs, c, args)
+	client, ns, r, err := oneRun(ctx, fs, c, args)
 	if err != nil {
 		return err
 	}
-	client, _, ns, err := c.clients()
-	if err != nil {
-		return err
-	}
-	r, err := getRun(ctx, client, ns, name)
-	if err != nil {
-		return err
-	}
+	name := r.Name
 	if r.Status.Phase.IsTerminal() {
 		fmt.Fprintf(stderr, "agentrun/%s already finished (%s): nothing to cancel\n", r.Name, describePhase(r))
 		return reportCancelled(r, c.output, stdout)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 )
@@ -108,17 +110,25 @@ func (c *common) clients() (clientset.Interface, kubernetes.Interface, string, e
 
 // oneRun parses the arguments of a command that acts on one run (result,
 // cancel): the flags, -o, and exactly one argument, the run's name; it
-// returns the run's name.
-func oneRun(fs *flag.FlagSet, c *common, args []string) (string, error) {
+// returns the client, the namespace and the run as it is now.
+func oneRun(ctx context.Context, fs *flag.FlagSet, c *common, args []string) (clientset.Interface, string, *v1alpha1.AgentRun, error) {
 	if err := parse(fs, args); err != nil {
-		return "", err
+		return nil, "", nil, err
 	}
 	if err := c.validate(); err != nil {
-		return "", err
+		return nil, "", nil, err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return "", fmt.Errorf("%s takes one argument, the name of the run", fs.Name())
+		return nil, "", nil, fmt.Errorf("%s takes one argument, the name of the run", fs.Name())
 	}
-	return fs.Arg(0), nil
+	client, _, ns, err := c.clients()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	r, err := getRun(ctx, client, ns, fs.Arg(0))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return client, ns, r, nil
 }

@@ -14,15 +14,7 @@ import (
 
 func cmdResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("result", "NAME", stderr)
-	name, err := oneRun(fs, c, args)
-	if err != nil {
-		return err
-	}
-	client, _, ns, err := c.clients()
-	if err != nil {
-		return err
-	}
-	r, err := getRun(ctx, client, ns, name)
+	_, _, r, err := oneRun(ctx, fs, c, args)
 	if err != nil {
 		return err
 	}
