@@ -20,11 +20,11 @@ import (
 )
 
 // createShippedSkillPack creates, in ns, one of the SkillPacks sympozium
-// ships (pkg/agentrun/workload/testdata/sympozium-skills, copied from its
+// ships (originalDir/skills, copied from its
 // config/skills): the fields this API has, through the typed client.
 func (e *env) createShippedSkillPack(t *testing.T, ns, name string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "agentrun", "workload", "testdata", "sympozium-skills", name+".yaml"))
+	f, err := os.Open(filepath.Join(originalDir, "skills", name+".yaml"))
 	require.NoError(t, err)
 	defer f.Close()
 	var sp v1alpha1.SkillPack

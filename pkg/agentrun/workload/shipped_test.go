@@ -21,12 +21,13 @@ import (
 )
 
 // The SkillPacks sympozium ships (config/skills/*.yaml at 25c0bb2, copied
-// as test data), and what the original's controller
+// once as test data, beside the rest of its objects that pkg/e2e tries on
+// the API server), and what the original's controller
 // (internal/controller/agentrun_controller.go buildContainers, buildVolumes,
 // buildJob, reconcilePendingServer) puts in the pod for each, written out by
 // hand from that code: the test checks that our pod gives the agent, the
 // sidecars and the event bus the same.
-const shippedSkills = "testdata/sympozium-skills"
+const shippedSkills = "../../e2e/testdata/sympozium-25c0bb2/skills"
 
 func loadShippedSkillPack(t *testing.T, name string) *v1alpha1.SkillPack {
 	t.Helper()
