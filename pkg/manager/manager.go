@@ -41,7 +41,6 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
-	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/skillpack"
@@ -333,7 +332,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		return err
 	}
 	childSelector := func(o *metav1.ListOptions) {
-		o.LabelSelector = v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue
+		o.LabelSelector = agentrun.ChildSelector
 	}
 	sf := sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
 		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(phase.TrimForCache))

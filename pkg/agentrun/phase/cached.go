@@ -2,6 +2,7 @@ package phase
 
 import (
 	"strings"
+	"unique"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -37,8 +38,54 @@ func TrimForCache(obj any) (any, error) {
 		o.Spec.Template = corev1.PodTemplateSpec{}
 	case *corev1.Pod:
 		trimPod(o)
+	case *v1alpha1.AgentRun:
+		if o.Status.Phase.IsTerminal() {
+			compactFinishedRun(o)
+		}
 	}
 	return obj, nil
+}
+
+// compactFinishedRun reduces a cached finished run to what is read of
+// finished runs: by the machine (Next on a finished run only cleans up and
+// retires: it reads the backend, spec.cleanup, the failure's reason and
+// the workload's names), by the history policy (instance, parent,
+// ttlSecondsAfterFinished, completedAt, creation), by the counts and the
+// runs-by-phase metric (phase, the outcome condition's reason). Tasks,
+// prompts, env, results and messages stay in the API server only: a
+// finished run then costs the cache about a third of a live one, which is
+// what lets one instance keep tens of thousands of them.
+//
+// Its status is not the run's whole status: the controller writes the
+// status of a finished run only from a copy read from the API server (see
+// the sync), never from this one.
+func compactFinishedRun(r *v1alpha1.AgentRun) {
+	r.Labels = ownKeys(r.Labels, true)
+	r.Annotations = ownKeys(r.Annotations, false)
+	r.Namespace = intern(r.Namespace)
+	s := &r.Spec
+	s.InstanceRef = intern(s.InstanceRef)
+	s.Task, s.SystemPrompt, s.AgentID, s.SessionKey = "", "", "", ""
+	s.Model, s.Env, s.ToolPolicy, s.Skills = v1alpha1.ModelSpec{}, nil, nil, nil
+	st := &r.Status
+	st.Result, st.Error, st.TraceID, st.PodName = "", "", "", ""
+	st.ExitCode, st.TokenUsage, st.StartedAt = nil, nil, nil
+	var outcome []metav1.Condition
+	for _, c := range st.Conditions {
+		if (c.Type == v1alpha1.ConditionFailed || c.Type == v1alpha1.ConditionComplete) && c.Status == metav1.ConditionTrue {
+			outcome = append(outcome, metav1.Condition{Type: c.Type, Status: c.Status, Reason: intern(c.Reason)})
+		}
+	}
+	st.Conditions = outcome
+}
+
+// intern returns the canonical copy of s: the namespaces, instances and
+// reasons repeated by thousands of cached runs share one string.
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
 }
 
 // ownKeyPrefix marks the labels and annotations this controller sets and

@@ -530,6 +530,14 @@ func applied(in Observed, d Decision) Observed {
 			if a.Kind == primary {
 				next.Pod = nil
 			}
+		case Retire:
+			// A retired child leaves the informers (they select children
+			// without the label).
+			if a.Kind == KindPod {
+				next.Pod = nil
+			} else {
+				delete(next.Objects, a.Kind)
+			}
 		}
 	}
 	return next

@@ -165,6 +165,11 @@ const (
 	Create Verb = "create"
 	Update Verb = "update"
 	Delete Verb = "delete"
+	// Retire labels a child a finished run keeps with v1alpha1.LabelRetired
+	// (a merge patch of that label, the UID as precondition), after the
+	// status write like a delete: the informers, which select children
+	// without the label, then drop it (see retireKept).
+	Retire Verb = "retire"
 )
 
 // Action is one write to a child of the run. Object is what to create, or
@@ -202,6 +207,9 @@ func Next(in Observed) Decision {
 	if !m.st.Phase.IsTerminal() {
 		m.d.Actions = append(m.d.Actions, m.writes...)
 	}
+	if m.st.Phase.IsTerminal() && in.Run.DeletionTimestamp == nil {
+		m.retireKept()
+	}
 	// The grants end with the run, whatever its outcome and spec.cleanup.
 	if m.st.Phase.IsTerminal() || in.Run.DeletionTimestamp != nil {
 		m.revokeGrants()
@@ -228,7 +236,7 @@ type machine struct {
 // act asks for an action; Next decides which of them leave the machine.
 func (m *machine) act(verb Verb, kind Kind, obj metav1.Object) {
 	a := Action{Verb: verb, Kind: kind, Object: obj}
-	if verb == Delete {
+	if verb == Delete || verb == Retire {
 		m.deletes = append(m.deletes, a)
 		return
 	}
@@ -302,6 +310,42 @@ func (m *machine) step() {
 // workload goes unless spec.cleanup is keep, and always after a timeout.
 func (m *machine) finished() {
 	m.w.remove(forcesCleanup(failedReason(&m.st)))
+}
+
+// retireKept asks to retire what a finished run keeps: each of its
+// workload objects that is not deleted now (spec.cleanup: keep) and, when
+// none is, its agent pod (which would otherwise go with the workload).
+// Retired children leave the informers' caches, so a long history of kept
+// runs does not grow the controller's memory; in the cluster they stay as
+// they were, with one more label.
+func (m *machine) retireKept() {
+	deleted := map[Kind]bool{}
+	for _, a := range m.deletes {
+		if a.Verb == Delete {
+			deleted[a.Kind] = true
+		}
+	}
+	for _, ch := range Children(m.run()) {
+		obj := m.in.Objects[ch.Kind]
+		if obj == nil || deleted[ch.Kind] || !retirable(obj) || !metav1.IsControlledBy(obj, m.run()) {
+			continue
+		}
+		m.act(Retire, ch.Kind, identity(obj))
+	}
+	if len(deleted) == 0 && m.in.Pod != nil && retirable(m.in.Pod) {
+		m.act(Retire, KindPod, identity(m.in.Pod))
+	}
+}
+
+// retirable reports whether obj is neither being deleted nor retired.
+func retirable(obj metav1.Object) bool {
+	return obj.GetDeletionTimestamp() == nil && obj.GetLabels()[v1alpha1.LabelRetired] == ""
+}
+
+// identity is what an action on an existing object carries: its namespace,
+// name and UID (the write's precondition).
+func identity(obj metav1.Object) *metav1.ObjectMeta {
+	return &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()}
 }
 
 // forcesCleanup reports a failure whose workload is deleted whatever

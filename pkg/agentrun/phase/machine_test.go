@@ -1,6 +1,7 @@
 package phase
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -118,8 +119,9 @@ func TestNext(t *testing.T) {
 				}},
 		},
 		"agent exit 0 with cleanup keep: Job kept": {
-			in:   Observed{Run: newRun(running(), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
-			want: want{phase: v1alpha1.PhaseSucceeded, reason: v1alpha1.ReasonSucceeded, condition: v1alpha1.ConditionComplete, condTrue: true, events: []string{v1alpha1.ReasonSucceeded}},
+			in: Observed{Run: newRun(running(), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
+			want: want{phase: v1alpha1.PhaseSucceeded, reason: v1alpha1.ReasonSucceeded, condition: v1alpha1.ConditionComplete, condTrue: true, events: []string{v1alpha1.ReasonSucceeded},
+				check: func(t *testing.T, d Decision) { assertRetires(t, d, "Job/run", "Pod/run-pod") }},
 		},
 		"agent exit 0 while a sidecar still runs: Succeeded": {
 			in:   Observed{Run: newRun(running()), Instance: newInstance(), Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON), sidecarRunning())},
@@ -307,7 +309,14 @@ func TestNext(t *testing.T) {
 		"Failed absorbs: nothing brings it back": {
 			in: Observed{Run: newRun(running(), withPhase(v1alpha1.PhaseFailed), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(),
 				Objects: Objects{KindJob: jobFor(newRun())}, Pod: newPod(agentExited(0, reportJSON))},
-			want: want{phase: v1alpha1.PhaseFailed},
+			want: want{phase: v1alpha1.PhaseFailed,
+				// Only the kept children are retired (they leave the caches).
+				check: func(t *testing.T, d Decision) { assertRetires(t, d, "Job/run", "Pod/run-pod") }},
+		},
+		"a retired child is not retired again": {
+			in: Observed{Run: newRun(running(), withPhase(v1alpha1.PhaseSucceeded), withCleanup(v1alpha1.CleanupKeep)), Instance: newInstance(),
+				Objects: Objects{KindJob: retired(jobFor(newRun()))}, Pod: retired(newPod(agentExited(0, reportJSON)))},
+			want: want{phase: v1alpha1.PhaseSucceeded, check: func(t *testing.T, d Decision) { assertRetires(t, d) }},
 		},
 	}
 	for name, tc := range cases {
@@ -383,4 +392,27 @@ func TestLimitsDefaults(t *testing.T) {
 	assert.Equal(t, SubagentLimits{MaxDepth: 1, MaxConcurrent: 7, MaxChildrenPerAgent: 0}, Limits(newInstance(withLimits(1, 7, 0))))
 	assert.Equal(t, 50, HistoryLimit(nil))
 	assert.Equal(t, 3, HistoryLimit(newInstance(func(i *v1alpha1.SympoziumInstance) { i.Spec.RunHistoryLimit = ptr.To[int32](3) })))
+}
+
+// assertRetires checks that d retires exactly the objects named kind/name,
+// in order, and deletes nothing.
+func assertRetires(t *testing.T, d Decision, want ...string) {
+	t.Helper()
+	var got []string
+	for _, a := range d.Actions {
+		require.Equal(t, Retire, a.Verb, "%s %s/%s", a.Verb, a.Kind, a.Object.GetName())
+		require.NotEmpty(t, a.Object.GetUID(), "a retire carries the UID precondition")
+		got = append(got, string(a.Kind)+"/"+a.Object.GetName())
+	}
+	assert.Equal(t, want, got)
+}
+
+func retired[T metav1.Object](obj T) T {
+	l := maps.Clone(obj.GetLabels())
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[v1alpha1.LabelRetired] = "true"
+	obj.SetLabels(l)
+	return obj
 }

@@ -40,6 +40,10 @@ func BackendOf(run *v1alpha1.AgentRun) Backend {
 // Kind is the kind of an object a backend makes for a run.
 type Kind string
 
+// KindPod is the agent pod: never created by the machine (the workload's
+// controller makes it), only retired (see retireKept).
+const KindPod Kind = "Pod"
+
 // Objects are a run's workload objects as cached, by kind.
 type Objects map[Kind]metav1.Object
 
@@ -128,6 +132,6 @@ func removeObject[T interface {
 	var none T
 	if obj != none && m.removable(obj, force) {
 		// Only the identity: the delete's precondition is the UID.
-		m.act(Delete, kind, &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()})
+		m.act(Delete, kind, identity(obj))
 	}
 }

@@ -85,6 +85,9 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 	if err := c.deleteChildren(ctx, d); err != nil {
 		return "", run, err
 	}
+	if err := c.retireChildren(ctx, d); err != nil {
+		return "", run, err
+	}
 	// And the finalizer last: the run may be gone right after.
 	if d.RemoveFinalizer {
 		keep := slices.DeleteFunc(slices.Clone(run.Finalizers), func(f string) bool { return f == v1alpha1.FinalizerServer })
@@ -214,6 +217,38 @@ func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error
 			c.expectations.deletedChild(uid)
 		default:
 			return fmt.Errorf("deleting %s %s: %w", a.Kind, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// retireChildren labels what a finished run keeps (phase.Retire) with a
+// merge patch of that one label, the UID as precondition; the informers
+// then drop the objects. Until they do, observe skips them, as it skips
+// the children it deleted.
+func (c *Controller) retireChildren(ctx context.Context, d phase.Decision) error {
+	opts := metav1.PatchOptions{FieldManager: ControllerName}
+	for _, a := range d.Actions {
+		if a.Verb != phase.Retire {
+			continue
+		}
+		obj := a.Object
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"uid":    obj.GetUID(),
+			"labels": map[string]string{v1alpha1.LabelRetired: "true"},
+		}})
+		if err != nil {
+			return err
+		}
+		err = c.kinds[a.Kind].patch(ctx, obj.GetNamespace(), obj.GetName(), patch, opts)
+		switch {
+		case err == nil:
+			klog.FromContext(ctx).V(2).Info("Retired "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
+			c.expectations.deletedChild(obj.GetUID())
+		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+			c.expectations.deletedChild(obj.GetUID())
+		default:
+			return fmt.Errorf("retiring %s %s: %w", a.Kind, obj.GetName(), err)
 		}
 	}
 	return nil

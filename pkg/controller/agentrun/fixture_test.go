@@ -397,6 +397,8 @@ func describe(actions []core.Action) []string {
 			name = act.GetName()
 		case core.PatchAction:
 			name = act.GetName()
+		case core.GetAction:
+			name = act.GetName()
 		}
 		out = append(out, fmt.Sprintf("%s %s %s/%s", a.GetVerb(), res, a.GetNamespace(), name))
 	}

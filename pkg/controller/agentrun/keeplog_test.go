@@ -44,6 +44,7 @@ func TestKeepLogOfFailedRuns(t *testing.T) {
 		},
 		"failed, cleanup keep: the pod keeps its log": {
 			exit: 3, message: reportJSON, cleanup: v1alpha1.CleanupKeep, logs: &fakeLogs{tail: "agent: boom\n"},
+			wantKube: []string{"patch jobs ns/run", "patch pods ns/run-pod"}, // retired: they leave the caches
 		},
 		"succeeded: no read, no write beyond the status and the delete": {
 			exit: 0, message: reportJSON, logs: &fakeLogs{tail: "agent: ok\n"},

@@ -11,10 +11,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
+
+// ChildSelector selects the children the controller caches: those it
+// manages, except the ones finished runs keep (retired, see phase.Retire).
+const ChildSelector = v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue + ",!" + v1alpha1.LabelRetired
 
 // kindClient reads one kind of a run's children from its cache and writes
 // it through the API server: the table apply executes a Decision's
@@ -26,6 +32,8 @@ type kindClient struct {
 	create func(ctx context.Context, obj metav1.Object, opts metav1.CreateOptions) error
 	update func(ctx context.Context, obj metav1.Object, opts metav1.UpdateOptions) error
 	delete func(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
+	// patch applies a JSON merge patch (a Retire).
+	patch func(ctx context.Context, namespace, name string, data []byte, opts metav1.PatchOptions) error
 	// discovered marks a kind whose API is found through discovery: a
 	// create refused with NotFound means the API went away.
 	discovered bool
@@ -43,6 +51,10 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 			delete: func(ctx context.Context, ns, name string, o metav1.DeleteOptions) error {
 				return c.kubeClient.BatchV1().Jobs(ns).Delete(ctx, name, o)
 			},
+			patch: func(ctx context.Context, ns, name string, data []byte, o metav1.PatchOptions) error {
+				_, err := c.kubeClient.BatchV1().Jobs(ns).Patch(ctx, name, types.MergePatchType, data, o)
+				return err
+			},
 		},
 		phase.KindDeployment: {
 			get: func(ns, name string) (metav1.Object, error) { return c.deployments.Deployments(ns).Get(name) },
@@ -57,6 +69,10 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 			delete: func(ctx context.Context, ns, name string, o metav1.DeleteOptions) error {
 				return c.kubeClient.AppsV1().Deployments(ns).Delete(ctx, name, o)
 			},
+			patch: func(ctx context.Context, ns, name string, data []byte, o metav1.PatchOptions) error {
+				_, err := c.kubeClient.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, data, o)
+				return err
+			},
 		},
 		phase.KindService: {
 			get: func(ns, name string) (metav1.Object, error) { return c.services.Services(ns).Get(name) },
@@ -70,6 +86,18 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 			},
 			delete: func(ctx context.Context, ns, name string, o metav1.DeleteOptions) error {
 				return c.kubeClient.CoreV1().Services(ns).Delete(ctx, name, o)
+			},
+			patch: func(ctx context.Context, ns, name string, data []byte, o metav1.PatchOptions) error {
+				_, err := c.kubeClient.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, data, o)
+				return err
+			},
+		},
+		// The agent pod is only ever retired (phase.KindPod).
+		phase.KindPod: {
+			get: func(ns, name string) (metav1.Object, error) { return c.pods.Pods(ns).Get(name) },
+			patch: func(ctx context.Context, ns, name string, data []byte, o metav1.PatchOptions) error {
+				_, err := c.kubeClient.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, data, o)
+				return err
 			},
 		},
 		phase.KindSandbox:      c.sandboxKind(workload.SandboxResource),
@@ -106,6 +134,14 @@ func (c *Controller) sandboxKind(resource string) kindClient {
 				return nil // the API is gone, and its objects with it
 			}
 			return cl.Namespace(ns).Delete(ctx, name, o)
+		},
+		patch: func(ctx context.Context, ns, name string, data []byte, o metav1.PatchOptions) error {
+			cl := c.sandboxClient(resource)
+			if cl == nil {
+				return nil // the API is gone, and its objects with it
+			}
+			_, err := cl.Namespace(ns).Patch(ctx, name, types.MergePatchType, data, o)
+			return err
 		},
 	}
 }

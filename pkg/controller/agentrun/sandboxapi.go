@@ -313,7 +313,7 @@ func (a *SandboxAPI) ensureLocked(resource string, gvr schema.GroupVersionResour
 		return
 	}
 	tweak := func(o *metav1.ListOptions) {
-		o.LabelSelector = v1alpha1.LabelManagedBy + "=" + v1alpha1.ManagedByValue
+		o.LabelSelector = ChildSelector
 	}
 	inf := dynamicinformer.NewFilteredDynamicInformer(a.dyn, gvr, a.cfg.Namespace, a.cfg.Resync,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, tweak).Informer()

@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,6 +130,20 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		c.observeCapacity(run, &obs)
 	}
 	d := phase.Next(obs)
+	if run.Status.Phase.IsTerminal() && !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
+		// The cache holds finished runs compacted (phase.TrimForCache):
+		// their status is written only from the run as the API server
+		// has it, never from the cached copy.
+		live, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Get(ctx, run.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		run, obs.Run = live, live
+		d = phase.Next(obs)
+	}
 	c.keepLog(ctx, run, &obs, d)
 	rejected, run, err := c.apply(ctx, run, d)
 	if refused, ok := asGrantRefused(err); ok {
@@ -220,6 +235,9 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 		}
 	}
 	obs.Pod = b.pod(ctx, run, obs)
+	if obs.Pod != nil && c.expectations.deleting(obs.Pod.UID) {
+		obs.Pod = nil // retired; the cache has not caught up
+	}
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 	core "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -388,7 +389,14 @@ func TestSyncTaskLifecycle(t *testing.T) {
 				assert.Equal(t, ptr.To[types.UID]("job-uid"), opts.Preconditions.UID)
 				assert.Equal(t, ptr.To(metav1.DeletePropagationBackground), opts.PropagationPolicy)
 			} else {
-				assert.Empty(t, describe(kw))
+				// Kept: the Job and its pod are retired, a merge patch of
+				// one label with the UID as precondition.
+				require.Equal(t, []string{"patch jobs ns/run", "patch pods ns/run-abcde"}, describe(kw))
+				for i, uid := range []string{"job-uid", string(pod.UID)} {
+					p := kw[i].(core.PatchActionImpl)
+					assert.Equal(t, types.MergePatchType, p.GetPatchType())
+					assert.JSONEq(t, `{"metadata":{"uid":"`+uid+`","labels":{"sympozium.ai/retired":"true"}}}`, string(p.GetPatch()))
+				}
 			}
 			cw = f.clientWrites()
 			require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
@@ -751,4 +759,52 @@ func TestKubeLogReader(t *testing.T) {
 	assert.Equal(t, "agent", opts.Container)
 	assert.Nil(t, opts.LimitBytes, "a byte limit would cut the end of the log, where the marker is")
 	assert.NotNil(t, opts.TailLines)
+}
+
+// The cache holds finished runs compacted (phase.TrimForCache drops their
+// result, error and messages). A finished run whose status must change (its
+// spec was edited: observedGeneration) is written from the run as the API
+// server has it, so that nothing the cache dropped is lost; one whose
+// status stands costs no request at all.
+func TestFinishedRunCompactedInCache(t *testing.T) {
+	full := newRun("run", withCleanup(v1alpha1.CleanupKeep), withStatus(v1alpha1.AgentRunStatus{
+		ObservedGeneration: 1, Phase: v1alpha1.PhaseSucceeded, JobName: "run", PodName: "run-pod",
+		StartedAt: new(metav1.NewTime(t0.Add(5 * time.Second))), CompletedAt: new(metav1.NewTime(t0.Add(time.Minute))),
+		Result: "the answer", ExitCode: ptr.To[int32](0), TokenUsage: &v1alpha1.TokenUsage{InputTokens: 3, OutputTokens: 4, TotalTokens: 7},
+		Conditions: []metav1.Condition{
+			cond(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, "Job run created", t0),
+			cond(v1alpha1.ConditionComplete, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, "agent exited 0", t0.Add(time.Minute)),
+		},
+	}))
+	cachedCopy := func(r *v1alpha1.AgentRun) *v1alpha1.AgentRun {
+		out, err := phase.TrimForCache(r.DeepCopy())
+		require.NoError(t, err)
+		return out.(*v1alpha1.AgentRun)
+	}
+
+	t.Run("status stands: nothing is read or written", func(t *testing.T) {
+		f := newFixture(t)
+		f.addToTracker(newInstance("inst"), full)
+		f.addToCache(newInstance("inst"), cachedCopy(full))
+		require.Empty(t, cachedCopy(full).Status.Result, "the cache keeps no result")
+		f.client.ClearActions()
+		require.NoError(t, f.sync("run"))
+		assert.Empty(t, f.client.Actions())
+		assert.Empty(t, f.kubeWrites())
+	})
+
+	t.Run("status changes: written from a live read, nothing lost", func(t *testing.T) {
+		f := newFixture(t)
+		edited := full.DeepCopy()
+		edited.Generation = 2
+		f.addToTracker(newInstance("inst"), edited)
+		f.addToCache(newInstance("inst"), cachedCopy(edited))
+		f.client.ClearActions()
+		require.NoError(t, f.sync("run"))
+		assert.Equal(t, []string{"get agentruns ns/run", "update agentruns/status ns/run"}, describe(f.client.Actions()))
+		got := f.trackedRun("run").Status
+		want := *full.Status.DeepCopy()
+		want.ObservedGeneration = 2
+		assert.Equal(t, want, got)
+	})
 }

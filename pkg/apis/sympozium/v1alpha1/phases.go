@@ -105,6 +105,10 @@ const (
 	LabelComponent = "sympozium.ai/component"
 	// LabelSkillPack marks a SkillPack's rendered ConfigMap.
 	LabelSkillPack = "sympozium.ai/skillpack"
+	// LabelRetired ("true") marks a child a finished run keeps
+	// (spec.cleanup: keep): the controller's informers select children
+	// without it, so kept children of finished runs cost it no memory.
+	LabelRetired = "sympozium.ai/retired"
 
 	// FinalizerServer holds a server-mode run until its Deployment and
 	// Service are removed and its outcome is recorded.
