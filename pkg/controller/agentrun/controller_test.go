@@ -387,3 +387,39 @@ func TestAdmissionLocksAreExclusiveAndDropped(t *testing.T) {
 	}
 	assert.Zero(t, locks(), "locks of instances nobody admits to are dropped")
 }
+
+// A restart or a resync syncs only the runs that have something to do: a
+// finished run is not enqueued when listed or resynced (its children and
+// grants, if any remain, enqueue it through their own informers), but is
+// when it changes or is being deleted.
+func TestFinishedRunsNotSyncedOnListOrResync(t *testing.T) {
+	f := newFixture(t)
+	h := f.c.runHandlers()
+	done := newRun("done", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseSucceeded}))
+	done.ResourceVersion = "10"
+	live := newRun("live")
+	deleting := done.DeepCopy()
+	deleting.Name, deleting.DeletionTimestamp = "deleting", new(metav1.NewTime(t0))
+	changed := done.DeepCopy()
+	changed.ResourceVersion = "11"
+
+	steps := []struct {
+		what string
+		do   func()
+		want int
+	}{
+		{"a finished run listed", func() { h.AddFunc(done) }, 0},
+		{"a finished run resynced", func() { h.UpdateFunc(done, done) }, 0},
+		{"a live run listed", func() { h.AddFunc(live) }, 1},
+		{"a finished run being deleted listed", func() { h.AddFunc(deleting) }, 1},
+		{"a finished run changed", func() { h.UpdateFunc(done, changed) }, 1},
+	}
+	for _, s := range steps {
+		s.do()
+		assert.Equal(t, s.want, f.c.queue.Len(), s.what)
+		for f.c.queue.Len() > 0 {
+			k, _ := f.c.queue.Get()
+			f.c.queue.Done(k)
+		}
+	}
+}

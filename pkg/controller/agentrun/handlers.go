@@ -70,10 +70,22 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 // runHandlers enqueue the run itself (a resync re-enqueues too: the safety
 // net), keep the in-memory stores in step with it, and wake the runs
 // waiting for a sub-agent slot it frees.
+//
+// A finished run is not enqueued when it is listed (a restart) or resynced:
+// what may remain to do for it is done to its children and grants, whose
+// own informers enqueue it. So a restart or a resync costs one sync per
+// run that has something to do, not one per run of the history.
 func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
 	return sinformers.AgentRunHandlerFuncs{
-		AddFunc: func(r *v1alpha1.AgentRun) { c.enqueue(cache.MetaObjectToName(r)) },
+		AddFunc: func(r *v1alpha1.AgentRun) {
+			if !r.Status.Phase.IsTerminal() || r.DeletionTimestamp != nil {
+				c.enqueue(cache.MetaObjectToName(r))
+			}
+		},
 		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
+			if cur.Status.Phase.IsTerminal() && old.ResourceVersion == cur.ResourceVersion {
+				return // a resync of a finished run
+			}
 			c.enqueue(cache.MetaObjectToName(cur))
 			if phase.IsAdmitted(cur) || cur.Status.Phase.IsTerminal() {
 				c.admissions.observed(cur)
