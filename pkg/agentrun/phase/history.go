@@ -1,6 +1,8 @@
 package phase
 
 import (
+	"container/heap"
+	"slices"
 	"sort"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -54,19 +56,58 @@ func Prune(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
 	if len(finished) <= limit {
 		return nil
 	}
-	sort.Slice(finished, func(i, j int) bool { return finishedBefore(finished[i], finished[j]) })
 	excess := len(finished) - limit
-	var out []*v1alpha1.AgentRun
+	eligible := finished[:0]
 	for _, r := range finished {
-		if len(out) == excess {
-			break
+		if !liveParents[r.Name] {
+			eligible = append(eligible, r)
 		}
-		if liveParents[r.Name] {
-			continue
-		}
-		out = append(out, r)
 	}
+	return oldestFinished(eligible, excess)
+}
+
+// oldestFinished returns the n runs of rs that finished first, in that
+// order. Pruning a long history deletes a few runs at a time, so rather
+// than sorting the whole history it keeps the n oldest seen in a bounded
+// heap: O(len(rs)·log n).
+func oldestFinished(rs []*v1alpha1.AgentRun, n int) []*v1alpha1.AgentRun {
+	if n <= 0 {
+		return nil
+	}
+	if n >= len(rs) {
+		out := slices.Clone(rs)
+		sort.Slice(out, func(i, j int) bool { return finishedBefore(out[i], out[j]) })
+		return out
+	}
+	// h is a max-heap (by finishedBefore) of the n oldest so far: its root
+	// is the youngest of them, the one a still older run replaces.
+	h := &newestFirst{}
+	for _, r := range rs {
+		switch {
+		case len(*h) < n:
+			heap.Push(h, r)
+		case finishedBefore(r, (*h)[0]):
+			(*h)[0] = r
+			heap.Fix(h, 0)
+		}
+	}
+	out := []*v1alpha1.AgentRun(*h)
+	sort.Slice(out, func(i, j int) bool { return finishedBefore(out[i], out[j]) })
 	return out
+}
+
+// newestFirst is a heap of runs whose root finished last.
+type newestFirst []*v1alpha1.AgentRun
+
+func (h newestFirst) Len() int           { return len(h) }
+func (h newestFirst) Less(i, j int) bool { return finishedBefore(h[j], h[i]) }
+func (h newestFirst) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *newestFirst) Push(x any)        { *h = append(*h, x.(*v1alpha1.AgentRun)) }
+func (h *newestFirst) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 func finishedBefore(a, b *v1alpha1.AgentRun) bool {

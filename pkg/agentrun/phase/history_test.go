@@ -2,6 +2,8 @@ package phase
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 
@@ -76,4 +78,89 @@ func TestCount(t *testing.T) {
 		historyRun(6, v1alpha1.PhaseServing, 0),
 	}
 	assert.Equal(t, InstanceCounts{Active: 2, Waiting: 2, Succeeded: 1, Failed: 1}, Count(runs))
+}
+
+// pruneBySorting is what Prune computes, the obvious way: sort every
+// finished run, take the oldest that are not parents of live runs.
+func pruneBySorting(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
+	liveParents := map[string]bool{}
+	var finished []*v1alpha1.AgentRun
+	for _, r := range runs {
+		if r.DeletionTimestamp != nil {
+			continue
+		}
+		if !r.Status.Phase.IsTerminal() {
+			if r.Spec.Parent != nil {
+				liveParents[r.Spec.Parent.RunName] = true
+			}
+			continue
+		}
+		finished = append(finished, r)
+	}
+	if len(finished) <= max(limit, 0) {
+		return nil
+	}
+	sort.Slice(finished, func(i, j int) bool { return finishedBefore(finished[i], finished[j]) })
+	var out []*v1alpha1.AgentRun
+	for _, r := range finished {
+		if len(out) == len(finished)-max(limit, 0) {
+			break
+		}
+		if !liveParents[r.Name] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// historyOf is n runs of random phases, completion times (with ties) and
+// parents.
+func historyOf(rng *rand.Rand, n int) []*v1alpha1.AgentRun {
+	phases := []v1alpha1.AgentRunPhase{v1alpha1.PhaseSucceeded, v1alpha1.PhaseFailed, v1alpha1.PhaseRunning, v1alpha1.PhasePending}
+	runs := make([]*v1alpha1.AgentRun, n)
+	for i := range runs {
+		runs[i] = historyRun(i, phases[rng.IntN(len(phases))], time.Duration(rng.IntN(n/2+1))*time.Minute)
+		if rng.IntN(10) == 0 {
+			runs[i].Spec.Parent = &v1alpha1.ParentRef{RunName: fmt.Sprintf("r%02d", rng.IntN(n))}
+		}
+		if rng.IntN(20) == 0 {
+			runs[i].DeletionTimestamp = new(metav1.NewTime(t0))
+		}
+	}
+	rng.Shuffle(n, func(i, j int) { runs[i], runs[j] = runs[j], runs[i] })
+	return runs
+}
+
+// Prune selects the oldest with a bounded heap; it chooses exactly what
+// sorting the whole history would, in the same order.
+func TestPruneSelectsAsSorting(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		n := 1 + rng.IntN(60)
+		runs := historyOf(rng, n)
+		limit := rng.IntN(n+2) - 1
+		assert.Equal(t, names(pruneBySorting(runs, limit)), names(Prune(runs, limit)), "limit %d of %d runs", limit, n)
+	}
+}
+
+// BenchmarkPrune50k: one pruning pass over an instance with 50,000
+// finished runs, 10 over the limit.
+//
+//	go test -run XXX -bench Prune50k -benchmem ./pkg/agentrun/phase
+func BenchmarkPrune50k(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	runs := make([]*v1alpha1.AgentRun, 50000)
+	for i := range runs {
+		runs[i] = historyRun(i, v1alpha1.PhaseSucceeded, time.Duration(rng.IntN(1000000))*time.Second)
+	}
+	b.Run("heap", func(b *testing.B) {
+		for b.Loop() {
+			Prune(runs, 49990)
+		}
+	})
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			pruneBySorting(runs, 49990)
+		}
+	})
 }
