@@ -313,9 +313,21 @@ func (p *process) serve(ctx context.Context) (func(), error) {
 	return stop, nil
 }
 
+// protobuf returns a copy of cfg that talks protobuf, which built-in
+// kinds (Jobs, pods, Events, ...) support and custom resources do not: it
+// costs the API server and the controller less to encode and decode than
+// JSON, for every watch event as for every write (kube-controller-manager
+// does the same).
+func protobuf(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return c
+}
+
 func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) error {
 	cfg := p.cfg
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(protobuf(restCfg))
 	if err != nil {
 		return err
 	}
