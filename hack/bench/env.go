@@ -32,14 +32,14 @@ import (
 
 // env is the benchmark's own control plane and its clients.
 type env struct {
-	root    string
-	dir     string
-	cluster *localcp.Cluster
-	ctlBin  string
-	qps     float32
-	burst   int
-	workers int
-	ctlArgs []string
+	root     string
+	dir      string
+	cluster  *localcp.Cluster
+	ctlBin   string
+	qps      float32
+	burst    int
+	creators int
+	ctlArgs  []string
 
 	// watch reads and waits without a client-side rate limit; create is
 	// limited like the controller (-qps/-burst). Both are plain client-go
@@ -76,7 +76,7 @@ func setup(ctx context.Context, o options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, workers: o.parallel, ctlArgs: strings.Fields(o.controllerFlags)}
+	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, creators: o.parallel, ctlArgs: strings.Fields(o.controllerFlags)}
 	if e.dir == "" {
 		if e.dir, err = os.MkdirTemp("", "sympozium-bench-"); err != nil {
 			return nil, err
@@ -201,6 +201,9 @@ func (e *env) namespace(ctx context.Context, name string) error {
 	})
 }
 
+// agentImage is the agent image of every run (kwok runs nothing).
+const agentImage = "registry.example/sympozium/agent-runner:bench"
+
 // controller is a running controller binary.
 type controller struct {
 	cmd         *exec.Cmd
@@ -208,6 +211,9 @@ type controller struct {
 	done        chan struct{}
 	metricsAddr string
 	probeAddr   string
+	// ready is how long the process took from its start to answer /readyz
+	// (caches synced), seen by a 100ms poll.
+	ready time.Duration
 }
 
 // startController runs the controller binary scoped to namespace, with the
@@ -225,7 +231,7 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 	args := append([]string{
 		"--kubeconfig", e.cluster.Kubeconfig,
 		"--namespace", namespace,
-		"--agent-image", "registry.example/sympozium/agent-runner:bench",
+		"--agent-image", agentImage,
 		"--kube-api-qps", strconv.FormatFloat(float64(e.qps), 'f', -1, 32),
 		"--kube-api-burst", strconv.Itoa(e.burst),
 		"--metrics-bind-address", c.metricsAddr,
@@ -243,11 +249,12 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 	// figure heap_alloc only approximates (it includes garbage).
 	c.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := time.Now()
 	if err := c.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	err = poll(ctx, time.Minute, "controller ready", func() (bool, error) {
+	err = poll(ctx, 10*time.Minute, "controller ready", func() (bool, error) {
 		select {
 		case <-c.done:
 			return false, errors.New("the controller exited; see " + logFile.Name())
@@ -264,6 +271,7 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 		c.stop()
 		return nil, err
 	}
+	c.ready = time.Since(started)
 	return c, nil
 }
 
@@ -304,11 +312,11 @@ type memory struct {
 	rss, hwm, heapAlloc, heapInuse, live float64 // bytes
 }
 
-func (c *controller) memory() (memory, error) {
-	var m memory
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.pid()))
+// procMemory reads a process's RSS and peak RSS (bytes) from /proc.
+func procMemory(pid int) (rss, hwm float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return m, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -320,10 +328,19 @@ func (c *controller) memory() (memory, error) {
 		kb, _ := strconv.ParseFloat(fields[1], 64)
 		switch fields[0] {
 		case "VmRSS:":
-			m.rss = kb * 1024
+			rss = kb * 1024
 		case "VmHWM:":
-			m.hwm = kb * 1024
+			hwm = kb * 1024
 		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+func (c *controller) memory() (memory, error) {
+	var m memory
+	var err error
+	if m.rss, m.hwm, err = procMemory(c.pid()); err != nil {
+		return m, err
 	}
 	ms, err := c.scrape()
 	if err != nil {
@@ -361,6 +378,29 @@ func lastLiveHeap(path string) float64 {
 		}
 	}
 	return live
+}
+
+// clusterHealth says how the control plane bears what the benchmark left
+// in it: etcd's database file against its quota (hack/localcp sets 8 GiB),
+// the RSS of etcd, kube-apiserver and kwok, and any component that is gone.
+func (e *env) clusterHealth() string {
+	const quota = 8 << 30
+	var parts []string
+	if fi, err := os.Stat(filepath.Join(e.cluster.Dir, "etcd", "member", "snap", "db")); err == nil {
+		parts = append(parts, fmt.Sprintf("etcd database %s (%.1f%% of the 8 GiB quota)", mib(float64(fi.Size())), float64(fi.Size())*100/quota))
+	}
+	pids := e.cluster.PIDs()
+	for _, name := range []string{"etcd", "kube-apiserver", "kwok"} {
+		if rss, _, err := procMemory(pids[name]); err == nil {
+			parts = append(parts, fmt.Sprintf("%s RSS %s", name, mib(rss)))
+		}
+	}
+	for name, pid := range pids {
+		if syscall.Kill(pid, 0) != nil {
+			parts = append(parts, "**"+name+" is not running**")
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // cpuSeconds is the user+system CPU time of a process.
