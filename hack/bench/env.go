@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 )
 
@@ -382,25 +385,87 @@ func lastLiveHeap(path string) float64 {
 
 // clusterHealth says how the control plane bears what the benchmark left
 // in it: etcd's database file against its quota (hack/localcp sets 8 GiB),
-// the RSS of etcd, kube-apiserver and kwok, and any component that is gone.
-func (e *env) clusterHealth() string {
+// the objects the API server stores, the RSS of each component, the
+// machine's available memory, and any component that is gone.
+// The first figure is etcd's database size.
+func (e *env) clusterHealth(ctx context.Context) (db, note string) {
 	const quota = 8 << 30
 	var parts []string
+	db = "n/a"
 	if fi, err := os.Stat(filepath.Join(e.cluster.Dir, "etcd", "member", "snap", "db")); err == nil {
-		parts = append(parts, fmt.Sprintf("etcd database %s (%.1f%% of the 8 GiB quota)", mib(float64(fi.Size())), float64(fi.Size())*100/quota))
+		db = fmt.Sprintf("etcd %s", mib(float64(fi.Size())))
+		parts = append(parts, fmt.Sprintf("etcd database %.1f%% of its 8 GiB quota", float64(fi.Size())*100/quota))
 	}
-	pids := e.cluster.PIDs()
-	for _, name := range []string{"etcd", "kube-apiserver", "kwok"} {
-		if rss, _, err := procMemory(pids[name]); err == nil {
-			parts = append(parts, fmt.Sprintf("%s RSS %s", name, mib(rss)))
+	if raw, err := e.watchKube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
+		if m, err := parseMetrics(bytes.NewReader(raw)); err == nil {
+			// The API server refreshes these counts about once a minute.
+			objs := func(group, res string) float64 {
+				sel := map[string]string{}
+				if res != "" {
+					sel["group"], sel["resource"] = group, res
+				}
+				return m.sum("apiserver_resource_objects", sel)
+			}
+			parts = append(parts, fmt.Sprintf("%.0f objects stored (%.0f events, %.0f pods, %.0f Jobs, %.0f AgentRuns; the API server's last count)",
+				objs("", ""), objs("", "events"), objs("", "pods"), objs("batch", "jobs"), objs(v1alpha1.SchemeGroupVersion.Group, "agentruns")))
+			parts = append(parts, fmt.Sprintf("kube-apiserver heap in use %s", mib(m.sum("go_memstats_heap_inuse_bytes", nil))))
 		}
 	}
-	for name, pid := range pids {
-		if syscall.Kill(pid, 0) != nil {
+	pids := e.cluster.PIDs()
+	var rss []string
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		if v, _, err := procMemory(pids[name]); err == nil {
+			rss = append(rss, fmt.Sprintf("%s %s", name, mib(v)))
+		}
+	}
+	if v, _, err := procMemory(os.Getpid()); err == nil {
+		rss = append(rss, fmt.Sprintf("benchmark %s", mib(v)))
+	}
+	parts = append(parts, "RSS: "+strings.Join(rss, ", "))
+	parts = append(parts, fmt.Sprintf("machine memory available %.1f GiB", memAvailable()/(1<<30)))
+	for _, name := range slices.Sorted(maps.Keys(pids)) {
+		if syscall.Kill(pids[name], 0) != nil {
 			parts = append(parts, "**"+name+" is not running**")
 		}
 	}
-	return strings.Join(parts, ", ")
+	return db, strings.Join(parts, "; ")
+}
+
+// memAvailable is the machine's MemAvailable (bytes), from /proc/meminfo.
+func memAvailable() float64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// guardMemory cancels ctx when the machine's available memory falls below
+// floor: a control plane holding tens of thousands of objects grows by
+// gigabytes, and the benchmark stops with a clear cause rather than let the
+// kernel's OOM killer choose a process of the machine.
+func guardMemory(ctx context.Context, floor float64) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			if a := memAvailable(); a > 0 && a < floor {
+				cancel(fmt.Errorf("the machine has only %.1f GiB of memory available (floor %.1f GiB): stopped before the OOM killer acts", a/(1<<30), floor/(1<<30)))
+				return
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // cpuSeconds is the user+system CPU time of a process.
@@ -475,8 +540,8 @@ func (s cpuSnapshot) minus(o cpuSnapshot) cpuSnapshot {
 }
 
 // poll calls cond every 100ms until it is done, fails, or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func poll(parent context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	for {
 		done, err := cond()
@@ -488,6 +553,9 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("%s: %w", what, context.Cause(parent))
+			}
 			return fmt.Errorf("%s: not reached within %s", what, timeout)
 		case <-time.After(100 * time.Millisecond):
 		}

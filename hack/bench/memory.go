@@ -17,6 +17,9 @@ import (
 const (
 	rssGoalAfterRuns    = 120 << 20
 	rssGoalAfterRestart = 100 << 20
+	// memoryFloor is the machine's available memory below which the
+	// memory phase stops (guardMemory).
+	memoryFloor = 2 << 30
 )
 
 // memory: finished runs (and, with cleanup keep, their Jobs and pods)
@@ -42,6 +45,8 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 		feed = fmt.Sprintf("fed with at most %d unfinished at a time", b.o.memoryWindow)
 	}
 	logf("memory: steps %v, cleanup %s, %s", b.o.memorySteps, cleanup, feed)
+	ctx, stopGuard := guardMemory(ctx, memoryFloor)
+	defer stopGuard()
 	// The benchmark follows the runs only: its own watch of 50,000 Jobs and
 	// pods would take CPU from the cluster it measures.
 	ctl, tr, inst, err := b.stage(ctx, ns, trackRuns, extra...)
@@ -92,9 +97,11 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 			fmt.Sprintf("%s; %s; Go heap (go_memstats_heap_alloc_bytes) %s, heap in use %s, live after the last GC (gctrace) %s; peak RSS (VmHWM) %s",
 				verdict(mem.rss <= rssGoalAfterRuns), children, mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm)))
 		b.add("3", fmt.Sprintf("runs %d to %d: controller CPU per run", prev+1, total), fmt.Sprintf("%.1f ms", st.ctlCPU*1000/float64(n)),
-			"", fmt.Sprintf("%d runs in %s (%.1f runs/s), %s; sync p50 / p99 of this step %s; %s; %s; %s",
-				n, st.took.Round(time.Second), float64(n)/st.took.Seconds(), feed, st.syncs, qpsNote, cpuNote(st.cpu, n), e.clusterHealth()))
-		logf("memory (%s, %d runs): RSS %s, heap %s, peak %s; %s", cleanup, total, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm), e.clusterHealth())
+			"", fmt.Sprintf("%d runs in %s (%.1f runs/s), %s; sync p50 / p99 of this step %s; %s, %s; %s",
+				n, st.took.Round(time.Second), float64(n)/st.took.Seconds(), feed, st.syncs, qpsNote, st.peak, cpuNote(st.cpu, n)))
+		db, health := e.clusterHealth(ctx)
+		b.add("3", fmt.Sprintf("cluster with %d finished runs, cleanup %s", total, cleanup), db, "", health)
+		logf("memory (%s, %d runs): RSS %s, heap %s, peak %s; %s, %s", cleanup, total, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm), db, health)
 
 		// A restart lists everything at once: the footprint of a new leader.
 		ctl.stop()
@@ -199,7 +206,54 @@ type stepResult struct {
 	ctlCPU float64       // the controller's CPU seconds
 	cpu    cpuSnapshot   // every component's
 	syncs  string        // agentrun sync duration p50 / p99
+	peak   string        // the controller's peak request rates
 	m0, m1 metricSet
+}
+
+// watchPeakRate samples the controller's API requests every 5 s until the
+// returned function is called, which reports the highest rate of each of
+// its two rate-limited clients (client-go gives each clientset its own
+// limiter): the sympozium one (AgentRuns, instances, SkillPacks) and the
+// Kubernetes one (everything else). Near -qps, the client binds.
+func watchPeakRate(ctx context.Context, ctl *controller) func() string {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var peakS, peakK float64
+	split := func(m metricSet) (s, k float64) {
+		for _, x := range m.match("sympozium_api_requests_total", nil) {
+			switch x.labels["resource"] {
+			case "agentruns", "sympoziuminstances", "skillpacks":
+				s += x.value
+			default:
+				k += x.value
+			}
+		}
+		return s, k
+	}
+	go func() {
+		defer close(done)
+		const every = 5 * time.Second
+		var lastS, lastK float64 = -1, -1
+		for {
+			if m, err := ctl.scrape(); err == nil {
+				s, k := split(m)
+				if lastS >= 0 {
+					peakS, peakK = max(peakS, (s-lastS)/every.Seconds()), max(peakK, (k-lastK)/every.Seconds())
+				}
+				lastS, lastK = s, k
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	return func() string {
+		cancel()
+		<-done
+		return fmt.Sprintf("peak request rate over 5 s: %.0f/s sympozium client, %.0f/s Kubernetes client", peakS, peakK)
+	}
 }
 
 // step runs work and measures it, from a quiet controller to a quiet
@@ -212,7 +266,10 @@ func (b *bench) step(ctx context.Context, ctl *controller, ns string, work func(
 	}
 	cpu0 := b.e.cpu(ctl)
 	t0 := time.Now()
-	if err := work(ctx); err != nil {
+	peak := watchPeakRate(ctx, ctl)
+	err = work(ctx)
+	r.peak = peak()
+	if err != nil {
 		return r, err
 	}
 	if err := waitQuiet(ctx, ctl, 10*time.Second, 10*time.Minute); err != nil {
