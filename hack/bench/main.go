@@ -65,8 +65,8 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 1000, "AgentRuns of the burst (and runs of the lifecycle baseline, Jobs of the bare baseline)")
 	flag.StringVar(&memoryRuns, "memory-runs", "10000", "finished runs in the cluster for the memory measurement: a comma-separated list of growing totals, run in steps in one namespace and instance (\"10000,50000\": 10,000 runs, then 40,000 more); memory and a restart are measured after each step")
 	flag.IntVar(&o.memoryWindow, "memory-window", 1000, "at most this many unfinished runs while the memory phase feeds its runs (finished work is what it measures); 0 creates them all at once")
-	flag.Float64Var(&o.memoryQPS, "memory-controller-qps", 0, "the controller's --kube-api-qps in the memory phase (burst twice that); 0: -qps")
-	flag.IntVar(&o.pruneRuns, "prune-runs", 1000, "after the memory steps, lower runHistoryLimit to the runs there are and add this many more, so that each pushes the oldest out; 0 skips it")
+	flag.Float64Var(&o.memoryQPS, "memory-controller-qps", 200, "the controller's --kube-api-qps in the memory phase (burst twice that), so that the cluster, not the controller's client, bounds how fast runs finish there; 0: -qps")
+	flag.IntVar(&o.pruneRuns, "prune-runs", 1000, "after the memory steps, lower runHistoryLimit to the runs there are and add this many more (at most as many as there are), so that each pushes the oldest out; 0 skips it")
 	flag.StringVar(&o.memoryCleanup, "memory-cleanup", "keep", "cleanup policies of the memory measurement: keep (runs, Jobs and pods stay), delete (runs only), or both (\"keep,delete\", each in its own namespace)")
 	flag.StringVar(&o.burstCleanup, "burst-cleanup", "delete", "cleanup policy of the burst's runs: delete (the default of AgentRun) or keep (the Jobs stay, like the baseline's)")
 	flag.IntVar(&o.steadyRuns, "steady-runs", 0, "runs held in Running for the steady-state measurement (0: -runs)")
@@ -94,6 +94,10 @@ func main() {
 	if o.workers, err = controllerWorkers(o.controllerFlags); err != nil {
 		fmt.Fprintln(os.Stderr, "-controller-flags:", err)
 		os.Exit(2)
+	}
+	if last := o.memorySteps[len(o.memorySteps)-1]; o.pruneRuns > last {
+		logf("-prune-runs %d capped at the %d runs of the last memory step", o.pruneRuns, last)
+		o.pruneRuns = last
 	}
 	if o.steadyRuns == 0 {
 		o.steadyRuns = o.runs

@@ -38,7 +38,7 @@ func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) erro
 	qpsNote := fmt.Sprintf("controller --kube-api-qps %g --kube-api-burst %d", b.o.qps, b.o.burst)
 	if q := b.o.memoryQPS; q > 0 {
 		extra = []string{"--kube-api-qps=" + strconv.FormatFloat(q, 'f', -1, 64), "--kube-api-burst=" + strconv.Itoa(int(2*q))}
-		qpsNote = fmt.Sprintf("controller --kube-api-qps %g --kube-api-burst %d in this phase (the cluster, not the controller's client, bounds it)", q, int(2*q))
+		qpsNote = fmt.Sprintf("controller --kube-api-qps %g --kube-api-burst %d in this phase, so that the cluster, not the controller's client, bounds it (the burst keeps -qps)", q, int(2*q))
 	}
 	feed := "all created at once"
 	if b.o.memoryWindow > 0 {
