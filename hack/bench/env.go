@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,19 +29,20 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
+	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 )
 
 // env is the benchmark's own control plane and its clients.
 type env struct {
-	root    string
-	dir     string
-	cluster *localcp.Cluster
-	ctlBin  string
-	qps     float32
-	burst   int
-	workers int
-	ctlArgs []string
+	root     string
+	dir      string
+	cluster  *localcp.Cluster
+	ctlBin   string
+	qps      float32
+	burst    int
+	creators int
+	ctlArgs  []string
 
 	// watch reads and waits without a client-side rate limit; create is
 	// limited like the controller (-qps/-burst). Both are plain client-go
@@ -76,7 +79,7 @@ func setup(ctx context.Context, o options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, workers: o.parallel, ctlArgs: strings.Fields(o.controllerFlags)}
+	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, creators: o.parallel, ctlArgs: strings.Fields(o.controllerFlags)}
 	if e.dir == "" {
 		if e.dir, err = os.MkdirTemp("", "sympozium-bench-"); err != nil {
 			return nil, err
@@ -201,6 +204,9 @@ func (e *env) namespace(ctx context.Context, name string) error {
 	})
 }
 
+// agentImage is the agent image of every run (kwok runs nothing).
+const agentImage = "registry.example/sympozium/agent-runner:bench"
+
 // controller is a running controller binary.
 type controller struct {
 	cmd         *exec.Cmd
@@ -208,6 +214,9 @@ type controller struct {
 	done        chan struct{}
 	metricsAddr string
 	probeAddr   string
+	// ready is how long the process took from its start to answer /readyz
+	// (caches synced), seen by a 100ms poll.
+	ready time.Duration
 }
 
 // startController runs the controller binary scoped to namespace, with the
@@ -225,7 +234,7 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 	args := append([]string{
 		"--kubeconfig", e.cluster.Kubeconfig,
 		"--namespace", namespace,
-		"--agent-image", "registry.example/sympozium/agent-runner:bench",
+		"--agent-image", agentImage,
 		"--kube-api-qps", strconv.FormatFloat(float64(e.qps), 'f', -1, 32),
 		"--kube-api-burst", strconv.Itoa(e.burst),
 		"--metrics-bind-address", c.metricsAddr,
@@ -243,11 +252,12 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 	// figure heap_alloc only approximates (it includes garbage).
 	c.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := time.Now()
 	if err := c.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	err = poll(ctx, time.Minute, "controller ready", func() (bool, error) {
+	err = poll(ctx, 10*time.Minute, "controller ready", func() (bool, error) {
 		select {
 		case <-c.done:
 			return false, errors.New("the controller exited; see " + logFile.Name())
@@ -264,6 +274,7 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 		c.stop()
 		return nil, err
 	}
+	c.ready = time.Since(started)
 	return c, nil
 }
 
@@ -304,11 +315,11 @@ type memory struct {
 	rss, hwm, heapAlloc, heapInuse, live float64 // bytes
 }
 
-func (c *controller) memory() (memory, error) {
-	var m memory
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.pid()))
+// procMemory reads a process's RSS and peak RSS (bytes) from /proc.
+func procMemory(pid int) (rss, hwm float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return m, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -320,10 +331,19 @@ func (c *controller) memory() (memory, error) {
 		kb, _ := strconv.ParseFloat(fields[1], 64)
 		switch fields[0] {
 		case "VmRSS:":
-			m.rss = kb * 1024
+			rss = kb * 1024
 		case "VmHWM:":
-			m.hwm = kb * 1024
+			hwm = kb * 1024
 		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+func (c *controller) memory() (memory, error) {
+	var m memory
+	var err error
+	if m.rss, m.hwm, err = procMemory(c.pid()); err != nil {
+		return m, err
 	}
 	ms, err := c.scrape()
 	if err != nil {
@@ -361,6 +381,91 @@ func lastLiveHeap(path string) float64 {
 		}
 	}
 	return live
+}
+
+// clusterHealth says how the control plane bears what the benchmark left
+// in it: etcd's database file against its quota (hack/localcp sets 8 GiB),
+// the objects the API server stores, the RSS of each component, the
+// machine's available memory, and any component that is gone.
+// The first figure is etcd's database size.
+func (e *env) clusterHealth(ctx context.Context) (db, note string) {
+	const quota = 8 << 30
+	var parts []string
+	db = "n/a"
+	if fi, err := os.Stat(filepath.Join(e.cluster.Dir, "etcd", "member", "snap", "db")); err == nil {
+		db = fmt.Sprintf("etcd %s", mib(float64(fi.Size())))
+		parts = append(parts, fmt.Sprintf("etcd database %.1f%% of its 8 GiB quota", float64(fi.Size())*100/quota))
+	}
+	if raw, err := e.watchKube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
+		if m, err := parseMetrics(bytes.NewReader(raw)); err == nil {
+			// The API server refreshes these counts about once a minute.
+			objs := func(group, res string) float64 {
+				sel := map[string]string{}
+				if res != "" {
+					sel["group"], sel["resource"] = group, res
+				}
+				return m.sum("apiserver_resource_objects", sel)
+			}
+			parts = append(parts, fmt.Sprintf("%.0f objects stored (%.0f events, %.0f pods, %.0f Jobs, %.0f AgentRuns; the API server's last count)",
+				objs("", ""), objs("", "events"), objs("", "pods"), objs("batch", "jobs"), objs(v1alpha1.SchemeGroupVersion.Group, "agentruns")))
+			parts = append(parts, fmt.Sprintf("kube-apiserver heap in use %s", mib(m.sum("go_memstats_heap_inuse_bytes", nil))))
+		}
+	}
+	pids := e.cluster.PIDs()
+	var rss []string
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		if v, _, err := procMemory(pids[name]); err == nil {
+			rss = append(rss, fmt.Sprintf("%s %s", name, mib(v)))
+		}
+	}
+	if v, _, err := procMemory(os.Getpid()); err == nil {
+		rss = append(rss, fmt.Sprintf("benchmark %s", mib(v)))
+	}
+	parts = append(parts, "RSS: "+strings.Join(rss, ", "))
+	parts = append(parts, fmt.Sprintf("machine memory available %.1f GiB", memAvailable()/(1<<30)))
+	for _, name := range slices.Sorted(maps.Keys(pids)) {
+		if syscall.Kill(pids[name], 0) != nil {
+			parts = append(parts, "**"+name+" is not running**")
+		}
+	}
+	return db, strings.Join(parts, "; ")
+}
+
+// memAvailable is the machine's MemAvailable (bytes), from /proc/meminfo.
+func memAvailable() float64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// guardMemory cancels ctx when the machine's available memory falls below
+// floor: a control plane holding tens of thousands of objects grows by
+// gigabytes, and the benchmark stops with a clear cause rather than let the
+// kernel's OOM killer choose a process of the machine.
+func guardMemory(ctx context.Context, floor float64) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			if a := memAvailable(); a > 0 && a < floor {
+				cancel(fmt.Errorf("the machine has only %.1f GiB of memory available (floor %.1f GiB): stopped before the OOM killer acts", a/(1<<30), floor/(1<<30)))
+				return
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // cpuSeconds is the user+system CPU time of a process.
@@ -435,8 +540,8 @@ func (s cpuSnapshot) minus(o cpuSnapshot) cpuSnapshot {
 }
 
 // poll calls cond every 100ms until it is done, fails, or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func poll(parent context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	for {
 		done, err := cond()
@@ -448,6 +553,9 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("%s: %w", what, context.Cause(parent))
+			}
 			return fmt.Errorf("%s: not reached within %s", what, timeout)
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -2,16 +2,20 @@
 // plane (hack/localcp, audit log on) and prints one Markdown table:
 //
 //  1. burst: N AgentRuns created at once until every run Succeeded, against
-//     a bare client-go baseline of N Jobs on the same cluster and client QPS;
+//     a lifecycle baseline (lifecycle.go: a minimal client-go client making
+//     only the lifecycle's writes on the same N runs) and N bare Jobs, on the
+//     same cluster and client QPS;
 //  2. API writes per run, from the controller's /metrics and the audit log;
-//  3. controller memory with many finished runs (and their children) cached;
+//  3. controller memory, CPU per run, restarts and pruning with many
+//     finished runs (and their children) cached, in growing steps;
 //  4. API requests per second while runs sit in Running and nothing changes;
-//  5. latency from the triggering event to the status write under the burst.
+//  5. admission order and latency from the triggering event to the status
+//     write under the burst.
 //
 // Usage (from the repository root):
 //
-//	go run ./hack/bench -runs 1000 -memory-runs 10000
-//	go run ./hack/bench -runs 1000 -memory-runs 10000 -update docs/bench.md
+//	go run ./hack/bench -runs 100 -memory-runs 200,600 -prune-runs 100
+//	go run ./hack/bench -runs 1000 -memory-runs 10000,50000 -update docs/bench.md
 //
 // Progress goes to stderr, the table to stdout (and, with -update, between
 // the bench markers of the given file).
@@ -29,6 +33,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,35 +41,44 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/manager"
 )
 
 type options struct {
-	runs, memoryRuns, steadyRuns int
-	memoryCleanup, burstCleanup  string
-	steadyWindow                 time.Duration
-	qps                          float64
-	burst, parallel, nodes       int
-	dir, phases, update          string
-	controllerFlags, controller  string
-	keepCluster                  bool
+	runs, steadyRuns, pruneRuns int
+	memorySteps                 []int
+	memoryWindow                int
+	memoryQPS                   float64
+	memoryCleanup, burstCleanup string
+	steadyWindow                time.Duration
+	qps                         float64
+	burst, parallel, nodes      int
+	workers                     int
+	dir, phases, update         string
+	controllerFlags, controller string
+	keepCluster                 bool
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.runs, "runs", 1000, "AgentRuns (and baseline Jobs) of the burst")
-	flag.IntVar(&o.memoryRuns, "memory-runs", 10000, "finished runs in the cluster for the memory measurement")
-	flag.StringVar(&o.memoryCleanup, "memory-cleanup", "keep,delete", "cleanup policies of the memory measurement: keep (runs, Jobs and pods stay), delete (runs only), or both")
+	var memoryRuns string
+	flag.IntVar(&o.runs, "runs", 1000, "AgentRuns of the burst (and runs of the lifecycle baseline, Jobs of the bare baseline)")
+	flag.StringVar(&memoryRuns, "memory-runs", "10000", "finished runs in the cluster for the memory measurement: a comma-separated list of growing totals, run in steps in one namespace and instance (\"10000,50000\": 10,000 runs, then 40,000 more); memory and a restart are measured after each step")
+	flag.IntVar(&o.memoryWindow, "memory-window", 1000, "at most this many unfinished runs while the memory phase feeds its runs (finished work is what it measures); 0 creates them all at once")
+	flag.Float64Var(&o.memoryQPS, "memory-controller-qps", 200, "the controller's --kube-api-qps in the memory phase (burst twice that), so that the cluster, not the controller's client, bounds how fast runs finish there; 0: -qps")
+	flag.IntVar(&o.pruneRuns, "prune-runs", 1000, "after the memory steps, lower runHistoryLimit to the runs there are and add this many more (at most as many as there are), so that each pushes the oldest out; 0 skips it")
+	flag.StringVar(&o.memoryCleanup, "memory-cleanup", "keep", "cleanup policies of the memory measurement: keep (runs, Jobs and pods stay), delete (runs only), or both (\"keep,delete\", each in its own namespace)")
 	flag.StringVar(&o.burstCleanup, "burst-cleanup", "delete", "cleanup policy of the burst's runs: delete (the default of AgentRun) or keep (the Jobs stay, like the baseline's)")
 	flag.IntVar(&o.steadyRuns, "steady-runs", 0, "runs held in Running for the steady-state measurement (0: -runs)")
 	flag.DurationVar(&o.steadyWindow, "steady-window", 30*time.Second, "how long the steady state is measured")
-	flag.Float64Var(&o.qps, "qps", 100, "client QPS of the creators, the baseline and the controller (--kube-api-qps)")
-	flag.IntVar(&o.burst, "burst", 200, "client burst of the creators, the baseline and the controller (--kube-api-burst)")
+	flag.Float64Var(&o.qps, "qps", 100, "client QPS of the creators, the baselines and the controller (--kube-api-qps)")
+	flag.IntVar(&o.burst, "burst", 200, "client burst of the creators, the baselines and the controller (--kube-api-burst)")
 	flag.IntVar(&o.parallel, "parallel", 16, "parallel creators")
-	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 1000 pods a node)")
+	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 900 pods a node)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
-	flag.StringVar(&o.phases, "phases", "burst,memory,steady", "phases to run")
+	flag.StringVar(&o.phases, "phases", "burst,steady,memory", "phases to run (always in this order: the memory phase leaves the cluster largest)")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
-	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\")")
+	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
 	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
 	flag.Parse()
@@ -72,16 +86,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
 		os.Exit(2)
 	}
+	var err error
+	if o.memorySteps, err = parseSteps(memoryRuns); err != nil {
+		fmt.Fprintln(os.Stderr, "-memory-runs:", err)
+		os.Exit(2)
+	}
+	if o.workers, err = controllerWorkers(o.controllerFlags); err != nil {
+		fmt.Fprintln(os.Stderr, "-controller-flags:", err)
+		os.Exit(2)
+	}
+	if last := o.memorySteps[len(o.memorySteps)-1]; o.pruneRuns > last {
+		logf("-prune-runs %d capped at the %d runs of the last memory step", o.pruneRuns, last)
+		o.pruneRuns = last
+	}
 	if o.steadyRuns == 0 {
 		o.steadyRuns = o.runs
 	}
 	if o.nodes == 0 {
-		o.nodes = max(2, (o.memoryRuns+3*o.runs+899)/900)
+		o.nodes = max(2, (o.memoryPods()+3*o.runs+899)/900)
 	}
+	logf("estimated duration on 2 cores: %s (%s)", o.estimate().Round(time.Minute), o.estimateNote())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	b := &bench{o: o, started: time.Now()}
-	err := b.run(ctx)
+	err = b.run(ctx)
 	if b.e != nil && b.e.cluster != nil && !o.keepCluster {
 		if err := b.e.cluster.Stop(); err != nil {
 			logf("stopping the control plane: %v", err)
@@ -91,6 +119,52 @@ func main() {
 		logf("FAILED: %v", err)
 		os.Exit(1)
 	}
+}
+
+// parseSteps parses -memory-runs: growing positive totals.
+func parseSteps(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number of runs", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("totals must grow: %d after %d", n, out[len(out)-1])
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// controllerWorkers is the controller's --workers: the one in flags, else
+// its default (pkg/manager DefaultConfig).
+func controllerWorkers(flags string) (int, error) {
+	w := manager.DefaultConfig().Workers
+	fields := strings.Fields(flags)
+	for i, f := range fields {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if name != "workers" || !strings.HasPrefix(f, "-") {
+			continue
+		}
+		if !hasVal && i+1 < len(fields) {
+			val = fields[i+1]
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("bad --workers %q", val)
+		}
+		w = n
+	}
+	return w, nil
+}
+
+// memoryPods is the most pods the memory phase leaves in the cluster.
+func (o options) memoryPods() int {
+	if !slices.Contains(strings.Split(o.phases, ","), "memory") || len(o.memorySteps) == 0 {
+		return 0
+	}
+	return o.memorySteps[len(o.memorySteps)-1] + o.pruneRuns
 }
 
 // row is one line of the table.
@@ -196,8 +270,9 @@ func updateFile(path, table string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// waitQuiet waits until the controller has sent no API request for quiet,
-// so that what is measured next starts from rest.
+// waitQuiet waits until the controller has sent no API request, synced
+// nothing and queued nothing for quiet, so that what is measured next starts
+// from rest (after a restart: once the initial sync of every object is over).
 func waitQuiet(ctx context.Context, ctl *controller, quiet, timeout time.Duration) error {
 	var last float64 = -1
 	since := time.Now()
@@ -206,7 +281,7 @@ func waitQuiet(ctx context.Context, ctl *controller, quiet, timeout time.Duratio
 		if err != nil {
 			return false, err
 		}
-		n := m.sum("sympozium_api_requests_total", nil)
+		n := m.sum("sympozium_api_requests_total", nil) + m.sum("workqueue_adds_total", nil) + m.sum("workqueue_depth", nil)
 		if n != last {
 			last, since = n, time.Now()
 		}
@@ -249,3 +324,53 @@ func cpuNote(d cpuSnapshot, n int) string {
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+
+// Wall-clock costs on a quiet 2-core machine, from the benchmark's own
+// runs (docs/bench.md, and the runs of 1,500 to 4,000 finished runs that
+// calibrated the memory phase): what estimate adds up. Only a forecast,
+// printed up front so that nobody starts an hour-long run by mistake; a
+// busy machine takes longer.
+const (
+	setupCost       = time.Minute           // build the controller, start the control plane
+	burstPerRun     = 85 * time.Millisecond // burst, cleanup delete
+	lifecyclePerRun = 65 * time.Millisecond // lifecycle baseline
+	barePerRun      = 45 * time.Millisecond // bare Job baseline
+	steadyPerRun    = 30 * time.Millisecond // runs to Running
+	keepPerRun      = 60 * time.Millisecond // memory phase, cleanup keep
+	deletePerRun    = 80 * time.Millisecond // memory phase, cleanup delete
+	restartPerRun   = time.Millisecond      // a restart, per run listed
+	phaseOverhead   = 30 * time.Second      // quiet waits, namespaces, restarts
+	pruneExtra      = 20 * time.Millisecond // per pruned run, on top of the run
+	auditPerRun     = 2 * time.Millisecond  // reading the audit log, per run in the cluster
+)
+
+// estimate forecasts the run's duration from the costs above.
+func (o options) estimate() time.Duration {
+	phase := func(p string) bool { return slices.Contains(strings.Split(o.phases, ","), p) }
+	per := func(n int, d time.Duration) time.Duration { return time.Duration(n) * d }
+	t := setupCost
+	if phase("burst") {
+		t += per(o.runs, burstPerRun+lifecyclePerRun+barePerRun) + 3*phaseOverhead + per(3*o.runs, auditPerRun)
+	}
+	if phase("steady") {
+		t += per(o.steadyRuns, steadyPerRun) + o.steadyWindow + phaseOverhead
+	}
+	if phase("memory") && len(o.memorySteps) > 0 {
+		for c := range strings.SplitSeq(o.memoryCleanup, ",") {
+			cost := keepPerRun
+			if strings.TrimSpace(c) == string(v1alpha1.CleanupDelete) {
+				cost = deletePerRun
+			}
+			for _, total := range o.memorySteps {
+				t += 2*phaseOverhead + per(total, restartPerRun)
+			}
+			t += per(o.memorySteps[len(o.memorySteps)-1]+o.pruneRuns, cost) + per(o.pruneRuns, pruneExtra) + phaseOverhead
+		}
+	}
+	return t
+}
+
+func (o options) estimateNote() string {
+	return fmt.Sprintf("%d-run burst and baselines, %d runs held Running, memory steps %v with cleanup %s, %d pruned",
+		o.runs, o.steadyRuns, o.memorySteps, o.memoryCleanup, o.pruneRuns)
+}

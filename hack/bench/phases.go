@@ -16,14 +16,17 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/hack/localcp"
 )
 
-// burst: N runs created at once, then the bare client-go baseline of N Jobs
-// in a clean namespace of the same cluster; writes per run; latencies.
+// burst: N runs created at once and carried through by the controller;
+// then, in clean namespaces of the same cluster, the same N runs carried
+// through by the lifecycle baseline (lifecycle.go) and N bare Jobs from
+// client-go; writes per run; admission order; latencies.
 func (b *bench) burst(ctx context.Context) error {
 	e, n := b.e, b.o.runs
 	const ns = "bench-burst"
 	cleanup := v1alpha1.CleanupPolicy(b.o.burstCleanup)
+	spec := runSpec{simDuration: "0s", cleanup: cleanup}
 	logf("burst: %d AgentRuns (SIM_DURATION=0s, cleanup %s)", n, cleanup)
-	ctl, tr, err := b.stage(ctx, ns)
+	ctl, tr, _, err := b.stage(ctx, ns, trackRuns|trackChildren)
 	if err != nil {
 		return err
 	}
@@ -42,29 +45,11 @@ func (b *bench) burst(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cpu0 := e.cpu(ctl)
-	spec := runSpec{simDuration: "0s", cleanup: cleanup}
-	t0 := time.Now()
-	err = e.submit(ctx, ns, n, spec)
+	res, err := b.runAll(ctx, ns, n, spec, tr, func() cpuSnapshot { return e.cpu(ctl) })
 	if err != nil {
 		return err
 	}
-	created := time.Since(t0)
-	if err := tr.waitFor(ctx, timeoutFor(n), "every run terminal", func(terminal, _, _, _ int) bool { return terminal >= n }); err != nil {
-		return err
-	}
-	cpuDone := e.cpu(ctl)
-	allJobs := tr.last(t0, func(it *item) time.Time { return it.jobSeen })
-	allDone := tr.last(t0, func(it *item) time.Time { return it.done })
-	succeeded := 0
-	tr.mu.Lock()
-	for _, it := range tr.items {
-		if it.phase == v1alpha1.PhaseSucceeded {
-			succeeded++
-		}
-	}
-	tr.mu.Unlock()
-	logf("burst: created in %s, every Job in %s, every run terminal in %s (%d Succeeded)", created, allJobs, allDone, succeeded)
+	logf("burst: created in %s, every Job in %s, every run terminal in %s (%d Succeeded)", res.created, res.allJobs, res.allDone, res.succeeded)
 
 	// Cleanup (Job deletes, garbage collection of the pods) is part of the
 	// writes per run: wait until it is over and the controller is quiet.
@@ -83,20 +68,54 @@ func (b *bench) burst(ctx context.Context) error {
 	tr.stop()
 	ctl.stop()
 
-	// The baseline: the same number of Jobs from a bare client-go program.
+	// The lifecycle baseline: the same runs, carried through by the least
+	// a client-go program must do.
+	const lns = "bench-lifecycle"
+	logf("lifecycle baseline: %d AgentRuns through a minimal client-go client (%d workers)", n, b.o.workers)
+	if err := e.namespace(ctx, lns); err != nil {
+		return err
+	}
+	inst, err := e.createInstance(ctx, lns)
+	if err != nil {
+		return err
+	}
+	ltr, err := e.track(ctx, lns, trackRuns|trackChildren)
+	if err != nil {
+		return err
+	}
+	defer ltr.stop()
+	stopLifecycle, err := e.startLifecycle(ctx, lns, inst, b.o.workers)
+	if err != nil {
+		return err
+	}
+	defer stopLifecycle()
+	lres, err := b.runAll(ctx, lns, n, spec, ltr, func() cpuSnapshot { return e.cpu(nil) })
+	if err != nil {
+		return err
+	}
+	if cleanup == v1alpha1.CleanupDelete {
+		if err := b.waitNoChildren(ctx, lns, timeoutFor(n)); err != nil {
+			return err
+		}
+	}
+	stopLifecycle()
+	ltr.stop()
+	logf("lifecycle baseline: created in %s, every Job in %s, every run terminal in %s (%d Succeeded)", lres.created, lres.allJobs, lres.allDone, lres.succeeded)
+
+	// The bare baseline: the same number of Jobs from a bare client-go program.
 	const bns = "bench-baseline"
-	logf("baseline: %d Jobs from client-go", n)
+	logf("bare baseline: %d Jobs from client-go", n)
 	if err := e.namespace(ctx, bns); err != nil {
 		return err
 	}
-	btr, err := e.track(ctx, bns, false)
+	btr, err := e.track(ctx, bns, trackChildren)
 	if err != nil {
 		return err
 	}
 	defer btr.stop()
 	bcpu0 := e.cpu(nil)
 	b0 := time.Now()
-	err = createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
+	err = createAll(ctx, n, e.creators, func(ctx context.Context, i int) error {
 		_, err := e.createKube.BatchV1().Jobs(bns).Create(ctx, baselineJob(bns, i), metav1.CreateOptions{})
 		return err
 	})
@@ -109,25 +128,118 @@ func (b *bench) burst(ctx context.Context) error {
 	}
 	bcpu := e.cpu(nil).minus(bcpu0)
 	bDone := btr.last(b0, func(it *item) time.Time { return it.done })
-	logf("baseline: created in %s, every Job Complete in %s", bCreated, bDone)
+	logf("bare baseline: created in %s, every Job Complete in %s", bCreated, bDone)
 
-	ratio := allDone.Seconds() / bDone.Seconds()
-	verdict := "met"
-	if ratio > 1.15 {
-		verdict = "**missed**"
-	}
-	q := fmt.Sprintf("client QPS %g, burst %d, %d parallel creators; controller --kube-api-qps %g --kube-api-burst %d", b.o.qps, b.o.burst, e.workers, b.o.qps, b.o.burst)
-	b.add("1", fmt.Sprintf("burst: %d AgentRuns created", n), seconds(created), "", q)
-	b.add("1", "burst: every Job exists", seconds(allJobs), "", "from the first create; seen by a watch")
-	b.add("1", "burst: every run Succeeded", seconds(allDone), "", fmt.Sprintf("%d/%d Succeeded; SIM_DURATION=0s, cleanup %s; %s", succeeded, n, cleanup, cpuNote(cpuDone.minus(cpu0), n)))
-	b.add("1", fmt.Sprintf("baseline: %d Jobs created by client-go", n), seconds(bCreated), "", "same QPS/burst and creators, clean namespace, same cluster, after the burst")
-	b.add("1", "baseline: every Job Complete", seconds(bDone), "", cpuNote(bcpu, n))
-	b.add("1", "ratio burst / baseline", fmt.Sprintf("%.2f×", ratio), "≤ 1.15×", verdict)
+	q := fmt.Sprintf("client QPS %g, burst %d, %d parallel creators; controller --kube-api-qps %g --kube-api-burst %d, %d workers", b.o.qps, b.o.burst, e.creators, b.o.qps, b.o.burst, b.o.workers)
+	b.add("1", fmt.Sprintf("burst: %d AgentRuns created", n), seconds(res.created), "", q)
+	b.add("1", "burst: every Job exists", seconds(res.allJobs), "", "from the first create; seen by a watch")
+	b.add("1", "burst: every run Succeeded", seconds(res.allDone), "", fmt.Sprintf("%d/%d Succeeded; SIM_DURATION=0s, cleanup %s; %s", res.succeeded, n, cleanup, cpuNote(res.cpu, n)))
+	b.add("1", fmt.Sprintf("baseline: lifecycle client, %d AgentRuns created", n), seconds(lres.created), "", "the same runs, creators and QPS in a clean namespace the controller does not watch, after the burst")
+	b.add("1", "baseline: lifecycle client, every run Succeeded", seconds(lres.allDone), "", fmt.Sprintf("%d/%d Succeeded; a client-go program inside the benchmark (informers on AgentRuns and pods, a workqueue, %d workers, the controller's QPS and burst) "+
+		"that only creates the Job the controller builds (workload.Job), writes Pending (jobName), Running, Succeeded and deletes the Job; %s; its own CPU is in the benchmark's share",
+		lres.succeeded, n, b.o.workers, cpuNote(lres.cpu, n)))
+	b.ratio("ratio burst / lifecycle baseline", res.allDone, lres.allDone, 1.25)
+	b.add("1", fmt.Sprintf("baseline: %d bare Jobs created by client-go", n), seconds(bCreated), "", "same QPS/burst and creators, clean namespace, same cluster, after the lifecycle baseline")
+	b.add("1", "baseline: every bare Job Complete", seconds(bDone), "", cpuNote(bcpu, n))
+	b.ratio("ratio burst / bare Job baseline", res.allDone, bDone, 0)
 
 	b.writes(n, ns, m0, m1)
-	b.allClients(n, ns, bns)
+	b.lifecycleWrites(n, lns)
+	b.allClients(n, ns, lns, bns)
+	b.admission(n, res, lres)
 	b.latency(tr, m0, m1)
 	return nil
+}
+
+// ratio adds a ratio row; goal 0 means informative, no goal.
+func (b *bench) ratio(what string, x, y time.Duration, goal float64) {
+	r := x.Seconds() / y.Seconds()
+	if goal == 0 {
+		b.add("1", what, fmt.Sprintf("%.2f×", r), "", "informative: a bare Job has no run object and no status writes")
+		return
+	}
+	verdict := "met"
+	if r > goal {
+		verdict = "**missed**"
+	}
+	b.add("1", what, fmt.Sprintf("%.2f×", r), fmt.Sprintf("≤ %g×", goal), verdict)
+}
+
+// burstResult is what runAll measured of one burst of runs.
+type burstResult struct {
+	created, allJobs, allDone time.Duration // from the first create
+	succeeded                 int
+	cpu                       cpuSnapshot // from the first create to the last run terminal
+	tr                        *tracker
+}
+
+// runAll creates n runs of spec in ns at once and waits until every one is
+// terminal, as tr sees it.
+func (b *bench) runAll(ctx context.Context, ns string, n int, spec runSpec, tr *tracker, cpu func() cpuSnapshot) (burstResult, error) {
+	r := burstResult{tr: tr}
+	cpu0 := cpu()
+	t0 := time.Now()
+	if err := b.e.submit(ctx, ns, n, spec); err != nil {
+		return r, err
+	}
+	r.created = time.Since(t0)
+	if err := tr.waitFor(ctx, timeoutFor(n), "every run terminal in "+ns, func(terminal, _, _, _ int) bool { return terminal >= n }); err != nil {
+		return r, err
+	}
+	r.cpu = cpu().minus(cpu0)
+	r.allJobs = tr.last(t0, func(it *item) time.Time { return it.jobSeen })
+	r.allDone = tr.last(t0, func(it *item) time.Time { return it.done })
+	tr.mu.Lock()
+	for _, it := range tr.items {
+		if it.phase == v1alpha1.PhaseSucceeded {
+			r.succeeded++
+		}
+	}
+	tr.mu.Unlock()
+	return r, nil
+}
+
+// lifecycleWrites reports the lifecycle baseline's writes per run (audit log).
+func (b *bench) lifecycleWrites(n int, ns string) {
+	c, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *localcp.AuditEvent) bool {
+		return ev.UserAgent == lifecycleUserAgent && ev.ObjectRef.Namespace == ns
+	})
+	if err != nil {
+		logf("reading the audit log: %v", err)
+	}
+	total := 0.0
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		if isWrite(k) {
+			total += c[k]
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, c[k]/float64(n)))
+		}
+	}
+	b.add("2", "writes per run, lifecycle baseline", fmt.Sprintf("%.2f", total/float64(n)), "", fmt.Sprintf("audit log, user agent %s, namespace %s, every response code: %s", lifecycleUserAgent, ns, strings.Join(parts, ", ")))
+}
+
+// admission reports the order in which the burst's runs got their Jobs and
+// how long they waited, against the time the client took to create them.
+func (b *bench) admission(n int, res, lres burstResult) {
+	const slack = time.Second
+	order := func(r burstResult) (string, string) {
+		k, worst := r.tr.inversions(slack)
+		return fmt.Sprintf("%d of %d", k, n), ms(worst)
+	}
+	k, worst := order(res)
+	lk, lworst := order(lres)
+	b.add("5", "admission order: runs whose Job came more than 1 s after a younger run's", k, "",
+		fmt.Sprintf("worst: a run got its Job %s after a run created after it; lifecycle baseline: %s, worst %s; creation and Job seen by the benchmark's watches", worst, lk, lworst))
+	job := res.tr.latencies(func(it *item) time.Time { return it.added }, func(it *item) time.Time { return it.jobSeen })
+	ljob := lres.tr.latencies(func(it *item) time.Time { return it.added }, func(it *item) time.Time { return it.jobSeen })
+	p99, bound := job.quantile(0.99), time.Duration(1.2*float64(res.created))
+	verdict := "met"
+	if p99 > bound {
+		verdict = "**missed**"
+	}
+	b.add("5", "admission: run created → Job exists, p50 / p99", fmt.Sprintf("%s / %s", ms(job.quantile(0.5)), ms(p99)), "p99 ≤ 1.2 × creation time",
+		fmt.Sprintf("%s; the client created the %d runs in %s (1.2× = %s); lifecycle baseline %s / %s (creation %s)",
+			verdict, n, seconds(res.created), seconds(bound), ms(ljob.quantile(0.5)), ms(ljob.quantile(0.99)), seconds(lres.created)))
 }
 
 // writes reports the API writes per run from /metrics and the audit log.
@@ -189,8 +301,9 @@ func (b *bench) writes(n int, ns string, m0, m1 metricSet) {
 }
 
 // allClients compares the API requests of every client (audit log) per run
-// of the burst and per Job of the baseline: the work the API server did.
-func (b *bench) allClients(n int, ns, bns string) {
+// of the burst, of the lifecycle baseline and per bare Job: the work the API
+// server did.
+func (b *bench) allClients(n int, ns, lns, bns string) {
 	count := func(ns string) (writes, reads float64, top string) {
 		c, err := auditCounts(b.e.cluster.AuditLogPath(), func(ev *localcp.AuditEvent) bool { return ev.ObjectRef.Namespace == ns })
 		if err != nil {
@@ -203,7 +316,12 @@ func (b *bench) allClients(n int, ns, bns string) {
 				reads += v
 			}
 		}
-		keys := slices.SortedFunc(maps.Keys(c), func(x, y string) int { return cmp.Compare(c[y], c[x]) })
+		keys := slices.SortedFunc(maps.Keys(c), func(x, y string) int {
+			if c := cmp.Compare(c[y], c[x]); c != 0 {
+				return c
+			}
+			return cmp.Compare(x, y)
+		})
 		var parts []string
 		for _, k := range keys {
 			if isWrite(k) {
@@ -213,9 +331,11 @@ func (b *bench) allClients(n int, ns, bns string) {
 		return writes / float64(n), reads / float64(n), strings.Join(parts, ", ")
 	}
 	w, r, top := count(ns)
+	lw, lr, ltop := count(lns)
 	bw, br, btop := count(bns)
 	b.add("2", "API requests per run, every client (audit log)", fmt.Sprintf("%.1f writes, %.1f reads", w, r), "", "burst namespace: "+top)
-	b.add("2", "API requests per baseline Job, every client (audit log)", fmt.Sprintf("%.1f writes, %.1f reads", bw, br), "", "baseline namespace: "+btop)
+	b.add("2", "API requests per run of the lifecycle baseline, every client (audit log)", fmt.Sprintf("%.1f writes, %.1f reads", lw, lr), "", "lifecycle namespace: "+ltop)
+	b.add("2", "API requests per bare Job, every client (audit log)", fmt.Sprintf("%.1f writes, %.1f reads", bw, br), "", "bare baseline namespace: "+btop)
 }
 
 // latency reports event-to-status latencies seen from outside and the
@@ -253,7 +373,7 @@ func (b *bench) steady(ctx context.Context) error {
 	e, n := b.e, b.o.steadyRuns
 	const ns = "bench-steady"
 	logf("steady state: %d runs held in Running (SIM_DURATION=1h)", n)
-	ctl, tr, err := b.stage(ctx, ns)
+	ctl, tr, _, err := b.stage(ctx, ns, trackRuns|trackChildren)
 	if err != nil {
 		return err
 	}
@@ -307,105 +427,39 @@ func list(parts []string) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
-// memory: the controller with m finished runs (and, with cleanup keep, their
-// Jobs and pods) in its namespace.
-func (b *bench) memory(ctx context.Context, cleanup v1alpha1.CleanupPolicy) error {
-	e, n := b.e, b.o.memoryRuns
-	if cleanup != v1alpha1.CleanupKeep && cleanup != v1alpha1.CleanupDelete {
-		return fmt.Errorf("unknown cleanup %q", cleanup)
-	}
-	ns := "bench-memory-" + string(cleanup)
-	logf("memory: %d finished runs, cleanup %s", n, cleanup)
-	ctl, tr, err := b.stage(ctx, ns)
-	if err != nil {
-		return err
-	}
-	defer ctl.stop()
-	defer tr.stop()
-	spec := runSpec{simDuration: "0s", cleanup: cleanup}
-	t0 := time.Now()
-	err = e.submit(ctx, ns, n, spec)
-	if err != nil {
-		return err
-	}
-	if err := tr.waitFor(ctx, timeoutFor(n), "every run terminal", func(terminal, _, _, _ int) bool { return terminal >= n }); err != nil {
-		return err
-	}
-	took := time.Since(t0)
-	tr.stop()
-	if cleanup == v1alpha1.CleanupDelete {
-		if err := b.waitNoChildren(ctx, ns, timeoutFor(n)); err != nil {
-			return err
-		}
-	}
-	if err := waitQuiet(ctx, ctl, 10*time.Second, 10*time.Minute); err != nil {
-		return err
-	}
-	mem, err := ctl.memory()
-	if err != nil {
-		return err
-	}
-	children := "runs, their Jobs and pods kept"
-	if cleanup == v1alpha1.CleanupDelete {
-		children = "runs kept, Jobs and pods deleted"
-	}
-	verdict := func(m memory) string {
-		if m.rss > 100<<20 {
-			return "**missed**"
-		}
-		return "met"
-	}
-	b.add("3", fmt.Sprintf("memory, %d finished runs, cleanup %s: RSS", n, cleanup), mib(mem.rss), "≤ 100 MiB",
-		fmt.Sprintf("%s; %s; Go heap (go_memstats_heap_alloc_bytes) %s, heap in use %s, live after the last GC (gctrace) %s; peak RSS (VmHWM) %s during the %s it took to run them",
-			verdict(mem), children, mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm), took.Round(time.Second)))
-	logf("memory (%s): RSS %s, heap %s, peak %s", cleanup, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm))
-
-	// A restart lists everything at once: the footprint of a new leader.
-	ctl.stop()
-	ctl, err = e.startController(ctx, ns)
-	if err != nil {
-		return err
-	}
-	defer ctl.stop()
-	if err := waitQuiet(ctx, ctl, 10*time.Second, 10*time.Minute); err != nil {
-		return err
-	}
-	mem, err = ctl.memory()
-	if err != nil {
-		return err
-	}
-	b.add("3", fmt.Sprintf("memory, %d finished runs, cleanup %s, after a restart: RSS", n, cleanup), mib(mem.rss), "≤ 100 MiB",
-		fmt.Sprintf("%s; Go heap %s, heap in use %s, live after the last GC %s; peak RSS %s (initial list and sync)", verdict(mem), mib(mem.heapAlloc), mib(mem.heapInuse), mib(mem.live), mib(mem.hwm)))
-	logf("memory (%s) after restart: RSS %s, heap %s, peak %s", cleanup, mib(mem.rss), mib(mem.heapAlloc), mib(mem.hwm))
-	return nil
-}
-
 // stage prepares namespace ns for a workload of runs: the namespace, the
-// runs' instance, a controller watching ns and a tracker of its runs. The
-// caller stops both.
-func (b *bench) stage(ctx context.Context, ns string) (*controller, *tracker, error) {
+// runs' instance, a controller watching ns (with extra flags) and a tracker
+// of what. The caller stops both.
+func (b *bench) stage(ctx context.Context, ns string, what int, extra ...string) (*controller, *tracker, *v1alpha1.SympoziumInstance, error) {
 	e := b.e
 	if err := e.namespace(ctx, ns); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := e.createInstance(ctx, ns); err != nil {
-		return nil, nil, err
-	}
-	ctl, err := e.startController(ctx, ns)
+	inst, err := e.createInstance(ctx, ns)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	tr, err := e.track(ctx, ns, true)
+	ctl, err := e.startController(ctx, ns, extra...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tr, err := e.track(ctx, ns, what)
 	if err != nil {
 		ctl.stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return ctl, tr, nil
+	return ctl, tr, inst, nil
 }
 
 // submit creates n runs of spec in ns from the parallel creators.
 func (e *env) submit(ctx context.Context, ns string, n int, spec runSpec) error {
-	return createAll(ctx, n, e.workers, func(ctx context.Context, i int) error {
+	return e.submitRange(ctx, ns, 0, n, spec, nil)
+}
+
+// submitRange creates runs [from,to) of spec in ns from the parallel
+// creators, each once gate(i) allows it (nil: at once).
+func (e *env) submitRange(ctx context.Context, ns string, from, to int, spec runSpec, gate func(int) bool) error {
+	return createGated(ctx, from, to, e.creators, gate, func(ctx context.Context, i int) error {
 		_, err := e.createRuns.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, spec.run(ns, i), metav1.CreateOptions{})
 		return err
 	})

@@ -275,8 +275,10 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.1f s", d.Seconds())
 	case d >= time.Second:
 		return fmt.Sprintf("%.2f s", d.Seconds())
-	default:
+	case d >= 10*time.Millisecond:
 		return fmt.Sprintf("%d ms", d.Milliseconds())
+	default:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 	}
 }
 

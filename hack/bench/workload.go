@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,15 +22,18 @@ const successReport = `{"status":"success","response":"done","metrics":{"inputTo
 
 const instanceName = "bench"
 
+// noPruning is the runHistoryLimit of the benchmark's instances: above any
+// number of runs it creates, so that pruning never starts unless a phase
+// lowers it.
+const noPruning = 1_000_000
+
 // createInstance creates the runs' SympoziumInstance with a history limit
 // high enough that pruning never starts.
-func (e *env) createInstance(ctx context.Context, ns string) error {
-	limit := int32(1_000_000)
-	_, err := e.watchClient.SympoziumV1alpha1().SympoziumInstances(ns).Create(ctx, &v1alpha1.SympoziumInstance{
+func (e *env) createInstance(ctx context.Context, ns string) (*v1alpha1.SympoziumInstance, error) {
+	return e.watchClient.SympoziumV1alpha1().SympoziumInstances(ns).Create(ctx, &v1alpha1.SympoziumInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: instanceName, Namespace: ns},
-		Spec:       v1alpha1.SympoziumInstanceSpec{RunHistoryLimit: &limit},
+		Spec:       v1alpha1.SympoziumInstanceSpec{RunHistoryLimit: new(int32(noPruning))},
 	}, metav1.CreateOptions{})
-	return err
 }
 
 // runSpec describes the runs of one workload.
@@ -73,7 +77,7 @@ func baselineJob(ns string, i int) *batchv1.Job {
 					RestartPolicy: corev1.RestartPolicyNever,
 					Containers: []corev1.Container{{
 						Name:  v1alpha1.AgentContainerName,
-						Image: "registry.example/sympozium/agent-runner:bench",
+						Image: agentImage,
 						Env: []corev1.EnvVar{
 							{Name: "SIM_DURATION", Value: "0s"},
 							{Name: "SIM_MESSAGE", Value: successReport},
@@ -88,7 +92,15 @@ func baselineJob(ns string, i int) *batchv1.Job {
 // createAll calls create(i) for i in [0,n) from parallel workers and returns
 // when every call returned. Errors are fatal for the benchmark.
 func createAll(ctx context.Context, n, parallel int, create func(context.Context, int) error) error {
+	return createGated(ctx, 0, n, parallel, nil, create)
+}
+
+// createGated calls create(i) for i in [from,to) from parallel workers;
+// when gate is set, each worker first waits until gate(i) is true. It
+// returns when every call returned. Errors are fatal for the benchmark.
+func createGated(ctx context.Context, from, to, parallel int, gate func(int) bool, create func(context.Context, int) error) error {
 	var next atomic.Int64
+	next.Store(int64(from))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -96,8 +108,11 @@ func createAll(ctx context.Context, n, parallel int, create func(context.Context
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
+				if i >= to || ctx.Err() != nil {
 					return
+				}
+				for gate != nil && !gate(i) && ctx.Err() == nil {
+					time.Sleep(20 * time.Millisecond)
 				}
 				if err := create(ctx, i); err != nil {
 					mu.Lock()
@@ -135,10 +150,17 @@ type tracker struct {
 	running  int
 	jobs     int
 	complete int
+	deleted  []string // runs deleted, in the order the watch saw it
 	stop     context.CancelFunc
 }
 
-func (e *env) track(ctx context.Context, ns string, withRuns bool) (*tracker, error) {
+// What a tracker watches.
+const (
+	trackRuns     = 1 << iota // AgentRuns
+	trackChildren             // Jobs and pods
+)
+
+func (e *env) track(ctx context.Context, ns string, what int) (*tracker, error) {
 	t := &tracker{items: map[string]*item{}}
 	ctx, t.stop = context.WithCancel(ctx)
 	kf := informers.NewSharedInformerFactoryWithOptions(e.watchKube, 0, informers.WithNamespace(ns))
@@ -151,16 +173,22 @@ func (e *env) track(ctx context.Context, ns string, withRuns bool) (*tracker, er
 		synced = append(synced, inf.HasSynced)
 		return err
 	}
-	if err := add(kf.Batch().V1().Jobs().Informer(), t.job); err != nil {
-		return nil, err
+	if what&trackChildren != 0 {
+		if err := add(kf.Batch().V1().Jobs().Informer(), t.job); err != nil {
+			return nil, err
+		}
+		if err := add(kf.Core().V1().Pods().Informer(), t.pod); err != nil {
+			return nil, err
+		}
+		kf.Start(ctx.Done())
 	}
-	if err := add(kf.Core().V1().Pods().Informer(), t.pod); err != nil {
-		return nil, err
-	}
-	kf.Start(ctx.Done())
-	if withRuns {
+	if what&trackRuns != 0 {
 		sf := sinformers.NewSharedInformerFactoryWithOptions(e.watchClient, 0, sinformers.WithNamespace(ns))
-		if err := add(sf.Sympozium().V1alpha1().AgentRuns().Informer(), t.run); err != nil {
+		inf := sf.Sympozium().V1alpha1().AgentRuns().Informer()
+		if err := add(inf, t.run); err != nil {
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: t.runDeleted}); err != nil {
 			return nil, err
 		}
 		sf.Start(ctx.Done())
@@ -208,6 +236,26 @@ func (t *tracker) run(obj any) {
 	if r.Status.Phase.IsTerminal() && set(&it.done, now) {
 		t.terminal++
 	}
+}
+
+func (t *tracker) runDeleted(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	r, ok := obj.(*v1alpha1.AgentRun)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deleted = append(t.deleted, r.Name)
+}
+
+// deletions returns the runs deleted so far.
+func (t *tracker) deletions() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.deleted)
 }
 
 // key maps a child to its run (label) or, for baseline Jobs, its Job.
@@ -316,4 +364,34 @@ func (t *tracker) latencies(from, to func(*item) time.Time) durations {
 		out = append(out, max(0, b.Sub(a)))
 	}
 	return out
+}
+
+// inversions counts the runs whose Job the watch saw more than slack
+// before the Job of some run created earlier (both as the watch saw them),
+// and returns the largest such lag, whatever slack.
+func (t *tracker) inversions(slack time.Duration) (count int, worst time.Duration) {
+	t.mu.Lock()
+	var its []*item
+	for _, it := range t.items {
+		if !it.added.IsZero() && !it.jobSeen.IsZero() {
+			its = append(its, it)
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(its, func(a, b *item) int { return a.added.Compare(b.added) })
+	var latest time.Time // the latest Job of the runs created before
+	for i, it := range its {
+		if i > 0 {
+			if lag := latest.Sub(it.jobSeen); lag > 0 {
+				worst = max(worst, lag)
+				if lag > slack {
+					count++
+				}
+			}
+		}
+		if it.jobSeen.After(latest) {
+			latest = it.jobSeen
+		}
+	}
+	return count, worst
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseSteps(t *testing.T) {
+	got, err := parseSteps("10000, 50000")
+	require.NoError(t, err)
+	assert.Equal(t, []int{10000, 50000}, got)
+	for _, bad := range []string{"", "0", "-5", "100,100", "600,200", "10k"} {
+		_, err := parseSteps(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestControllerWorkers(t *testing.T) {
+	for flags, want := range map[string]int{
+		"":                              32, // pkg/manager's default
+		"--workers=8":                   8,
+		"--profiling --workers 4":       4,
+		"-workers=2 --kube-api-qps=500": 2,
+		"--workers-extra=9":             32,
+	} {
+		got, err := controllerWorkers(flags)
+		require.NoError(t, err, flags)
+		assert.Equal(t, want, got, flags)
+	}
+	_, err := controllerWorkers("--workers=none")
+	assert.Error(t, err)
+}
+
+func TestInversions(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	tr := &tracker{items: map[string]*item{
+		"a": {added: at(0), jobSeen: at(5)},   // oldest, admitted last
+		"b": {added: at(1), jobSeen: at(2)},   // 3 s before a: counted
+		"c": {added: at(2), jobSeen: at(4.5)}, // 0.5 s before a: within the slack
+		"d": {added: at(3), jobSeen: at(6)},   // after every older run
+		"e": {added: at(4)},                   // no Job yet: ignored
+	}}
+	n, worst := tr.inversions(time.Second)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 3*time.Second, worst)
+}
+
+func TestCreateGated(t *testing.T) {
+	var mu sync.Mutex
+	done := map[int]bool{}
+	allowed := 3 // at most 3 created ahead of the gate
+	gate := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return i < allowed
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		allowed = 10
+		mu.Unlock()
+	}()
+	err := createGated(context.Background(), 2, 8, 4, gate, func(_ context.Context, i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Less(t, i, allowed, "created past the gate")
+		done[i] = true
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true}, done)
+}
