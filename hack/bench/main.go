@@ -201,7 +201,15 @@ func (b *bench) run(ctx context.Context) error {
 	if b.phase("memory") {
 		for c := range strings.SplitSeq(b.o.memoryCleanup, ",") {
 			if err := b.memory(ctx, v1alpha1.CleanupPolicy(strings.TrimSpace(c))); err != nil {
-				return fmt.Errorf("memory (%s): %w", c, err)
+				// What was measured before stays in the table (a long
+				// phase the machine's memory stopped is still worth its
+				// first steps); the run fails after printing it.
+				err = fmt.Errorf("memory (%s): %w", c, err)
+				b.add("3", "memory phase stopped", "**failed**", "", strings.ReplaceAll(err.Error(), "|", "/"))
+				if perr := b.print(); perr != nil {
+					return errors.Join(err, perr)
+				}
+				return err
 			}
 		}
 	}
