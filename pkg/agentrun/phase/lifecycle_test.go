@@ -1008,5 +1008,10 @@ func FuzzNextBackends(f *testing.F) {
 			t.Fatalf("observedGeneration not kept")
 		}
 		assertOnlyBackendActions(t, k.backend, d)
+		decided := run.DeepCopy()
+		decided.Status = d.Status
+		if AdmissionUndecided(run) && AdmissionUndecided(decided) {
+			t.Fatalf("the admission is still undecided after a decision: %+v", d.Status)
+		}
 	})
 }
