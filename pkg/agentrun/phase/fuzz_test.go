@@ -111,6 +111,7 @@ func FuzzNext(f *testing.F) {
 			t.Fatalf("finished run still creates or requeues: %+v", d)
 		}
 		assertActionsMatchCache(t, in, d)
+		assertProgressEvents(t, d)
 		if d.Status.ObservedGeneration != run.Generation {
 			t.Fatalf("observedGeneration not kept")
 		}

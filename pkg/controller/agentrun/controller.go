@@ -74,6 +74,12 @@ type Options struct {
 	Clock clock.WithTicker
 	// RateLimiter overrides the default per-item exponential backoff.
 	RateLimiter workqueue.TypedRateLimiter[cache.ObjectName]
+	// ProgressEvents records the Events of the happy path's steps too
+	// (phase.Event.Progress: a plain JobCreated, a task's Started), which
+	// say nothing the run's conditions do not; without it a run that
+	// succeeds gets one Event, its outcome, and every Warning, wait and
+	// outcome is recorded as before.
+	ProgressEvents bool
 	// OnSync, when set, is told the outcome of every sync (metrics).
 	OnSync func(queue string, err error, d time.Duration)
 	// OnTransition, when set, is told about each phase transition written
