@@ -217,11 +217,13 @@ func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
 // to wait (a freed slot wakes every waiting run of the instance, and only
 // the oldest can take it: a wave of them must not hold back the status
 // writes that free the next slots), runs being deleted, and runs the cache
-// no longer holds (deleted: their grants are swept). The queue keeps the
-// rest from starving (worker.FrontQueue).
+// no longer holds (deleted: their grants are swept), and a run admitted by
+// this controller whose cached copy is older than that write (its Job's
+// event comes before its own; the sync would wait for the informer). The
+// queue keeps the rest from starving (worker.FrontQueue).
 func (c *Controller) admissionRank(key cache.ObjectName) (front bool, at time.Time) {
 	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
-	if err != nil || !phase.AdmissionUndecided(run) {
+	if err != nil || !phase.AdmissionUndecided(run) || c.writes.stale(run) {
 		return false, time.Time{}
 	}
 	return true, run.CreationTimestamp.Time

@@ -453,4 +453,17 @@ func TestAdmissionRank(t *testing.T) {
 		front, _ := f.c.admissionRank(f.key(name))
 		assert.False(t, front, name)
 	}
+
+	// Admitted by this controller, the cache not caught up yet: its Job's
+	// event does not put it in front again.
+	stale := newRun("stale")
+	stale.ResourceVersion = "10"
+	f.addToCache(stale)
+	f.c.writes.wrote(stale.UID, "11")
+	front, _ = f.c.admissionRank(f.key("stale"))
+	assert.False(t, front, "cached copy older than the admission written")
+	stale.ResourceVersion = "11"
+	f.addToCache(stale)
+	front, _ = f.c.admissionRank(f.key("stale"))
+	assert.True(t, front, "caught up (and still undecided: the write was lost)")
 }
