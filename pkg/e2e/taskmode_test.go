@@ -178,11 +178,9 @@ func TestTaskRunSucceeds(t *testing.T) {
 		return len(p) > 0 && p[len(p)-1] == v1alpha1.PhaseSucceeded
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, []v1alpha1.AgentRunPhase{"", v1alpha1.PhasePending, v1alpha1.PhaseRunning, v1alpha1.PhaseSucceeded}, phases.get())
-	// Events for each transition.
-	out := e.kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=ok,involvedObject.kind=AgentRun", "-o", "jsonpath={.items[*].reason}")
-	for _, reason := range []string{v1alpha1.ReasonJobCreated, v1alpha1.ReasonStarted, v1alpha1.ReasonSucceeded} {
-		assert.Contains(t, out, reason)
-	}
+	// One Event, the outcome: admission and start are in the conditions
+	// (Events too with --progress-events, TestTaskRunProgressEvents).
+	assert.Equal(t, []string{v1alpha1.ReasonSucceeded}, e.runEvents(t, ns, "ok", 1))
 	// cleanup: delete (the default) removes the Job and its pod.
 	e.waitNoChildren(t, ns, "ok", 30*time.Second)
 	// The columns show it.
@@ -266,6 +264,41 @@ func TestTaskRunAgentFails(t *testing.T) {
 	assert.Contains(t, r.Status.Error, "model refused the task")
 	assert.EqualValues(t, 15, r.Status.TokenUsage.TotalTokens)
 	e.waitNoChildren(t, ns, "bad", 30*time.Second)
+	// kubectl describe explains the failure: the Warning and its message.
+	assert.Equal(t, []string{v1alpha1.ReasonAgentFailed}, e.runEvents(t, ns, "bad", 1))
+	out := e.kubectl(t, "describe", "agentrun", "-n", ns, "bad")
+	assert.Regexp(t, `Warning\s+AgentFailed\s+.*agent container exited with code 3 \(Error\): model refused the task`, out)
+}
+
+// TestTaskRunProgressEvents: with --progress-events every step of the
+// happy path is an Event too.
+func TestTaskRunProgressEvents(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	e.startController(t, ns, "--progress-events")
+	e.apply(t, instanceYAML(ns, "inst", ""))
+	e.apply(t, runYAML(ns, "ok", "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "2s"}, ""))
+	e.waitPhase(t, ns, "ok", v1alpha1.PhaseSucceeded, 60*time.Second)
+	// (Events carry seconds: two in the same second come in any order.)
+	assert.ElementsMatch(t, []string{v1alpha1.ReasonJobCreated, v1alpha1.ReasonStarted, v1alpha1.ReasonSucceeded}, e.runEvents(t, ns, "ok", 3))
+}
+
+// runEvents waits until the run has at least n Events and returns their
+// reasons (Events are written after the status, by a background writer).
+func (e *env) runEvents(t *testing.T, ns, run string, n int) []string {
+	t.Helper()
+	var reasons []string
+	require.Eventually(t, func() bool {
+		out, err := e.kubectlErr("get", "events", "-n", ns, "--field-selector", "involvedObject.name="+run+",involvedObject.kind=AgentRun",
+			"-o", "jsonpath={.items[*].reason}")
+		if err != nil {
+			return false
+		}
+		reasons = strings.Fields(out)
+		return len(reasons) >= n
+	}, 20*time.Second, 200*time.Millisecond, "%d Events of %s", n, run)
+	return reasons
 }
 
 func TestTaskRunSidecarDoesNotHoldTheRun(t *testing.T) {

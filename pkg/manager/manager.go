@@ -76,6 +76,9 @@ type Config struct {
 	Grace           time.Duration
 	MaxResultBytes  int
 	ReadLogs        bool
+	// ProgressEvents records an Event for every step of a run, the happy
+	// path's too (see agentrun.Options.ProgressEvents).
+	ProgressEvents bool
 	// MaxConcurrentRuns caps the admitted, unfinished runs of the whole
 	// controller; 0 is no limit.
 	MaxConcurrentRuns int
@@ -400,8 +403,9 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, MaxConcurrentRuns: cfg.MaxConcurrentRuns,
 			SkillsNamespace: cfg.SkillsNamespace,
 		},
-		OnSync:       p.metrics.ObserveSync,
-		OnTransition: p.metrics.ObserveTransition,
+		ProgressEvents: cfg.ProgressEvents,
+		OnSync:         p.metrics.ObserveSync,
+		OnTransition:   p.metrics.ObserveTransition,
 		SandboxAPI: agentrun.NewSandboxAPI(kube.Discovery(), dyn, agentrun.SandboxAPIConfig{
 			Group: cfg.SandboxGroup, ClaimGroup: cfg.SandboxClaimGroup, Version: cfg.SandboxVersion,
 			Namespace: cfg.Namespace, Resync: cfg.ResyncPeriod, Recheck: cfg.SandboxRecheck,

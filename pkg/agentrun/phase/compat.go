@@ -3,6 +3,7 @@ package phase
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
@@ -35,6 +36,16 @@ func (m *machine) created(obj metav1.Object) string {
 		msg += "; " + note
 	}
 	return msg
+}
+
+// admissionEvent is the event of the admission recorded with message msg
+// (from created): a progress event when it only says what was created.
+func (m *machine) admissionEvent(msg string) {
+	if msg == m.w.created() {
+		m.progress(v1alpha1.ReasonJobCreated, msg)
+		return
+	}
+	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
 }
 
 // adoptedPhase gives an adopted run the condition of the phase sympozium's

@@ -107,6 +107,7 @@ func TestNextAdoptsTheOriginalsJob(t *testing.T) {
 				assert.Equal(t, v1alpha1.ReasonJobCreated, c.Reason)
 				assert.Equal(t, adopted, c.Message)
 				assert.Equal(t, adopted, d.Events[0].Message)
+				assert.False(t, d.Events[0].Progress, "an adoption is recorded as an Event")
 			}
 			if tc.check != nil {
 				tc.check(t, d)
@@ -142,12 +143,15 @@ func TestNextBothSandboxes(t *testing.T) {
 	assert.Equal(t, want, c.Message)
 	require.Len(t, d.Events, 1)
 	assert.Equal(t, want, d.Events[0].Message)
+	assert.False(t, d.Events[0].Progress, "the note is recorded as an Event")
 	assertIdempotent(t, in, d)
 
-	// Only the agent sandbox: no note.
+	// Only the agent sandbox: no note, and the admission is progress only.
 	plain := newRun(withAgentSandbox(""))
 	d = Next(Observed{Run: plain, Instance: newInstance(), SandboxAPI: in.SandboxAPI, Config: testConfig, Now: now})
 	assert.Equal(t, "Sandbox run created", findCondition(d.Status.Conditions, v1alpha1.ConditionAdmitted).Message)
+	require.Len(t, d.Events, 1)
+	assert.True(t, d.Events[0].Progress)
 }
 
 // A server sympozium's controller started (Deployment and Service

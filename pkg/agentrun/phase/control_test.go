@@ -154,9 +154,9 @@ var control = []lifecycleStep{
 		// Admitted, woken at the parent's deadline (t0+2m), not its own (t0+10m).
 		wants: map[Backend]lwant{
 			"": {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, requeue: time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, requeue: time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 			BackendServer: {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, addFinalizer: true, requeue: time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, addFinalizer: true, requeue: time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 		},
 	},
 	{
@@ -209,9 +209,9 @@ var control = []lifecycleStep{
 		},
 		wants: map[Backend]lwant{
 			"": {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 			BackendServer: {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, addFinalizer: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, addFinalizer: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 		},
 	},
 }

@@ -15,7 +15,8 @@ var fuzzPhases = []v1alpha1.AgentRunPhase{"", v1alpha1.PhasePending, v1alpha1.Ph
 
 // FuzzNext builds observations from arbitrary bytes and checks the machine's
 // invariants: no panic, terminal phases absorb, the decision is internally
-// consistent and the inputs are never mutated.
+// consistent, a run's admission is decided by its first decision and the
+// inputs are never mutated.
 func FuzzNext(f *testing.F) {
 	f.Add(uint8(0), uint8(0), int32(0), uint16(60), "", uint8(0), uint8(0))
 	f.Add(uint8(2), uint8(3), int32(3), uint16(700), `{"status":"error"}`, uint8(255), uint8(7))
@@ -96,6 +97,13 @@ func FuzzNext(f *testing.F) {
 		if d.Status.Phase == "" {
 			t.Fatalf("empty phase written")
 		}
+		// A run whose admission is undecided goes in front of the queue;
+		// one decision takes it out, or it would stay there.
+		decided := run.DeepCopy()
+		decided.Status = d.Status
+		if AdmissionUndecided(run) && AdmissionUndecided(decided) {
+			t.Fatalf("the admission is still undecided after a decision: %+v", d.Status)
+		}
 		if d.RequeueAfter < 0 || (d.RequeueAfter > 0 && d.RequeueAfter < MinRequeue) {
 			t.Fatalf("requeue %s", d.RequeueAfter)
 		}
@@ -103,6 +111,7 @@ func FuzzNext(f *testing.F) {
 			t.Fatalf("finished run still creates or requeues: %+v", d)
 		}
 		assertActionsMatchCache(t, in, d)
+		assertProgressEvents(t, d)
 		if d.Status.ObservedGeneration != run.Generation {
 			t.Fatalf("observedGeneration not kept")
 		}

@@ -247,7 +247,10 @@ type lwant struct {
 	removeFinalizer bool
 	requeue         time.Duration
 	events          []string
-	errorHas        string
+	// progress are the reasons of the events marked Progress (recorded
+	// only with --progress-events); none unless a step says so.
+	progress []string
+	errorHas string
 }
 
 // lifecycle is the table every backend runs: the same steps, the outcome
@@ -258,9 +261,9 @@ var lifecycle = []lifecycleStep{
 		in:   func(k kit) Observed { return Observed{Run: k.run(), Instance: newInstance()} },
 		wants: map[Backend]lwant{
 			"": {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 			BackendServer: {phase: v1alpha1.PhasePending, condition: v1alpha1.ConditionAdmitted, reason: v1alpha1.ReasonJobCreated, condTrue: true,
-				creates: true, addFinalizer: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}},
+				creates: true, addFinalizer: true, requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonJobCreated}, progress: []string{v1alpha1.ReasonJobCreated}},
 		},
 	},
 	{
@@ -272,9 +275,10 @@ var lifecycle = []lifecycleStep{
 		},
 		wants: map[Backend]lwant{
 			"": {phase: v1alpha1.PhaseRunning, condition: v1alpha1.ConditionRunning, reason: v1alpha1.ReasonStarted, condTrue: true,
-				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonStarted}},
+				requeue: 9 * time.Minute, events: []string{v1alpha1.ReasonStarted}, progress: []string{v1alpha1.ReasonStarted}},
 			// A server serves once its Deployment is available, with no
-			// deadline from then on.
+			// deadline from then on: that it serves is its outcome while it
+			// lives, recorded as an Event.
 			BackendServer: {phase: v1alpha1.PhaseServing, condition: v1alpha1.ConditionServing, reason: v1alpha1.ReasonStarted, condTrue: true,
 				events: []string{v1alpha1.ReasonStarted}},
 		},
@@ -403,6 +407,7 @@ func runLifecycle(t *testing.T, steps []lifecycleStep) {
 				assert.Equal(t, w.removeFinalizer, d.RemoveFinalizer, "removeFinalizer")
 				assert.Equal(t, w.requeue, d.RequeueAfter, "requeue")
 				assert.Equal(t, w.events, eventReasons(d), "events")
+				assert.Equal(t, w.progress, progressReasons(d), "progress events")
 				assert.Contains(t, d.Status.Error, w.errorHas)
 				if d.Status.Phase.IsTerminal() && !in.Run.Status.Phase.IsTerminal() {
 					assert.NotNil(t, d.Status.CompletedAt)
@@ -410,6 +415,27 @@ func runLifecycle(t *testing.T, steps []lifecycleStep) {
 				assertOnlyBackendActions(t, k.backend, d)
 				assertIdempotent(t, in, d)
 			})
+		}
+	}
+}
+
+func progressReasons(d Decision) []string {
+	var out []string
+	for _, e := range d.Events {
+		if e.Progress {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+// assertProgressEvents checks what may be left out as progress: only a
+// Normal JobCreated or Started.
+func assertProgressEvents(t *testing.T, d Decision) {
+	t.Helper()
+	for _, e := range d.Events {
+		if e.Progress && (e.Type != corev1.EventTypeNormal || (e.Reason != v1alpha1.ReasonJobCreated && e.Reason != v1alpha1.ReasonStarted)) {
+			t.Fatalf("%s %s marked as progress", e.Type, e.Reason)
 		}
 	}
 }
@@ -1016,5 +1042,11 @@ func FuzzNextBackends(f *testing.F) {
 			t.Fatalf("observedGeneration not kept")
 		}
 		assertOnlyBackendActions(t, k.backend, d)
+		assertProgressEvents(t, d)
+		decided := run.DeepCopy()
+		decided.Status = d.Status
+		if AdmissionUndecided(run) && AdmissionUndecided(decided) {
+			t.Fatalf("the admission is still undecided after a decision: %+v", d.Status)
+		}
 	})
 }

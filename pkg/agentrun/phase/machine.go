@@ -129,6 +129,14 @@ type Event struct {
 	Type    string // corev1.EventTypeNormal or corev1.EventTypeWarning
 	Reason  string
 	Message string
+	// Progress marks a step of the happy path that says nothing the run's
+	// status does not (the Admitted and Running conditions): a plain
+	// JobCreated, a task's Started. The controller records it only when
+	// asked to (--progress-events): under a burst it would be most of the
+	// Event writes. Never set on a Warning, a wait, an outcome, or an
+	// admission whose message has more to say (an adopted workload, an
+	// ignored field).
+	Progress bool
 }
 
 // Decision is the desired status and the actions that lead to it.
@@ -294,7 +302,7 @@ func (m *machine) step() {
 		}
 		msg := m.created(obj)
 		if m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg) {
-			m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
+			m.admissionEvent(msg)
 		}
 		if adopt {
 			m.adoptedPhase()
@@ -490,7 +498,7 @@ func (m *machine) admit() {
 	m.st.TraceID, _ = workload.TraceParent(run)
 	msg := m.created(nil)
 	m.setCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonJobCreated, msg)
-	m.event(corev1.EventTypeNormal, v1alpha1.ReasonJobCreated, msg)
+	m.admissionEvent(msg)
 	m.requeueAt(m.deadline())
 }
 
@@ -570,7 +578,7 @@ func (m *machine) start(at metav1.Time) {
 	m.st.StartedAt = &at
 	msg := fmt.Sprintf("agent container started in pod %s", m.st.PodName)
 	m.setCondition(v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonStarted, msg)
-	m.event(corev1.EventTypeNormal, v1alpha1.ReasonStarted, msg)
+	m.progress(v1alpha1.ReasonStarted, msg)
 }
 
 // agentTerminated records the agent's outcome: its exit code decides.
@@ -736,6 +744,11 @@ func (m *machine) requeue(d time.Duration) {
 
 func (m *machine) event(typ, reason, msg string) {
 	m.d.Events = append(m.d.Events, Event{Type: typ, Reason: reason, Message: msg})
+}
+
+// progress is a Normal event of the happy path (see Event.Progress).
+func (m *machine) progress(reason, msg string) {
+	m.d.Events = append(m.d.Events, Event{Type: corev1.EventTypeNormal, Reason: reason, Message: msg, Progress: true})
 }
 
 // setCondition sets a condition and reports whether anything changed.

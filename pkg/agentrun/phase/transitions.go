@@ -60,6 +60,17 @@ func IsWaiting(run *v1alpha1.AgentRun) bool {
 	return !run.Status.Phase.IsTerminal() && !IsAdmitted(run)
 }
 
+// AdmissionUndecided reports whether nothing has been decided yet about
+// the run's admission: it is waiting (IsWaiting), not being deleted, and
+// its status records no admission decision (no Admitted condition): it
+// was never synced, or its first decision did not reach the API server.
+// A run that was told to wait (for a slot, its instance, a ConfigMap, its
+// parent) has had its decision; it is looked at again when what it waits
+// for changes.
+func AdmissionUndecided(run *v1alpha1.AgentRun) bool {
+	return IsWaiting(run) && run.DeletionTimestamp == nil && findCondition(run.Status.Conditions, v1alpha1.ConditionAdmitted) == nil
+}
+
 func agentStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == v1alpha1.AgentContainerName {

@@ -76,6 +76,9 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 			}
 		}
 		for _, e := range d.Events {
+			if e.Progress && !c.opts.ProgressEvents {
+				continue
+			}
 			c.recorder.Event(run, e.Type, e.Reason, e.Message)
 		}
 		run = updated

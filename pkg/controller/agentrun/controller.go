@@ -1,5 +1,5 @@
 // Package agentrun is the AgentRun controller: one typed, rate-limited
-// workqueue of AgentRun keys, fed by the runs themselves and by their
+// workqueue of AgentRun keys (new runs first, see admissionRank), fed by the runs themselves and by their
 // children (Jobs, Deployments, Services, agent-sandbox Sandboxes and
 // SandboxClaims, Pods), whose sync gathers what the listers hold, asks the
 // pure phase state machine what to do and applies its decision.
@@ -74,6 +74,12 @@ type Options struct {
 	Clock clock.WithTicker
 	// RateLimiter overrides the default per-item exponential backoff.
 	RateLimiter workqueue.TypedRateLimiter[cache.ObjectName]
+	// ProgressEvents records the Events of the happy path's steps too
+	// (phase.Event.Progress: a plain JobCreated, a task's Started), which
+	// say nothing the run's conditions do not; without it a run that
+	// succeeds gets one Event, its outcome, and every Warning, wait and
+	// outcome is recorded as before.
+	ProgressEvents bool
 	// OnSync, when set, is told the outcome of every sync (metrics).
 	OnSync func(queue string, err error, d time.Duration)
 	// OnTransition, when set, is told about each phase transition written
@@ -159,7 +165,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		}
 		c.synced = append(c.synced, reg.HasSynced)
 	}
-	c.worker = worker.New("agentrun", opts.RateLimiter, c.clock, c.sync)
+	c.worker = worker.NewWithQueue("agentrun", opts.RateLimiter, c.clock, worker.NewFrontQueue(c.admissionRank), c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
 	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
@@ -202,3 +208,23 @@ func (c *Controller) HasSynced() bool {
 }
 
 func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
+
+// admissionRank orders the queue: runs whose admission is undecided (new
+// runs, see phase.AdmissionUndecided) go in front, oldest first, so that
+// under a burst a run's workload is created in submission order and not
+// behind the status writes of runs whose pods changed. Everything else
+// follows in the order it came: runs already admitted, runs that were told
+// to wait (a freed slot wakes every waiting run of the instance, and only
+// the oldest can take it: a wave of them must not hold back the status
+// writes that free the next slots), runs being deleted, and runs the cache
+// no longer holds (deleted: their grants are swept), and a run admitted by
+// this controller whose cached copy is older than that write (its Job's
+// event comes before its own; the sync would wait for the informer). The
+// queue keeps the rest from starving (worker.FrontQueue).
+func (c *Controller) admissionRank(key cache.ObjectName) (front bool, at time.Time) {
+	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
+	if err != nil || !phase.AdmissionUndecided(run) || c.writes.stale(run) {
+		return false, time.Time{}
+	}
+	return true, run.CreationTimestamp.Time
+}

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -422,4 +423,83 @@ func TestFinishedRunsNotSyncedOnListOrResync(t *testing.T) {
 			f.c.queue.Done(k)
 		}
 	}
+}
+
+// TestNewRunsAreSyncedBeforeQueuedStatusWork: under a burst, the runs
+// whose admission is undecided are synced (their Jobs created) before the
+// work queued ahead of them: runs whose agent finished, a run woken while it
+// waits for a slot, a deleted run. Those follow in the order they came.
+func TestNewRunsAreSyncedBeforeQueuedStatusWork(t *testing.T) {
+	f := newFixture(t)
+	f.add(newInstance("inst"))
+	require.Len(t, f.handlers.pods, 1)
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("done-%d", i)
+		r := newRun(name, withStatus(runningStatus(name, name+"-pod")))
+		job := jobOf(r, types.UID(name+"-job-uid"))
+		pod := podOf(job, name+"-pod", agentExited(0, ""))
+		pod.ResourceVersion = "2"
+		f.add(r, job, pod)
+		before := pod.DeepCopy()
+		before.ResourceVersion = "1"
+		f.handlers.pods[0].OnUpdate(before, pod) // the agent terminated
+	}
+	waiting := newRun("waiting", withCreated(t0.Add(-time.Hour)), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending,
+		Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, "m", t0)}}))
+	f.add(waiting)
+	f.c.wakeWaiting(testNS, "inst")
+	f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: newRun("gone")})
+	for _, r := range []*v1alpha1.AgentRun{newRun("new-b", withCreated(t0.Add(2*time.Second))), newRun("new-a", withCreated(t0.Add(time.Second)))} {
+		f.add(r)
+		f.handlers.runs[0].OnAdd(r, false)
+	}
+
+	var order []string
+	f.c.worker.Sync = func(ctx context.Context, key cache.ObjectName) error {
+		order = append(order, key.Name)
+		return f.c.sync(ctx, key)
+	}
+	for range 7 {
+		processNext(t, f)
+	}
+	assert.Equal(t, []string{"new-a", "new-b", "done-1", "done-2", "done-3", "waiting", "gone"}, order)
+	for _, name := range []string{"new-a", "new-b"} {
+		_, err := f.trackedJob(name)
+		require.NoError(t, err, "Job of %s", name)
+	}
+	for _, name := range []string{"done-1", "done-2", "done-3"} {
+		assert.Equal(t, v1alpha1.PhaseSucceeded, f.trackedRun(name).Status.Phase, name)
+	}
+}
+
+// TestAdmissionRank: what puts a key in front of the queue.
+func TestAdmissionRank(t *testing.T) {
+	f := newFixture(t)
+	created := t0.Add(3 * time.Second)
+	f.addToCache(
+		newRun("new", withCreated(created)),
+		newRun("admitted", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "admitted"})),
+		newRun("capacity", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending,
+			Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, "m", t0)}})),
+	)
+	front, at := f.c.admissionRank(f.key("new"))
+	assert.True(t, front)
+	assert.Equal(t, created, at)
+	for _, name := range []string{"admitted", "capacity", "gone"} {
+		front, _ := f.c.admissionRank(f.key(name))
+		assert.False(t, front, name)
+	}
+
+	// Admitted by this controller, the cache not caught up yet: its Job's
+	// event does not put it in front again.
+	stale := newRun("stale")
+	stale.ResourceVersion = "10"
+	f.addToCache(stale)
+	f.c.writes.wrote(stale.UID, "11")
+	front, _ = f.c.admissionRank(f.key("stale"))
+	assert.False(t, front, "cached copy older than the admission written")
+	stale.ResourceVersion = "11"
+	f.addToCache(stale)
+	front, _ = f.c.admissionRank(f.key("stale"))
+	assert.True(t, front, "caught up (and still undecided: the write was lost)")
 }

@@ -83,7 +83,7 @@ func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
 			}
 		},
 		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
-			if cur.Status.Phase.IsTerminal() && old.ResourceVersion == cur.ResourceVersion {
+			if old.Status.Phase.IsTerminal() && cur.Status.Phase.IsTerminal() && old.ResourceVersion == cur.ResourceVersion {
 				return // a resync of a finished run
 			}
 			c.enqueue(cache.MetaObjectToName(cur))

@@ -3,6 +3,7 @@ package agentrun
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -80,7 +81,7 @@ func TestSyncNewRunCreatesJobAndWritesPending(t *testing.T) {
 	}
 	assert.Equal(t, want, object[*v1alpha1.AgentRun](t, cw[0]).Status)
 	assert.Equal(t, run.Spec, object[*v1alpha1.AgentRun](t, cw[0]).Spec, "a status write carries the cached spec unchanged")
-	assert.Equal(t, []string{"Normal JobCreated Job run created"}, f.events())
+	assert.Empty(t, f.events(), "the Admitted condition says it; no Event unless --progress-events")
 	assert.Equal(t, []transition{{"", v1alpha1.PhasePending, v1alpha1.ReasonJobCreated}}, transitions)
 
 	// Second sync once the cache caught up: nothing to write.
@@ -342,96 +343,100 @@ func TestSyncTaskLifecycle(t *testing.T) {
 		},
 	}
 	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			f := newFixture(t)
-			run := newRun("run", withCleanup(tc.cleanup))
-			f.add(newInstance("inst"), run)
+		for _, progress := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/progress events %t", name, progress), func(t *testing.T) {
+				f := newFixture(t, func(o *Options) { o.ProgressEvents = progress })
+				run := newRun("run", withCleanup(tc.cleanup))
+				f.add(newInstance("inst"), run)
 
-			// Admitted.
-			require.NoError(t, f.sync("run"))
-			require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
-			require.Equal(t, []string{"update agentruns/status ns/run"}, describe(f.clientWrites()))
-			f.refresh()
-			f.clearActions()
+				// Admitted.
+				require.NoError(t, f.sync("run"))
+				require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
+				require.Equal(t, []string{"update agentruns/status ns/run"}, describe(f.clientWrites()))
+				f.refresh()
+				f.clearActions()
 
-			// The Job controller made a pod; the agent runs.
-			job, err := f.trackedJob("run")
-			require.NoError(t, err)
-			job.UID = "job-uid"
-			f.update(job)
-			f.add(podOf(job, "run-abcde", agentRunning(t0.Add(5*time.Second))))
-			f.setNow(t0.Add(2 * time.Minute))
-			require.NoError(t, f.sync("run"))
-			assert.Empty(t, describe(f.kubeWrites()))
-			cw := f.clientWrites()
-			require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
-			st := object[*v1alpha1.AgentRun](t, cw[0]).Status
-			assert.Equal(t, v1alpha1.PhaseRunning, st.Phase)
-			assert.Equal(t, "run-abcde", st.PodName)
-			assert.Equal(t, "run", st.JobName)
-			require.NotNil(t, st.StartedAt)
-			assert.Equal(t, t0.Add(5*time.Second), st.StartedAt.Time)
-			assert.Equal(t, cond(v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonStarted, "agent container started in pod run-abcde", t0.Add(2*time.Minute)),
-				*findCond(st, v1alpha1.ConditionRunning))
-			f.refresh()
-			f.clearActions()
+				// The Job controller made a pod; the agent runs.
+				job, err := f.trackedJob("run")
+				require.NoError(t, err)
+				job.UID = "job-uid"
+				f.update(job)
+				f.add(podOf(job, "run-abcde", agentRunning(t0.Add(5*time.Second))))
+				f.setNow(t0.Add(2 * time.Minute))
+				require.NoError(t, f.sync("run"))
+				assert.Empty(t, describe(f.kubeWrites()))
+				cw := f.clientWrites()
+				require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
+				st := object[*v1alpha1.AgentRun](t, cw[0]).Status
+				assert.Equal(t, v1alpha1.PhaseRunning, st.Phase)
+				assert.Equal(t, "run-abcde", st.PodName)
+				assert.Equal(t, "run", st.JobName)
+				require.NotNil(t, st.StartedAt)
+				assert.Equal(t, t0.Add(5*time.Second), st.StartedAt.Time)
+				assert.Equal(t, cond(v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonStarted, "agent container started in pod run-abcde", t0.Add(2*time.Minute)),
+					*findCond(st, v1alpha1.ConditionRunning))
+				f.refresh()
+				f.clearActions()
 
-			// The agent terminates.
-			pod := podOf(job, "run-abcde", agentExited(tc.exit, tc.message))
-			f.update(pod)
-			f.setNow(t0.Add(3 * time.Minute))
-			require.NoError(t, f.sync("run"))
-			kw := f.kubeWrites()
-			if tc.wantDelete {
-				require.Equal(t, []string{"delete jobs ns/run"}, describe(kw))
-				opts := kw[0].(core.DeleteActionImpl).GetDeleteOptions()
-				require.NotNil(t, opts.Preconditions)
-				assert.Equal(t, ptr.To[types.UID]("job-uid"), opts.Preconditions.UID)
-				assert.Equal(t, ptr.To(metav1.DeletePropagationBackground), opts.PropagationPolicy)
-			} else {
-				// Kept: the Job and its pod are retired, a merge patch of
-				// one label with the UID as precondition.
-				require.Equal(t, []string{"patch jobs ns/run", "patch pods ns/run-abcde"}, describe(kw))
-				for i, uid := range []string{"job-uid", string(pod.UID)} {
-					p := kw[i].(core.PatchActionImpl)
-					assert.Equal(t, types.MergePatchType, p.GetPatchType())
-					assert.JSONEq(t, `{"metadata":{"uid":"`+uid+`","labels":{"sympozium.ai/retired":"true"}}}`, string(p.GetPatch()))
+				// The agent terminates.
+				pod := podOf(job, "run-abcde", agentExited(tc.exit, tc.message))
+				f.update(pod)
+				f.setNow(t0.Add(3 * time.Minute))
+				require.NoError(t, f.sync("run"))
+				kw := f.kubeWrites()
+				if tc.wantDelete {
+					require.Equal(t, []string{"delete jobs ns/run"}, describe(kw))
+					opts := kw[0].(core.DeleteActionImpl).GetDeleteOptions()
+					require.NotNil(t, opts.Preconditions)
+					assert.Equal(t, ptr.To[types.UID]("job-uid"), opts.Preconditions.UID)
+					assert.Equal(t, ptr.To(metav1.DeletePropagationBackground), opts.PropagationPolicy)
+				} else {
+					// Kept: the Job and its pod are retired, a merge patch of
+					// one label with the UID as precondition.
+					require.Equal(t, []string{"patch jobs ns/run", "patch pods ns/run-abcde"}, describe(kw))
+					for i, uid := range []string{"job-uid", string(pod.UID)} {
+						p := kw[i].(core.PatchActionImpl)
+						assert.Equal(t, types.MergePatchType, p.GetPatchType())
+						assert.JSONEq(t, `{"metadata":{"uid":"`+uid+`","labels":{"sympozium.ai/retired":"true"}}}`, string(p.GetPatch()))
+					}
 				}
-			}
-			cw = f.clientWrites()
-			require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
-			st = object[*v1alpha1.AgentRun](t, cw[0]).Status
-			assert.Equal(t, tc.wantPhase, st.Phase)
-			require.NotNil(t, st.CompletedAt)
-			assert.Equal(t, t0.Add(3*time.Minute), st.CompletedAt.Time)
-			terminal := v1alpha1.ConditionComplete
-			if tc.wantPhase == v1alpha1.PhaseFailed {
-				terminal = v1alpha1.ConditionFailed
-			}
-			c := findCond(st, terminal)
-			require.NotNil(t, c)
-			assert.Equal(t, metav1.ConditionTrue, c.Status)
-			assert.Equal(t, tc.wantReason, c.Reason)
-			if tc.check != nil {
-				tc.check(t, st)
-			}
-			assert.Equal(t, []string{
-				"Normal JobCreated Job run created",
-				"Normal Started agent container started in pod run-abcde",
-				tc.wantEvent,
-			}, f.events())
+				cw = f.clientWrites()
+				require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
+				st = object[*v1alpha1.AgentRun](t, cw[0]).Status
+				assert.Equal(t, tc.wantPhase, st.Phase)
+				require.NotNil(t, st.CompletedAt)
+				assert.Equal(t, t0.Add(3*time.Minute), st.CompletedAt.Time)
+				terminal := v1alpha1.ConditionComplete
+				if tc.wantPhase == v1alpha1.PhaseFailed {
+					terminal = v1alpha1.ConditionFailed
+				}
+				c := findCond(st, terminal)
+				require.NotNil(t, c)
+				assert.Equal(t, metav1.ConditionTrue, c.Status)
+				assert.Equal(t, tc.wantReason, c.Reason)
+				if tc.check != nil {
+					tc.check(t, st)
+				}
+				// The outcome is an Event; admission and start are in the
+				// conditions, and Events only with --progress-events.
+				want := []string{tc.wantEvent}
+				if progress {
+					want = []string{"Normal JobCreated Job run created", "Normal Started agent container started in pod run-abcde", tc.wantEvent}
+				}
+				assert.Equal(t, want, f.events())
 
-			// Done: nothing more to write, and the Job stays as cleanup says.
-			f.refresh()
-			assert.Equal(t, 1, f.converge("run", 3))
-			_, err = f.trackedJob("run")
-			if tc.wantDelete {
-				assert.True(t, apierrors.IsNotFound(err))
-			} else {
-				assert.NoError(t, err)
-			}
-			assert.Empty(t, f.events())
-		})
+				// Done: nothing more to write, and the Job stays as cleanup says.
+				f.refresh()
+				assert.Equal(t, 1, f.converge("run", 3))
+				_, err = f.trackedJob("run")
+				if tc.wantDelete {
+					assert.True(t, apierrors.IsNotFound(err))
+				} else {
+					assert.NoError(t, err)
+				}
+				assert.Empty(t, f.events())
+			})
+		}
 	}
 }
 

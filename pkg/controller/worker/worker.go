@@ -43,22 +43,43 @@ func DefaultRateLimiter() workqueue.TypedRateLimiter[cache.ObjectName] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[cache.ObjectName](time.Second, 5*time.Minute)
 }
 
-// New makes a Worker with a named queue; rl nil means DefaultRateLimiter,
-// clk nil the real clock. The queue's delays (AddAfter, backoff) run on clk.
+// New makes a Worker with a named FIFO queue; rl nil means
+// DefaultRateLimiter, clk nil the real clock. The queue's delays (AddAfter,
+// backoff) run on clk.
 func New(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], clk clock.WithTicker, sync SyncFunc) *Worker {
-	if rl == nil {
-		rl = DefaultRateLimiter()
-	}
+	return NewWithQueue(name, rl, clk, nil, sync)
+}
+
+// NewWithQueue is New with q as the order in which ready keys are served
+// (nil: FIFO). The workqueue around it keeps its metrics, its
+// deduplication, its delays and its rate limiting.
+func NewWithQueue(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], clk clock.WithTicker,
+	q workqueue.Queue[cache.ObjectName], sync SyncFunc) *Worker {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Worker{
-		Name: name,
-		Queue: workqueue.NewTypedRateLimitingQueueWithConfig(rl,
-			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name, Clock: clk}),
-		Sync:  sync,
-		clock: clk,
+	return &Worker{Name: name, Queue: newQueue(name, rl, clk, q, nil), Sync: sync, clock: clk}
+}
+
+// newQueue builds the rate-limited queue of name over q; provider nil
+// means the global metrics provider (workqueue.SetProvider).
+// TypedRateLimitingQueueConfig has no field for the underlying queue, so
+// the layers are built here one by one: the queue (depth, adds, latency,
+// work duration), the delaying queue (retries), the rate limiter.
+func newQueue(name string, rl workqueue.TypedRateLimiter[cache.ObjectName], clk clock.WithTicker,
+	q workqueue.Queue[cache.ObjectName], provider workqueue.MetricsProvider) workqueue.TypedRateLimitingInterface[cache.ObjectName] {
+	if rl == nil {
+		rl = DefaultRateLimiter()
 	}
+	base := workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[cache.ObjectName]{
+		Name: name, MetricsProvider: provider, Clock: clk, Queue: q,
+	})
+	delaying := workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[cache.ObjectName]{
+		Name: name, MetricsProvider: provider, Clock: clk, Queue: base,
+	})
+	return workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{
+		Name: name, MetricsProvider: provider, Clock: clk, DelayingQueue: delaying,
+	})
 }
 
 // AllSynced reports whether every one of synced has synced: a controller's
