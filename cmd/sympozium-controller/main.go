@@ -43,7 +43,7 @@ func main() {
 	fs.StringVar(&cfg.SandboxVersion, "agent-sandbox-version", "", "Version of the agent-sandbox API to use (v1beta1 or v1alpha1); empty discovers it, preferring v1beta1.")
 	fs.DurationVar(&cfg.SandboxRecheck, "agent-sandbox-recheck", cfg.SandboxRecheck, "How often discovery looks for the agent-sandbox API again, so that installing or removing it needs no restart; a run that needs the API while it is missing looks at once.")
 	fs.BoolVar(&cfg.ReadLogs, "read-logs", cfg.ReadLogs, "Read the agent's log tail for the result marker when its termination message has none.")
-	fs.BoolVar(&cfg.ProgressEvents, "progress-events", cfg.ProgressEvents, "Also record the Events of a run's happy path (JobCreated, and Started of a task), which repeat its Admitted and Running conditions; without it a run that succeeds gets one Event, Succeeded, and every Warning, wait and outcome is still recorded.")
+	fs.BoolVar(&cfg.ProgressEvents, "progress-events", cfg.ProgressEvents, "Record an Event for every transition, the happy path's too (JobCreated, and Started of a task), as the specification asks. =false leaves those two in the Admitted and Running conditions only: a run that succeeds gets one Event, Succeeded, instead of three, and every Warning, wait and outcome is still recorded.")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "Address of the /metrics endpoint; 0 disables it.")
 	fs.BoolVar(&cfg.Profiling, "profiling", cfg.Profiling, "Serve Go profiles (net/http/pprof) under /debug/pprof/ on the metrics address.")
 	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "Address of the /healthz and /readyz endpoints; 0 disables them.")

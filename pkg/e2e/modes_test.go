@@ -135,9 +135,8 @@ func TestServerMode(t *testing.T) {
 	assert.Equal(t, "http", svc.Spec.Ports[0].Name)
 	assert.EqualValues(t, 8080, svc.Spec.Ports[0].Port)
 	assert.Equal(t, "srv", svc.Spec.Selector[v1alpha1.LabelAgentRun])
-	// That it serves is an Event (its admission is only in the Admitted
-	// condition, as a task's).
-	assert.Equal(t, []string{v1alpha1.ReasonStarted}, e.runEvents(t, ns, "srv", 1))
+	// Its admission and that it serves are Events.
+	assert.ElementsMatch(t, []string{v1alpha1.ReasonJobCreated, v1alpha1.ReasonStarted}, e.runEvents(t, ns, "srv", 2))
 
 	// A serving run has no deadline: its spec may change, which rolls the
 	// Deployment; mounting a skill pack whose sidecar requires a server

@@ -108,6 +108,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		QPS: 100, Burst: 200, Workers: 32, ResyncPeriod: 30 * time.Minute,
+		// The specification: every transition is an Event.
+		ProgressEvents:  true,
 		AgentImage:      "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
 		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",

@@ -133,7 +133,9 @@ type podOpt func(*corev1.Pod)
 func newPod(opts ...podOpt) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run-pod", Namespace: "ns", UID: types.UID("pod-uid"),
 		CreationTimestamp: metav1.NewTime(t0.Add(2 * time.Second)),
-		OwnerReferences:   []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "run", UID: "job-uid", Controller: new(true)}}},
+		// As the workload labels its pods (workload.Labels).
+		Labels:          map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelAgentRun: "run"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "run", UID: "job-uid", Controller: new(true)}}},
 		Status: corev1.PodStatus{Phase: corev1.PodPending}}
 	for _, o := range opts {
 		o(p)

@@ -340,8 +340,10 @@ func (m *machine) retireKept() {
 		}
 		m.act(Retire, ch.Kind, identity(obj))
 	}
-	if len(deleted) == 0 && m.in.Pod != nil && retirable(m.in.Pod) {
-		m.act(Retire, KindPod, identity(m.in.Pod))
+	// Only a pod the controller's informer holds (a warm pool's pod, read
+	// once from the API server, does not carry the label it selects).
+	if p := m.in.Pod; len(deleted) == 0 && p != nil && retirable(p) && p.Labels[v1alpha1.LabelManagedBy] == v1alpha1.ManagedByValue {
+		m.act(Retire, KindPod, identity(p))
 	}
 }
 
