@@ -32,6 +32,10 @@ type kindClient struct {
 	create func(ctx context.Context, obj metav1.Object, opts metav1.CreateOptions) error
 	update func(ctx context.Context, obj metav1.Object, opts metav1.UpdateOptions) error
 	delete func(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
+	// read gets the object from the API server, not the cache: a run's
+	// recorded workload the cache does not show is confirmed there before
+	// the run fails for its loss (see workloadInFlight).
+	read func(ctx context.Context, namespace, name string) (metav1.Object, error)
 	// patch applies a JSON merge patch (a Retire).
 	patch func(ctx context.Context, namespace, name string, data []byte, opts metav1.PatchOptions) error
 	// discovered marks a kind whose API is found through discovery: a
@@ -44,6 +48,9 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 	return map[phase.Kind]kindClient{
 		phase.KindJob: {
 			get: func(ns, name string) (metav1.Object, error) { return c.jobs.Jobs(ns).Get(name) },
+			read: func(ctx context.Context, ns, name string) (metav1.Object, error) {
+				return c.kubeClient.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+			},
 			create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
 				_, err := c.kubeClient.BatchV1().Jobs(obj.GetNamespace()).Create(ctx, obj.(*batchv1.Job), o)
 				return err
@@ -58,6 +65,9 @@ func (c *Controller) kindClients() map[phase.Kind]kindClient {
 		},
 		phase.KindDeployment: {
 			get: func(ns, name string) (metav1.Object, error) { return c.deployments.Deployments(ns).Get(name) },
+			read: func(ctx context.Context, ns, name string) (metav1.Object, error) {
+				return c.kubeClient.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			},
 			create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
 				_, err := c.kubeClient.AppsV1().Deployments(obj.GetNamespace()).Create(ctx, obj.(*appsv1.Deployment), o)
 				return err
@@ -119,6 +129,13 @@ func (c *Controller) sandboxKind(resource string) kindClient {
 				return nil, err
 			}
 			return sandboxObject(u), nil
+		},
+		read: func(ctx context.Context, ns, name string) (metav1.Object, error) {
+			cl := c.sandboxClient(resource)
+			if cl == nil {
+				return nil, apierrors.NewNotFound(schema.GroupResource{Resource: resource}, name)
+			}
+			return cl.Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 		},
 		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
 			cl := c.sandboxClient(resource)

@@ -228,7 +228,7 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 			obs.Objects[child.Kind] = obj
 		case apierrors.IsNotFound(err):
 			if i == 0 {
-				obs.WorkloadExpected = c.expectations.workloadExpected(run.UID)
+				obs.WorkloadExpected = c.expectations.workloadExpected(run.UID) || c.workloadInFlight(ctx, run, child)
 			}
 		default:
 			return err
@@ -239,6 +239,27 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 		obs.Pod = nil // retired; the cache has not caught up
 	}
 	return nil
+}
+
+// workloadInFlight reports whether the workload of a live, admitted run,
+// which the cache does not show, exists all the same: the cache lags (its
+// watch came later than the run's own, or the expectation of the create was
+// lost). The run fails for a lost workload (JobLost) only once the API
+// server confirms it is gone; this costs one read, on that path only.
+func (c *Controller) workloadInFlight(ctx context.Context, run *v1alpha1.AgentRun, child phase.Child) bool {
+	kc := c.kinds[child.Kind]
+	if kc.read == nil || !phase.IsAdmitted(run) || run.Status.Phase.IsTerminal() || run.DeletionTimestamp != nil {
+		return false
+	}
+	obj, err := kc.read(ctx, run.Namespace, child.Name)
+	if err != nil {
+		return false
+	}
+	if !metav1.IsControlledBy(obj, run) || obj.GetDeletionTimestamp() != nil {
+		return false
+	}
+	klog.FromContext(ctx).V(2).Info("The cache does not show the run's "+string(child.Kind)+" yet", "object", klog.KRef(run.Namespace, child.Name))
+	return true
 }
 
 // serverPod returns the newest pod of the run's Deployment (a pod with the

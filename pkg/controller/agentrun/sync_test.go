@@ -461,6 +461,22 @@ func TestSyncWorkloadLost(t *testing.T) {
 		f.refresh()
 		assert.Equal(t, 1, f.converge("run", 3))
 	})
+	t.Run("Job not in the cache but on the API server: the run waits for the cache", func(t *testing.T) {
+		// The Job's watch lags the run's, and the expectation of its create
+		// is gone (a restart, or past its TTL): the API server is asked
+		// before the run fails.
+		f := newFixture(t)
+		run := newRun("run", withStatus(runningStatus("run", "run-pod")))
+		f.add(newInstance("inst"), run)
+		f.addToTracker(jobOf(run, "job-uid"))
+		f.kube.ClearActions()
+
+		require.NoError(t, f.sync("run"))
+
+		assert.Equal(t, []string{"get jobs ns/run"}, describe(f.kube.Actions()))
+		assert.Empty(t, f.clientWrites(), "the run does not fail")
+		assert.Empty(t, f.events())
+	})
 	t.Run("pod missing while Running: PodLost", func(t *testing.T) {
 		f := newFixture(t)
 		run := newRun("run", withStatus(runningStatus("run", "run-pod")))
@@ -500,13 +516,21 @@ func TestSyncJobExpectationExpires(t *testing.T) {
 	assert.Empty(t, describe(f.clientWrites()), "a Job created and not seen yet is not lost")
 	assert.Empty(t, describe(f.kubeWrites()))
 
+	// Past the expectation's TTL the API server is asked: the Job is
+	// there, so the run is not failed for its loss.
 	f.setNow(f.clock().Add(expectationTTL + time.Second))
+	require.NoError(t, f.sync("run"))
+	assert.Empty(t, describe(f.kubeWrites()), "no second Job")
+	assert.Empty(t, describe(f.clientWrites()), "a Job the API server has is not lost")
+
+	// Gone from the API server too: lost.
+	require.NoError(t, f.kube.Tracker().Delete(jobsGVR, testNS, "run"))
+	f.clearActions()
 	require.NoError(t, f.sync("run"))
 	assert.Empty(t, describe(f.kubeWrites()), "no second Job")
 	cw := f.clientWrites()
 	require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
-	assert.Equal(t, v1alpha1.ReasonJobLost, findCond(object[*v1alpha1.AgentRun](t, cw[0]).Status, v1alpha1.ConditionFailed).Reason,
-		"past the expectation's TTL the cache is trusted again")
+	assert.Equal(t, v1alpha1.ReasonJobLost, findCond(object[*v1alpha1.AgentRun](t, cw[0]).Status, v1alpha1.ConditionFailed).Reason)
 }
 
 func TestSyncDeletedRun(t *testing.T) {
