@@ -218,6 +218,13 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 			return err
 		}
 	}
+	// The expectation first, the cache after: the informer stores the
+	// workload before its handler observes the create, so a workload the
+	// cache misses below was still expected here. (Read the other way
+	// round, the workload could arrive between the two reads and be
+	// neither cached nor expected: JobLost for a run whose Job exists, 2
+	// runs in 40,000 under load.)
+	expected := c.expectations.workloadExpected(run.UID)
 	obs.Objects = phase.Objects{}
 	for i, child := range phase.Children(run) {
 		obj, err := c.kinds[child.Kind].get(run.Namespace, child.Name)
@@ -228,7 +235,7 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 			obs.Objects[child.Kind] = obj
 		case apierrors.IsNotFound(err):
 			if i == 0 {
-				obs.WorkloadExpected = c.expectations.workloadExpected(run.UID) || c.workloadInFlight(ctx, run, child)
+				obs.WorkloadExpected = expected || c.workloadInFlight(ctx, run, child)
 			}
 		default:
 			return err

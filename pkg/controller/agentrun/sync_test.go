@@ -837,3 +837,34 @@ func TestFinishedRunCompactedInCache(t *testing.T) {
 		assert.Equal(t, want, got)
 	})
 }
+
+// The expectation of a created workload is read before the cache: the
+// informer stores the Job, then its handler observes the create; a sync
+// whose cache read misses the Job must still see the expectation, whenever
+// the Job arrives in between.
+func TestSyncWorkloadArrivesBetweenReads(t *testing.T) {
+	f := newFixture(t)
+	f.add(newInstance("inst"), newRun("run"))
+	require.NoError(t, f.sync("run"))
+	require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
+	o, err := f.client.Tracker().Get(agentrunsGVR, testNS, "run")
+	require.NoError(t, err)
+	f.addToCache(o)
+	run := o.(*v1alpha1.AgentRun)
+	// The Job arrives right after the cache read misses it: the handler
+	// observes the create. (It is kept from the API server too, so that
+	// only the order of the two reads decides.)
+	require.NoError(t, f.kube.Tracker().Delete(jobsGVR, testNS, "run"))
+	jobs := f.c.kinds[phase.KindJob]
+	get := jobs.get
+	jobs.get = func(ns, name string) (metav1.Object, error) {
+		obj, err := get(ns, name)
+		f.c.expectations.observed(run.UID)
+		return obj, err
+	}
+	f.c.kinds[phase.KindJob] = jobs
+	f.clearActions()
+
+	require.NoError(t, f.sync("run"))
+	assert.Empty(t, describe(f.clientWrites()), "the run is not failed for a Job it expects")
+}
