@@ -171,6 +171,7 @@ func (o options) memoryPods() int {
 type row struct{ id, what, value, goal, note string }
 
 type bench struct {
+	rev     string // git describe of the tree the controller is built from
 	o       options
 	e       *env
 	rows    []row
@@ -185,6 +186,15 @@ func (b *bench) phase(name string) bool { return slices.Contains(strings.Split(b
 
 func (b *bench) run(ctx context.Context) error {
 	var err error
+	// The revision the controller is built from, named now: the tree may
+	// move during an hour of benchmark.
+	if root, err := repoRoot(); err == nil {
+		git := exec.Command("git", "describe", "--always", "--dirty")
+		git.Dir = root
+		if o, err := git.Output(); err == nil {
+			b.rev = strings.TrimSpace(string(o))
+		}
+	}
 	if b.e, err = setup(ctx, b.o); err != nil {
 		return err
 	}
@@ -227,13 +237,9 @@ func (b *bench) print() error {
 			}
 		}
 	}
-	rev := "unknown revision"
-	if b.e != nil {
-		git := exec.Command("git", "describe", "--always", "--dirty")
-		git.Dir = b.e.root
-		if o, err := git.Output(); err == nil {
-			rev = strings.TrimSpace(string(o))
-		}
+	rev := b.rev
+	if rev == "" {
+		rev = "unknown revision"
 	}
 	fmt.Fprintf(&out, "Measured %s at %s on %d cores (%s), %s, kube v1.37.2 (hack/localcp, audit log on, %d kwok nodes); took %s.\n\n",
 		b.started.UTC().Format("2006-01-02 15:04 MST"), rev, runtime.NumCPU(), cpu, runtime.Version(), b.o.nodes, time.Since(b.started).Round(time.Second))
