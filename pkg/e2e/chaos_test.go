@@ -256,16 +256,21 @@ func TestChaosControllerKilled(t *testing.T) {
 	}
 	var leftover string
 	err = wait.PollUntilContextTimeout(context.Background(), time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		leftover = ""
 		jobs, err := e.kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, nil
+			return false, nil // leftover keeps what the last complete look found
 		}
+		prev := leftover
+		leftover = ""
 		seen := map[string]bool{}
 		for _, j := range jobs.Items {
 			seen[j.Name] = true
 			if !keep[j.Name] {
 				leftover += " job/" + j.Name
+				if r := byName[j.Labels[v1alpha1.LabelAgentRun]]; r != nil {
+					leftover += fmt.Sprintf("(run %s, cleanup %q, cancel %v, retired %q, deleting %v)", r.Status.Phase, r.Spec.Cleanup, r.Spec.Cancel,
+						j.Labels[v1alpha1.LabelRetired], j.DeletionTimestamp != nil)
+				}
 				continue
 			}
 			owner := metav1.GetControllerOf(&j)
@@ -281,6 +286,7 @@ func TestChaosControllerKilled(t *testing.T) {
 		}
 		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
+			leftover = prev
 			return false, nil
 		}
 		for _, p := range pods.Items {

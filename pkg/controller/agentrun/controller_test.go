@@ -503,3 +503,23 @@ func TestAdmissionRank(t *testing.T) {
 	front, _ = f.c.admissionRank(f.key("stale"))
 	assert.True(t, front, "caught up (and still undecided: the write was lost)")
 }
+
+// A child whose run the cache does not hold (yet: at a start the Jobs may
+// be listed before the runs) enqueues its run by name; a child of another
+// run of the same name (another UID) does not.
+func TestChildEnqueuesRunNotCachedYet(t *testing.T) {
+	f := newFixture(t)
+	run := newRun("done", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseSucceeded}))
+	job := jobOf(run, "job-uid")
+	f.c.enqueueOwner(job)
+	assert.Equal(t, 1, f.c.queue.Len(), "enqueued though the run is not cached")
+	k, _ := f.c.queue.Get()
+	f.c.queue.Done(k)
+	assert.Equal(t, cache.ObjectName{Namespace: testNS, Name: "done"}, k)
+
+	other := newRun("done")
+	other.UID = "another-uid"
+	f.addToCache(other)
+	f.c.enqueueOwner(job)
+	assert.Equal(t, 0, f.c.queue.Len(), "a child of an earlier run of that name")
+}

@@ -269,18 +269,22 @@ func childDeleted[T interface {
 	c.enqueueOwner(obj)
 }
 
-// enqueueOwner enqueues the AgentRun that controls obj, if it is still the
-// same run (same UID).
+// enqueueOwner enqueues the AgentRun that controls obj, unless the cache
+// holds another run of that name (another UID). A run the cache does not
+// hold is enqueued all the same: at a start the children's informers may
+// deliver their objects before the runs' informer has listed the run, and
+// a finished run is woken only by its children (runHandlers); the sync
+// handles a run that is gone.
 func (c *Controller) enqueueOwner(obj metav1.Object) {
 	ref := metav1.GetControllerOf(obj)
 	if ref == nil || ref.Kind != "AgentRun" {
 		return
 	}
 	run, err := c.runs.AgentRuns(obj.GetNamespace()).Get(ref.Name)
-	if err != nil || run.UID != ref.UID {
+	if err == nil && run.UID != ref.UID {
 		return
 	}
-	c.enqueue(cache.MetaObjectToName(run))
+	c.enqueue(cache.ObjectName{Namespace: obj.GetNamespace(), Name: ref.Name})
 }
 
 // enqueuePodOwner maps a pod to its run: through its Job (task mode), or,
