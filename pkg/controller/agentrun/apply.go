@@ -88,9 +88,6 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 	if err := c.deleteChildren(ctx, d); err != nil {
 		return "", run, err
 	}
-	if err := c.retireChildren(ctx, d); err != nil {
-		return "", run, err
-	}
 	// And the finalizer last: the run may be gone right after.
 	if d.RemoveFinalizer {
 		keep := slices.DeleteFunc(slices.Clone(run.Finalizers), func(f string) bool { return f == v1alpha1.FinalizerServer })
@@ -200,62 +197,50 @@ func (c *Controller) updateChildren(ctx context.Context, d phase.Decision) error
 	return nil
 }
 
-// deleteChildren deletes what the decision asks for, each object with its
-// UID as precondition.
+// deleteChildren carries out what follows the status write, in the
+// decision's order: the deletes (phase.Delete, the UID as precondition) and
+// the retires (phase.Retire: a merge patch of the one label that takes what
+// a finished run keeps out of the informers, the UID as precondition).
+// Either way the object leaves the controller's view: until the cache
+// catches up, observe skips it.
 func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error {
 	policy := metav1.DeletePropagationBackground
+	patchOpts := metav1.PatchOptions{FieldManager: ControllerName}
 	for _, a := range d.Actions {
-		if a.Verb != phase.Delete {
-			continue
-		}
 		obj := a.Object
 		uid := obj.GetUID()
-		err := c.kinds[a.Kind].delete(ctx, obj.GetNamespace(), obj.GetName(),
-			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+		var err error
+		switch a.Verb {
+		case phase.Delete:
+			err = c.kinds[a.Kind].delete(ctx, obj.GetNamespace(), obj.GetName(),
+				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+		case phase.Retire:
+			patch, merr := json.Marshal(map[string]any{"metadata": map[string]any{
+				"uid":    uid,
+				"labels": map[string]string{v1alpha1.LabelRetired: "true"},
+			}})
+			if merr != nil {
+				return merr
+			}
+			err = c.kinds[a.Kind].patch(ctx, obj.GetNamespace(), obj.GetName(), patch, patchOpts)
+		default:
+			continue
+		}
 		switch {
 		case err == nil:
-			klog.FromContext(ctx).V(2).Info("Deleted "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
+			klog.FromContext(ctx).V(2).Info(leaveWords[a.Verb][0]+" "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
 			c.expectations.deletedChild(uid)
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 			c.expectations.deletedChild(uid)
 		default:
-			return fmt.Errorf("deleting %s %s: %w", a.Kind, obj.GetName(), err)
+			return fmt.Errorf("%s %s %s: %w", leaveWords[a.Verb][1], a.Kind, obj.GetName(), err)
 		}
 	}
 	return nil
 }
 
-// retireChildren labels what a finished run keeps (phase.Retire) with a
-// merge patch of that one label, the UID as precondition; the informers
-// then drop the objects. Until they do, observe skips them, as it skips
-// the children it deleted.
-func (c *Controller) retireChildren(ctx context.Context, d phase.Decision) error {
-	opts := metav1.PatchOptions{FieldManager: ControllerName}
-	for _, a := range d.Actions {
-		if a.Verb != phase.Retire {
-			continue
-		}
-		obj := a.Object
-		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-			"uid":    obj.GetUID(),
-			"labels": map[string]string{v1alpha1.LabelRetired: "true"},
-		}})
-		if err != nil {
-			return err
-		}
-		err = c.kinds[a.Kind].patch(ctx, obj.GetNamespace(), obj.GetName(), patch, opts)
-		switch {
-		case err == nil:
-			klog.FromContext(ctx).V(2).Info("Retired "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
-			c.expectations.deletedChild(obj.GetUID())
-		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-			c.expectations.deletedChild(obj.GetUID())
-		default:
-			return fmt.Errorf("retiring %s %s: %w", a.Kind, obj.GetName(), err)
-		}
-	}
-	return nil
-}
+// leaveWords are the log and error words of deleteChildren's verbs.
+var leaveWords = map[phase.Verb][2]string{phase.Delete: {"Deleted", "deleting"}, phase.Retire: {"Retired", "retiring"}}
 
 func lastReason(d phase.Decision) string {
 	if len(d.Events) == 0 {
