@@ -436,7 +436,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	p.metrics.RegisterRunsByPhase(inf.Runs.Lister())
+	p.metrics.RegisterRunsByPhase(inf.Runs.Informer().GetStore())
 	p.mu.Lock()
 	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
 	p.mu.Unlock()

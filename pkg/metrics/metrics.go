@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
 )
 
 const namespace = "sympozium"
@@ -97,37 +97,38 @@ func (m *Metrics) ObserveTransition(run *v1alpha1.AgentRun, next *v1alpha1.Agent
 }
 
 // RegisterRunsByPhase adds a gauge of AgentRuns by phase, read from the
-// lister at scrape time.
-func (m *Metrics) RegisterRunsByPhase(runs listers.AgentRunLister) {
+// run informer's store at scrape time (live runs as *v1alpha1.AgentRun,
+// finished runs as *phase.FinishedRun records).
+func (m *Metrics) RegisterRunsByPhase(runs cache.Store) {
 	m.Registry.MustRegister(&phaseCollector{runs: runs, desc: prometheus.NewDesc(namespace+"_agentruns",
 		"AgentRuns in the controller's cache, by phase and, for finished runs, reason.", []string{"phase", "reason"}, nil)})
 }
 
 type phaseCollector struct {
-	runs listers.AgentRunLister
+	runs cache.Store
 	desc *prometheus.Desc
 }
 
 func (c *phaseCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
-	runs, err := c.runs.List(labels.Everything())
-	if err != nil {
-		return
-	}
 	type key struct{ phase, reason string }
 	counts := map[key]int{}
-	for _, r := range runs {
-		k := key{phase: string(r.Status.Phase)}
+	for _, obj := range c.runs.List() {
+		var k key
+		switch r := obj.(type) {
+		case *phase.FinishedRun:
+			k = key{phase: string(r.Phase), reason: r.OutcomeReason()}
+		case *v1alpha1.AgentRun:
+			k = key{phase: string(r.Status.Phase)}
+			if r.Status.Phase.IsTerminal() {
+				k.reason = phase.OutcomeReason(r.Status.Conditions)
+			}
+		default:
+			continue
+		}
 		if k.phase == "" {
 			k.phase = "New"
-		}
-		if r.Status.Phase.IsTerminal() {
-			for _, cond := range r.Status.Conditions {
-				if (cond.Type == v1alpha1.ConditionFailed || cond.Type == v1alpha1.ConditionComplete) && cond.Status == "True" {
-					k.reason = cond.Reason
-				}
-			}
 		}
 		counts[k]++
 	}

@@ -19,8 +19,10 @@ import (
 // everywhere, kubectl's last-applied copy of the spec, the bulk of
 // Deployment specs (a Deployment's template is compared through its
 // spec-hash annotation), and all but what the machine reads of Jobs and
-// Pods (trimJob, trimPod). TestCachedObjectsDecideAlike checks, over every
-// backend's lifecycle, that trimmed objects decide as the full ones do.
+// Pods (trimJob, trimPod). A finished run is compacted and cached as a
+// *FinishedRun record, not as an AgentRun (see FinishedRun).
+// TestCachedObjectsDecideAlike checks, over every backend's lifecycle, that
+// trimmed objects decide as the full ones do.
 func TrimForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
@@ -41,6 +43,7 @@ func TrimForCache(obj any) (any, error) {
 	case *v1alpha1.AgentRun:
 		if o.Status.Phase.IsTerminal() {
 			compactFinishedRun(o)
+			return newFinishedRun(o), nil
 		}
 	}
 	return obj, nil
@@ -60,14 +63,19 @@ func TrimForCache(obj any) (any, error) {
 // status of a finished run only from a copy read from the API server (see
 // the sync), never from this one.
 func compactFinishedRun(r *v1alpha1.AgentRun) {
+	// The kind of a listed run (a watched one has none): nothing reads it,
+	// events and owner references name the kind from the scheme.
+	r.TypeMeta = metav1.TypeMeta{}
 	r.Labels = ownKeys(r.Labels, true)
 	r.Annotations = ownKeys(r.Annotations, false)
 	r.Namespace = intern(r.Namespace)
 	s := &r.Spec
 	s.InstanceRef = intern(s.InstanceRef)
+	s.Cleanup = v1alpha1.CleanupPolicy(intern(string(s.Cleanup)))
 	s.Task, s.SystemPrompt, s.AgentID, s.SessionKey = "", "", "", ""
 	s.Model, s.Env, s.ToolPolicy, s.Skills = v1alpha1.ModelSpec{}, nil, nil, nil
 	st := &r.Status
+	st.Phase = v1alpha1.AgentRunPhase(intern(string(st.Phase)))
 	st.Result, st.Error, st.TraceID, st.PodName = "", "", "", ""
 	st.ExitCode, st.TokenUsage, st.StartedAt = nil, nil, nil
 	var outcome []metav1.Condition

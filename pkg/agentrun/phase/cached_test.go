@@ -161,6 +161,9 @@ func asCached(t *testing.T, obj any) any {
 	}
 	out, err := TrimForCache(cp)
 	require.NoError(t, err)
+	if f, ok := out.(*FinishedRun); ok {
+		return f.AgentRun() // what the controllers read of the record
+	}
 	return out
 }
 

@@ -11,7 +11,7 @@ import (
 // must look again.
 type Expiry struct {
 	// Delete are the finished runs to delete, oldest finished first.
-	Delete []*v1alpha1.AgentRun
+	Delete []HistoryRun
 	// RequeueAfter is when the next finished run's TTL runs out; 0 for
 	// none. The instance controller wakes itself with AddAfter: no polling.
 	RequeueAfter time.Duration
@@ -21,9 +21,13 @@ type Expiry struct {
 // spec.ttlSecondsAfterFinished, else the instance's
 // runTTLSecondsAfterFinished; ok is false when neither is set.
 func TTL(run *v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance) (time.Duration, bool) {
+	return ttl(run.Spec.TTLSecondsAfterFinished, inst)
+}
+
+func ttl(own *int32, inst *v1alpha1.SympoziumInstance) (time.Duration, bool) {
 	switch {
-	case run.Spec.TTLSecondsAfterFinished != nil:
-		return time.Duration(max(0, *run.Spec.TTLSecondsAfterFinished)) * time.Second, true
+	case own != nil:
+		return time.Duration(max(0, *own)) * time.Second, true
 	case inst != nil && inst.Spec.RunTTLSecondsAfterFinished != nil:
 		return time.Duration(max(0, *inst.Spec.RunTTLSecondsAfterFinished)) * time.Second, true
 	}
@@ -36,10 +40,10 @@ func TTL(run *v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance) (time.Duratio
 // when set, then each finished run's TTL counted from its completedAt. Live
 // runs, runs being deleted and finished parents of live runs are never
 // chosen; a run is listed once.
-func Expire(runs []*v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, now time.Time) Expiry {
+func Expire(runs []HistoryRun, inst *v1alpha1.SympoziumInstance, now time.Time) Expiry {
 	var x Expiry
 	chosen := map[string]bool{}
-	add := func(rs []*v1alpha1.AgentRun) {
+	add := func(rs []HistoryRun) {
 		for _, r := range rs {
 			if !chosen[r.Name] {
 				chosen[r.Name] = true
@@ -62,16 +66,16 @@ func Expire(runs []*v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, now tim
 		}
 	}
 	liveParents := liveParentNames(runs)
-	var expired []*v1alpha1.AgentRun
+	var expired []HistoryRun
 	for _, r := range runs {
-		if r.DeletionTimestamp != nil || !r.Status.Phase.IsTerminal() || chosen[r.Name] || liveParents[r.Name] {
+		if r.Deleting || !r.Phase.IsTerminal() || chosen[r.Name] || liveParents[r.Name] {
 			continue
 		}
-		ttl, ok := TTL(r, inst)
+		ttl, ok := r.ttl(inst)
 		if !ok {
 			continue
 		}
-		at := finishedAt(r).Add(ttl)
+		at := r.finishedAt().Add(ttl)
 		if !now.Before(at) {
 			expired = append(expired, r)
 			continue
@@ -80,7 +84,7 @@ func Expire(runs []*v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, now tim
 			x.RequeueAfter = d
 		}
 	}
-	sort.Slice(expired, func(i, j int) bool { return finishedBefore(expired[i], expired[j]) })
+	sort.Slice(expired, func(i, j int) bool { return finishedBefore(&expired[i], &expired[j]) })
 	add(expired)
 	if x.RequeueAfter > 0 && x.RequeueAfter < MinRequeue {
 		x.RequeueAfter = MinRequeue
@@ -90,31 +94,31 @@ func Expire(runs []*v1alpha1.AgentRun, inst *v1alpha1.SympoziumInstance, now tim
 
 // outcome keeps the live runs (so that Prune protects their parents) and
 // the finished runs of phase p.
-func outcome(runs []*v1alpha1.AgentRun, p v1alpha1.AgentRunPhase) []*v1alpha1.AgentRun {
-	var out []*v1alpha1.AgentRun
+func outcome(runs []HistoryRun, p v1alpha1.AgentRunPhase) []HistoryRun {
+	var out []HistoryRun
 	for _, r := range runs {
-		if !r.Status.Phase.IsTerminal() || r.Status.Phase == p {
+		if !r.Phase.IsTerminal() || r.Phase == p {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-func liveParentNames(runs []*v1alpha1.AgentRun) map[string]bool {
+func liveParentNames(runs []HistoryRun) map[string]bool {
 	live := map[string]bool{}
 	for _, r := range runs {
-		if r.DeletionTimestamp == nil && !r.Status.Phase.IsTerminal() && r.Spec.Parent != nil {
-			live[r.Spec.Parent.RunName] = true
+		if !r.Deleting && !r.Phase.IsTerminal() && r.Parent != "" {
+			live[r.Parent] = true
 		}
 	}
 	return live
 }
 
-// finishedAt is when the run finished: completedAt, else (a status written
-// by an older controller) its creation.
-func finishedAt(r *v1alpha1.AgentRun) time.Time {
-	if r.Status.CompletedAt != nil {
-		return r.Status.CompletedAt.Time
+// ttl is TTL of the run r describes.
+func (r *HistoryRun) ttl(inst *v1alpha1.SympoziumInstance) (time.Duration, bool) {
+	var own *int32
+	if r.HasTTL {
+		own = &r.TTL
 	}
-	return r.CreationTimestamp.Time
+	return ttl(own, inst)
 }

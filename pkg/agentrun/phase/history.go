@@ -4,9 +4,67 @@ import (
 	"container/heap"
 	"slices"
 	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
+
+// HistoryRun is what an instance's history policy and counts read of a
+// run (Count, Prune, Expire): a value, built from a live run (HistoryOf) or
+// from a finished run's record (FinishedRun.History) without expanding it,
+// so that going over 50,000 runs allocates one slice, not 50,000 runs.
+type HistoryRun struct {
+	Name string
+	UID  types.UID
+	// Phase is status.phase.
+	Phase v1alpha1.AgentRunPhase
+	// Parent is spec.parent.runName ("" for a run that is no sub-agent).
+	Parent string
+	// Created is the creation timestamp; Completed status.completedAt
+	// (zero when unset).
+	Created, Completed time.Time
+	// TTL is spec.ttlSecondsAfterFinished, when HasTTL.
+	TTL      int32
+	HasTTL   bool
+	Deleting bool
+}
+
+// HistoryOf is what the history policy reads of r.
+func HistoryOf(r *v1alpha1.AgentRun) HistoryRun {
+	h := HistoryRun{Name: r.Name, UID: r.UID, Phase: r.Status.Phase, Created: r.CreationTimestamp.Time,
+		Deleting: r.DeletionTimestamp != nil}
+	if r.Spec.Parent != nil {
+		h.Parent = r.Spec.Parent.RunName
+	}
+	if r.Status.CompletedAt != nil {
+		h.Completed = r.Status.CompletedAt.Time
+	}
+	if r.Spec.TTLSecondsAfterFinished != nil {
+		h.TTL, h.HasTTL = *r.Spec.TTLSecondsAfterFinished, true
+	}
+	return h
+}
+
+// History is what the history policy reads of the finished run f records.
+func (f *FinishedRun) History() HistoryRun {
+	h := HistoryRun{Name: f.Name, UID: f.UID, Phase: f.Phase, Created: f.Created.Time, Parent: f.ParentName(),
+		Deleting: f.Deleting(), TTL: f.TTL, HasTTL: f.flags&flagTTL != 0}
+	if f.flags&flagCompleted != 0 {
+		h.Completed = f.Completed.Time
+	}
+	return h
+}
+
+// Histories is HistoryOf each run.
+func Histories(runs []*v1alpha1.AgentRun) []HistoryRun {
+	out := make([]HistoryRun, len(runs))
+	for i, r := range runs {
+		out[i] = HistoryOf(r)
+	}
+	return out
+}
 
 // InstanceCounts are the run counts an instance reports in its status.
 type InstanceCounts struct {
@@ -14,15 +72,15 @@ type InstanceCounts struct {
 }
 
 // Count counts an instance's runs by state.
-func Count(runs []*v1alpha1.AgentRun) InstanceCounts {
+func Count(runs []HistoryRun) InstanceCounts {
 	var c InstanceCounts
 	for _, r := range runs {
 		switch {
-		case r.Status.Phase == v1alpha1.PhaseSucceeded:
+		case r.Phase == v1alpha1.PhaseSucceeded:
 			c.Succeeded++
-		case r.Status.Phase == v1alpha1.PhaseFailed:
+		case r.Phase == v1alpha1.PhaseFailed:
 			c.Failed++
-		case r.Status.Phase == v1alpha1.PhaseRunning || r.Status.Phase == v1alpha1.PhaseServing:
+		case r.Phase == v1alpha1.PhaseRunning || r.Phase == v1alpha1.PhaseServing:
 			c.Active++
 		default:
 			c.Waiting++
@@ -35,19 +93,19 @@ func Count(runs []*v1alpha1.AgentRun) InstanceCounts {
 // runs of an instance remain, oldest finished first. Live runs are never
 // chosen, nor a finished run that is the parent of a live run (deleting it
 // would remove the live child through garbage collection).
-func Prune(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
+func Prune(runs []HistoryRun, limit int) []HistoryRun {
 	if limit < 0 {
 		limit = 0
 	}
 	liveParents := map[string]bool{}
-	var finished []*v1alpha1.AgentRun
+	var finished []HistoryRun
 	for _, r := range runs {
-		if r.DeletionTimestamp != nil {
+		if r.Deleting {
 			continue
 		}
-		if !r.Status.Phase.IsTerminal() {
-			if r.Spec.Parent != nil {
-				liveParents[r.Spec.Parent.RunName] = true
+		if !r.Phase.IsTerminal() {
+			if r.Parent != "" {
+				liveParents[r.Parent] = true
 			}
 			continue
 		}
@@ -70,13 +128,13 @@ func Prune(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
 // order. Pruning a long history deletes a few runs at a time, so rather
 // than sorting the whole history it keeps the n oldest seen in a bounded
 // heap: O(len(rs)·log n).
-func oldestFinished(rs []*v1alpha1.AgentRun, n int) []*v1alpha1.AgentRun {
+func oldestFinished(rs []HistoryRun, n int) []HistoryRun {
 	if n <= 0 {
 		return nil
 	}
 	if n >= len(rs) {
 		out := slices.Clone(rs)
-		sort.Slice(out, func(i, j int) bool { return finishedBefore(out[i], out[j]) })
+		sort.Slice(out, func(i, j int) bool { return finishedBefore(&out[i], &out[j]) })
 		return out
 	}
 	// h is a max-heap (by finishedBefore) of the n oldest so far: its root
@@ -86,23 +144,23 @@ func oldestFinished(rs []*v1alpha1.AgentRun, n int) []*v1alpha1.AgentRun {
 		switch {
 		case len(*h) < n:
 			heap.Push(h, r)
-		case finishedBefore(r, (*h)[0]):
+		case finishedBefore(&r, &(*h)[0]):
 			(*h)[0] = r
 			heap.Fix(h, 0)
 		}
 	}
-	out := []*v1alpha1.AgentRun(*h)
-	sort.Slice(out, func(i, j int) bool { return finishedBefore(out[i], out[j]) })
+	out := []HistoryRun(*h)
+	sort.Slice(out, func(i, j int) bool { return finishedBefore(&out[i], &out[j]) })
 	return out
 }
 
 // newestFirst is a heap of runs whose root finished last.
-type newestFirst []*v1alpha1.AgentRun
+type newestFirst []HistoryRun
 
 func (h newestFirst) Len() int           { return len(h) }
-func (h newestFirst) Less(i, j int) bool { return finishedBefore(h[j], h[i]) }
+func (h newestFirst) Less(i, j int) bool { return finishedBefore(&h[j], &h[i]) }
 func (h newestFirst) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *newestFirst) Push(x any)        { *h = append(*h, x.(*v1alpha1.AgentRun)) }
+func (h *newestFirst) Push(x any)        { *h = append(*h, x.(HistoryRun)) }
 func (h *newestFirst) Pop() any {
 	old := *h
 	r := old[len(old)-1]
@@ -110,21 +168,24 @@ func (h *newestFirst) Pop() any {
 	return r
 }
 
-func finishedBefore(a, b *v1alpha1.AgentRun) bool {
-	ta, tb := a.CreationTimestamp.Time, b.CreationTimestamp.Time
-	if a.Status.CompletedAt != nil {
-		ta = a.Status.CompletedAt.Time
-	}
-	if b.Status.CompletedAt != nil {
-		tb = b.Status.CompletedAt.Time
-	}
+func finishedBefore(a, b *HistoryRun) bool {
+	ta, tb := a.finishedAt(), b.finishedAt()
 	if !ta.Equal(tb) {
 		return ta.Before(tb)
 	}
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
 	}
 	return a.Name < b.Name
+}
+
+// finishedAt is when the run finished: completedAt, else (a status written
+// by an older controller) its creation.
+func (r *HistoryRun) finishedAt() time.Time {
+	if !r.Completed.IsZero() {
+		return r.Completed
+	}
+	return r.Created
 }
 
 // Older orders runs by creation, then name: the order in which waiting runs

@@ -27,7 +27,7 @@ func historyRun(i int, p v1alpha1.AgentRunPhase, completed time.Duration) *v1alp
 	return r
 }
 
-func names(rs []*v1alpha1.AgentRun) []string {
+func names(rs []HistoryRun) []string {
 	var out []string
 	for _, r := range rs {
 		out = append(out, r.Name)
@@ -44,13 +44,13 @@ func TestPrune(t *testing.T) {
 	for i := 55; i < 58; i++ {
 		runs = append(runs, historyRun(i, v1alpha1.PhaseRunning, 0))
 	}
-	got := Prune(runs, 50)
+	got := Prune(Histories(runs), 50)
 	// The five that completed first: r54..r50.
 	assert.Equal(t, []string{"r54", "r53", "r52", "r51", "r50"}, names(got))
-	assert.Nil(t, Prune(runs[:50], 50))
-	assert.Len(t, Prune(runs, 0), 55)
-	for _, r := range Prune(runs, 0) {
-		assert.True(t, r.Status.Phase.IsTerminal())
+	assert.Nil(t, Prune(Histories(runs[:50]), 50))
+	assert.Len(t, Prune(Histories(runs), 0), 55)
+	for _, r := range Prune(Histories(runs), 0) {
+		assert.True(t, r.Phase.IsTerminal())
 	}
 }
 
@@ -60,7 +60,7 @@ func TestPruneKeepsParentsOfLiveRuns(t *testing.T) {
 	c := historyRun(3, v1alpha1.PhaseSucceeded, 3*time.Minute)
 	child := historyRun(4, v1alpha1.PhasePending, 0)
 	child.Spec.Parent = &v1alpha1.ParentRef{RunName: a.Name, SpawnDepth: 1}
-	assert.Equal(t, []string{"r02"}, names(Prune([]*v1alpha1.AgentRun{a, b, c, child}, 2)))
+	assert.Equal(t, []string{"r02"}, names(Prune(Histories([]*v1alpha1.AgentRun{a, b, c, child}), 2)))
 }
 
 func TestPruneSkipsRunsBeingDeleted(t *testing.T) {
@@ -68,7 +68,7 @@ func TestPruneSkipsRunsBeingDeleted(t *testing.T) {
 	a.DeletionTimestamp = new(metav1.NewTime(now))
 	b := historyRun(2, v1alpha1.PhaseSucceeded, 2*time.Minute)
 	c := historyRun(3, v1alpha1.PhaseSucceeded, 3*time.Minute)
-	assert.Equal(t, []string{"r02"}, names(Prune([]*v1alpha1.AgentRun{a, b, c}, 1)))
+	assert.Equal(t, []string{"r02"}, names(Prune(Histories([]*v1alpha1.AgentRun{a, b, c}), 1)))
 }
 
 func TestCount(t *testing.T) {
@@ -77,14 +77,14 @@ func TestCount(t *testing.T) {
 		historyRun(3, v1alpha1.PhaseRunning, 0), historyRun(4, v1alpha1.PhasePending, 0), historyRun(5, "", 0),
 		historyRun(6, v1alpha1.PhaseServing, 0),
 	}
-	assert.Equal(t, InstanceCounts{Active: 2, Waiting: 2, Succeeded: 1, Failed: 1}, Count(runs))
+	assert.Equal(t, InstanceCounts{Active: 2, Waiting: 2, Succeeded: 1, Failed: 1}, Count(Histories(runs)))
 }
 
 // pruneBySorting is what Prune computes, the obvious way: sort every
 // finished run, take the oldest that are not parents of live runs.
-func pruneBySorting(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
+func pruneBySorting(runs []*v1alpha1.AgentRun, limit int) []HistoryRun {
 	liveParents := map[string]bool{}
-	var finished []*v1alpha1.AgentRun
+	var finished []HistoryRun
 	for _, r := range runs {
 		if r.DeletionTimestamp != nil {
 			continue
@@ -95,13 +95,13 @@ func pruneBySorting(runs []*v1alpha1.AgentRun, limit int) []*v1alpha1.AgentRun {
 			}
 			continue
 		}
-		finished = append(finished, r)
+		finished = append(finished, HistoryOf(r))
 	}
 	if len(finished) <= max(limit, 0) {
 		return nil
 	}
-	sort.Slice(finished, func(i, j int) bool { return finishedBefore(finished[i], finished[j]) })
-	var out []*v1alpha1.AgentRun
+	sort.Slice(finished, func(i, j int) bool { return finishedBefore(&finished[i], &finished[j]) })
+	var out []HistoryRun
 	for _, r := range finished {
 		if len(out) == len(finished)-max(limit, 0) {
 			break
@@ -139,7 +139,7 @@ func TestPruneSelectsAsSorting(t *testing.T) {
 		n := 1 + rng.IntN(60)
 		runs := historyOf(rng, n)
 		limit := rng.IntN(n+2) - 1
-		assert.Equal(t, names(pruneBySorting(runs, limit)), names(Prune(runs, limit)), "limit %d of %d runs", limit, n)
+		assert.Equal(t, names(pruneBySorting(runs, limit)), names(Prune(Histories(runs), limit)), "limit %d of %d runs", limit, n)
 	}
 }
 
@@ -153,9 +153,10 @@ func BenchmarkPrune50k(b *testing.B) {
 	for i := range runs {
 		runs[i] = historyRun(i, v1alpha1.PhaseSucceeded, time.Duration(rng.IntN(1000000))*time.Second)
 	}
+	hist := Histories(runs)
 	b.Run("heap", func(b *testing.B) {
 		for b.Loop() {
-			Prune(runs, 49990)
+			Prune(hist, 49990)
 		}
 	})
 	b.Run("sort", func(b *testing.B) {

@@ -94,7 +94,6 @@ type Controller struct {
 	recorder   record.EventRecorder
 	opts       Options
 
-	runs        listers.AgentRunLister
 	runIndex    cache.Indexer
 	instances   listers.SympoziumInstanceLister
 	skillPacks  listers.SkillPackLister
@@ -137,7 +136,6 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		kubeClient:  kube,
 		recorder:    rec,
 		opts:        opts,
-		runs:        inf.Runs.Lister(),
 		runIndex:    inf.Runs.Informer().GetIndexer(),
 		instances:   inf.Instances.Lister(),
 		skillPacks:  inf.SkillPacks.Lister(),
@@ -222,7 +220,7 @@ func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
 // event comes before its own; the sync would wait for the informer). The
 // queue keeps the rest from starving (worker.FrontQueue).
 func (c *Controller) admissionRank(key cache.ObjectName) (front bool, at time.Time) {
-	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
+	run, err := index.GetRun(c.runIndex, key.Namespace, key.Name)
 	if err != nil || !phase.AdmissionUndecided(run) || c.writes.stale(run) {
 		return false, time.Time{}
 	}

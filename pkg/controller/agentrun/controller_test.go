@@ -293,7 +293,7 @@ func TestRunHandlers(t *testing.T) {
 	t.Run("a deleted run wakes the waiting runs", func(t *testing.T) {
 		f := setup(t)
 		f.c.expectations.expectWorkload(runningRun.UID)
-		f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: runningRun})
+		f.handlers.runs[0].OnDelete(runningRun)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
 		assert.False(t, f.c.expectations.workloadExpected(runningRun.UID))
 	})
@@ -448,7 +448,7 @@ func TestNewRunsAreSyncedBeforeQueuedStatusWork(t *testing.T) {
 		Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, "m", t0)}}))
 	f.add(waiting)
 	f.c.wakeWaiting(testNS, "inst")
-	f.handlers.runs[0].OnDelete(cache.DeletedObject[*v1alpha1.AgentRun]{OptionalObj: newRun("gone")})
+	f.handlers.runs[0].OnDelete(newRun("gone"))
 	for _, r := range []*v1alpha1.AgentRun{newRun("new-b", withCreated(t0.Add(2*time.Second))), newRun("new-a", withCreated(t0.Add(time.Second)))} {
 		f.add(r)
 		f.handlers.runs[0].OnAdd(r, false)

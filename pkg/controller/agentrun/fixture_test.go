@@ -84,7 +84,7 @@ type fixture struct {
 // handlers are the event handlers NewController registered, captured so
 // that tests can call them directly (Job controller style).
 type handlers struct {
-	runs        []cache.TypedResourceEventHandler[*v1alpha1.AgentRun]
+	runs        []cache.ResourceEventHandler
 	instances   []cache.TypedResourceEventHandler[*v1alpha1.SympoziumInstance]
 	jobs        []cache.TypedResourceEventHandler[*batchv1.Job]
 	deployments []cache.TypedResourceEventHandler[*appsv1.Deployment]
@@ -185,9 +185,12 @@ func (f *fixture) addToCache(objs ...runtime.Object) {
 	for _, o := range objs {
 		o = o.DeepCopyObject()
 		var gvr schema.GroupVersionResource
+		var cached any = o
 		switch obj := o.(type) {
 		case *v1alpha1.AgentRun:
-			gvr = agentrunsGVR
+			// As the informer's transform keeps it: a finished run as a
+			// record.
+			gvr, cached = agentrunsGVR, asCached(f.t, obj)
 		case *v1alpha1.SympoziumInstance:
 			gvr = instancesGVR
 		case *v1alpha1.SkillPack:
@@ -205,8 +208,20 @@ func (f *fixture) addToCache(objs ...runtime.Object) {
 		default:
 			f.t.Fatalf("addToCache: unexpected %T", o)
 		}
-		require.NoError(f.t, idx[gvr].Add(o))
+		if gvr != agentrunsGVR {
+			cached = o
+		}
+		require.NoError(f.t, idx[gvr].Add(cached))
 	}
+}
+
+// asCached is run as the run informer's store holds it (phase.TrimForCache):
+// a finished run as a *phase.FinishedRun record.
+func asCached(t testing.TB, run *v1alpha1.AgentRun) any {
+	t.Helper()
+	out, err := phase.TrimForCache(run.DeepCopy())
+	require.NoError(t, err)
+	return out
 }
 
 func partial(cm *corev1.ConfigMap) *metav1.PartialObjectMetadata {
@@ -256,7 +271,8 @@ func (f *fixture) refresh() {
 	}
 	same := func(o runtime.Object) any { return o }
 	sgv := v1alpha1.SchemeGroupVersion
-	replace(agentrunsGVR, list(f.client.Tracker(), agentrunsGVR, sgv.WithKind("AgentRun")), same)
+	replace(agentrunsGVR, list(f.client.Tracker(), agentrunsGVR, sgv.WithKind("AgentRun")),
+		func(o runtime.Object) any { return asCached(f.t, o.(*v1alpha1.AgentRun)) })
 	replace(instancesGVR, list(f.client.Tracker(), instancesGVR, sgv.WithKind("SympoziumInstance")), same)
 	replace(skillpacksGVR, list(f.client.Tracker(), skillpacksGVR, sgv.WithKind("SkillPack")), same)
 	replace(jobsGVR, list(f.kube.Tracker(), jobsGVR, batchv1.SchemeGroupVersion.WithKind("Job")), same)
@@ -287,6 +303,9 @@ func (f *fixture) snapshot() map[schema.GroupVersionResource][]runtime.Object {
 			return a < b
 		})
 		for _, o := range objs {
+			if r, ok := o.(*phase.FinishedRun); ok {
+				o = r.AgentRun() // its content, maps and pointers included
+			}
 			out[gvr] = append(out[gvr], o.(runtime.Object).DeepCopyObject())
 		}
 	}
@@ -463,13 +482,15 @@ func (c capture[T]) AddTypedEventHandler(h cache.TypedResourceEventHandler[T], o
 	return c.TypedSharedIndexInformer.AddTypedEventHandler(h, o...)
 }
 
+// runInformer captures untyped handlers: the run store holds finished runs
+// as records (phase.FinishedRun), so the run handlers are untyped.
 type runInformer struct {
 	sv1alpha1.TypedAgentRunInformer
-	got *[]cache.TypedResourceEventHandler[*v1alpha1.AgentRun]
+	got *[]cache.ResourceEventHandler
 }
 
-func (i runInformer) TypedInformer() sv1alpha1.AgentRunIndexInformer {
-	return capture[*v1alpha1.AgentRun]{i.TypedAgentRunInformer.TypedInformer(), i.got}
+func (i runInformer) Informer() cache.SharedIndexInformer {
+	return untypedCapture{i.TypedAgentRunInformer.Informer(), i.got}
 }
 
 type instanceInformer struct {

@@ -32,7 +32,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		add  func() (cache.ResourceEventHandlerRegistration, error)
 	}{
 		{"AgentRun", func() (cache.ResourceEventHandlerRegistration, error) {
-			return inf.Runs.TypedInformer().AddTypedEventHandler(c.runHandlers(), opts)
+			return inf.Runs.Informer().AddEventHandlerWithOptions(c.runHandlers(), opts)
 		}},
 		{"SympoziumInstance", func() (cache.ResourceEventHandlerRegistration, error) {
 			return inf.Instances.TypedInformer().AddTypedEventHandler(c.instanceHandlers(), opts)
@@ -75,14 +75,35 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 // what may remain to do for it is done to its children and grants, whose
 // own informers enqueue it. So a restart or a resync costs one sync per
 // run that has something to do, not one per run of the history.
-func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
-	return sinformers.AgentRunHandlerFuncs{
-		AddFunc: func(r *v1alpha1.AgentRun) {
-			if !r.Status.Phase.IsTerminal() || r.DeletionTimestamp != nil {
-				c.enqueue(cache.MetaObjectToName(r))
+//
+// The store holds a finished run as a record (phase.FinishedRun): a
+// restart's list of a long history is handled on the records, without
+// rebuilding a run from each.
+func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			switch r := obj.(type) {
+			case *phase.FinishedRun:
+				if r.Deleting() {
+					c.enqueue(cache.ObjectName{Namespace: r.Namespace, Name: r.Name})
+				}
+			case *v1alpha1.AgentRun:
+				if !r.Status.Phase.IsTerminal() || r.DeletionTimestamp != nil {
+					c.enqueue(cache.MetaObjectToName(r))
+				}
 			}
 		},
-		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
+		UpdateFunc: func(oldObj, curObj any) {
+			if o, ok := oldObj.(*phase.FinishedRun); ok {
+				if n, ok := curObj.(*phase.FinishedRun); ok && o.ResourceVersion == n.ResourceVersion {
+					return // a resync of a finished run
+				}
+			}
+			old, ok := index.Run(oldObj)
+			cur, ok2 := index.Run(curObj)
+			if !ok || !ok2 {
+				return
+			}
 			if old.Status.Phase.IsTerminal() && cur.Status.Phase.IsTerminal() && old.ResourceVersion == cur.ResourceVersion {
 				return // a resync of a finished run
 			}
@@ -97,9 +118,11 @@ func (c *Controller) runHandlers() sinformers.AgentRunHandlerFuncs {
 				c.wakeChildren(cur)
 			}
 		},
-		DeleteFunc: func(d sinformers.DeletedAgentRun) {
-			c.enqueue(d.GetObjectName())
-			if r := d.OptionalObj; r != nil {
+		DeleteFunc: func(obj any) {
+			if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+				c.enqueue(name)
+			}
+			if r, ok := index.Run(obj); ok {
 				c.expectations.forget(r.UID)
 				c.writes.forget(r.UID)
 				c.admissions.observed(r)
@@ -280,7 +303,7 @@ func (c *Controller) enqueueOwner(obj metav1.Object) {
 	if ref == nil || ref.Kind != "AgentRun" {
 		return
 	}
-	run, err := c.runs.AgentRuns(obj.GetNamespace()).Get(ref.Name)
+	run, err := index.GetRun(c.runIndex, obj.GetNamespace(), ref.Name)
 	if err == nil && run.UID != ref.UID {
 		return
 	}
@@ -308,7 +331,7 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 		if label == "" {
 			return
 		}
-		run, err := c.runs.AgentRuns(p.Namespace).Get(label)
+		run, err := index.GetRun(c.runIndex, p.Namespace, label)
 		if err != nil || naming.LabelValue(run.Name) != label {
 			return
 		}

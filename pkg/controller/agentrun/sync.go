@@ -81,7 +81,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	start := c.now()
 	defer func() { logger.V(4).Info("Finished syncing", "duration", c.now().Sub(start)) }()
 
-	run, err := c.runs.AgentRuns(key.Namespace).Get(key.Name)
+	run, err := index.GetRun(c.runIndex, key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) {
 		// Deleted; its children are garbage-collected through their
 		// ownerReferences, its cluster-scoped grants are swept.
@@ -194,14 +194,14 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	}
 	if !phase.IsAdmitted(run) {
 		if p := run.Spec.Parent; p != nil {
-			parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName)
+			parent, err := index.GetRun(c.runIndex, run.Namespace, p.RunName)
 			if err == nil {
 				obs.Parent = parent
 			}
 			obs.ChildRank = c.childRank(run)
 		}
 	} else if p := run.Spec.Parent; p != nil {
-		if parent, err := c.runs.AgentRuns(run.Namespace).Get(p.RunName); err == nil {
+		if parent, err := index.GetRun(c.runIndex, run.Namespace, p.RunName); err == nil {
 			obs.Parent = parent
 		}
 	}
@@ -381,7 +381,7 @@ func (c *Controller) childRank(run *v1alpha1.AgentRun) int {
 	}
 	rank := 0
 	for _, o := range objs {
-		r, ok := o.(*v1alpha1.AgentRun)
+		r, ok := index.Run(o) // finished siblings count too
 		if !ok || r.UID == run.UID || !phase.Older(r, run) || refusedAsExtraChild(r) {
 			continue
 		}

@@ -805,16 +805,18 @@ func TestFinishedRunCompactedInCache(t *testing.T) {
 			cond(v1alpha1.ConditionComplete, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, "agent exited 0", t0.Add(time.Minute)),
 		},
 	}))
+	// What the controller reads of the cache: the record rebuilt. addToCache
+	// caches a run as the informer's transform does, as a record.
 	cachedCopy := func(r *v1alpha1.AgentRun) *v1alpha1.AgentRun {
-		out, err := phase.TrimForCache(r.DeepCopy())
-		require.NoError(t, err)
-		return out.(*v1alpha1.AgentRun)
+		rec, ok := asCached(t, r).(*phase.FinishedRun)
+		require.True(t, ok, "a finished run is cached as a record")
+		return rec.AgentRun()
 	}
 
 	t.Run("status stands: nothing is read or written", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToTracker(newInstance("inst"), full)
-		f.addToCache(newInstance("inst"), cachedCopy(full))
+		f.addToCache(newInstance("inst"), full)
 		require.Empty(t, cachedCopy(full).Status.Result, "the cache keeps no result")
 		f.client.ClearActions()
 		require.NoError(t, f.sync("run"))
@@ -827,7 +829,7 @@ func TestFinishedRunCompactedInCache(t *testing.T) {
 		edited := full.DeepCopy()
 		edited.Generation = 2
 		f.addToTracker(newInstance("inst"), edited)
-		f.addToCache(newInstance("inst"), cachedCopy(edited))
+		f.addToCache(newInstance("inst"), edited)
 		f.client.ClearActions()
 		require.NoError(t, f.sync("run"))
 		assert.Equal(t, []string{"get agentruns ns/run", "update agentruns/status ns/run"}, describe(f.client.Actions()))

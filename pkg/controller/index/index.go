@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -46,7 +47,85 @@ const (
 // LiveRunsKey is the one key of the LiveRuns index.
 const LiveRunsKey = "live"
 
-func live(r *v1alpha1.AgentRun) bool { return !r.Status.Phase.IsTerminal() }
+// Run returns the run obj is, as the run informer's store holds it: a live
+// run as is, a finished run's record (phase.FinishedRun) rebuilt as the
+// compacted run, a new object each call. Tombstones are unwrapped. ok is
+// false for anything else.
+func Run(obj any) (*v1alpha1.AgentRun, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	switch o := obj.(type) {
+	case *v1alpha1.AgentRun:
+		return o, true
+	case *phase.FinishedRun:
+		return o.AgentRun(), true
+	}
+	return nil, false
+}
+
+// Runs is Run of each of objs that is a run.
+func Runs(objs []any) []*v1alpha1.AgentRun {
+	out := make([]*v1alpha1.AgentRun, 0, len(objs))
+	for _, o := range objs {
+		if r, ok := Run(o); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// GetRun is the run namespace/name of the run informer's store (see Run),
+// or a NotFound error, as a lister's Get.
+func GetRun(runs cache.Indexer, namespace, name string) (*v1alpha1.AgentRun, error) {
+	obj, ok, err := runs.GetByKey(cache.ObjectName{Namespace: namespace, Name: name}.String())
+	if err != nil {
+		return nil, err
+	}
+	if r, isRun := Run(obj); ok && isRun {
+		return r, nil
+	}
+	return nil, apierrors.NewNotFound(v1alpha1.Resource("agentrun"), name)
+}
+
+// History is what the history policy reads of the run obj is (see
+// phase.HistoryRun), without rebuilding a finished run from its record.
+func History(obj any) (phase.HistoryRun, bool) {
+	switch o := obj.(type) {
+	case *v1alpha1.AgentRun:
+		return phase.HistoryOf(o), true
+	case *phase.FinishedRun:
+		return o.History(), true
+	}
+	return phase.HistoryRun{}, false
+}
+
+// InstanceOf is the namespace and spec.instanceRef of the run obj is.
+func InstanceOf(obj any) (namespace, instance string, ok bool) {
+	f, ok := factsOf(obj)
+	return f.namespace, f.instance, ok
+}
+
+// runFacts is what the indexes read of a run, from either form.
+type runFacts struct {
+	namespace, instance, parent string
+	phase                       v1alpha1.AgentRunPhase
+	waiting                     bool
+}
+
+func factsOf(obj any) (runFacts, bool) {
+	switch o := obj.(type) {
+	case *v1alpha1.AgentRun:
+		f := runFacts{namespace: o.Namespace, instance: o.Spec.InstanceRef, phase: o.Status.Phase, waiting: phase.IsWaiting(o)}
+		if o.Spec.Parent != nil {
+			f.parent = o.Spec.Parent.RunName
+		}
+		return f, true
+	case *phase.FinishedRun:
+		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase}, true
+	}
+	return runFacts{}, false
+}
 
 // RunLabelKey is the PodsByRun key of a run's pods.
 func RunLabelKey(namespace, run string) string { return namespace + "/" + naming.LabelValue(run) }
@@ -55,15 +134,17 @@ func RunLabelKey(namespace, run string) string { return namespace + "/" + naming
 func InstanceKey(namespace, instance string) string { return namespace + "/" + instance }
 
 // byInstance indexes the runs for which keep is true by InstanceKey.
-func byInstance(keep func(*v1alpha1.AgentRun) bool) cache.IndexFunc {
+func byInstance(keep func(runFacts) bool) cache.IndexFunc {
 	return func(obj any) ([]string, error) {
-		r, ok := obj.(*v1alpha1.AgentRun)
+		r, ok := factsOf(obj)
 		if !ok || !keep(r) {
 			return nil, nil
 		}
-		return []string{InstanceKey(r.Namespace, r.Spec.InstanceRef)}, nil
+		return []string{InstanceKey(r.namespace, r.instance)}, nil
 	}
 }
+
+func liveFacts(r runFacts) bool { return !r.phase.IsTerminal() }
 
 // Add adds the indexes the controllers use to the run and pod
 // informers. It is idempotent, so every controller sharing the informers may
@@ -71,22 +152,22 @@ func byInstance(keep func(*v1alpha1.AgentRun) bool) cache.IndexFunc {
 func Add(runs, pods cache.SharedIndexInformer) error {
 	want := map[cache.SharedIndexInformer]cache.Indexers{
 		runs: {
-			RunsByInstance:        byInstance(func(*v1alpha1.AgentRun) bool { return true }),
-			WaitingRunsByInstance: byInstance(phase.IsWaiting),
-			SubagentsByInstance:   byInstance(func(r *v1alpha1.AgentRun) bool { return r.Spec.Parent != nil }),
-			LiveRunsByInstance:    byInstance(live),
+			RunsByInstance:        byInstance(func(runFacts) bool { return true }),
+			WaitingRunsByInstance: byInstance(func(r runFacts) bool { return r.waiting }),
+			SubagentsByInstance:   byInstance(func(r runFacts) bool { return r.parent != "" }),
+			LiveRunsByInstance:    byInstance(liveFacts),
 			LiveRuns: func(obj any) ([]string, error) {
-				if r, ok := obj.(*v1alpha1.AgentRun); ok && live(r) {
+				if r, ok := factsOf(obj); ok && liveFacts(r) {
 					return []string{LiveRunsKey}, nil
 				}
 				return nil, nil
 			},
 			RunsByParent: func(obj any) ([]string, error) {
-				r, ok := obj.(*v1alpha1.AgentRun)
-				if !ok || r.Spec.Parent == nil {
+				r, ok := factsOf(obj)
+				if !ok || r.parent == "" {
 					return nil, nil
 				}
-				return []string{r.Namespace + "/" + r.Spec.Parent.RunName}, nil
+				return []string{r.namespace + "/" + r.parent}, nil
 			},
 		},
 		pods: {

@@ -89,17 +89,22 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	if err != nil {
 		return nil, fmt.Errorf("adding SympoziumInstance event handler: %w", err)
 	}
-	rreg, err := runs.TypedInformer().AddTypedEventHandler(sinformers.AgentRunHandlerFuncs{
+	// The run store holds finished runs as records (phase.FinishedRun):
+	// the handlers read both forms through the index package.
+	rreg, err := runs.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.runChanged,
-		UpdateFunc: func(old, cur *v1alpha1.AgentRun) {
-			if old.Status.Phase != cur.Status.Phase || !equalTTL(old.Spec.TTLSecondsAfterFinished, cur.Spec.TTLSecondsAfterFinished) {
-				c.runChanged(cur)
+		UpdateFunc: func(oldObj, curObj any) {
+			old, ok := index.History(oldObj)
+			cur, ok2 := index.History(curObj)
+			if ok && ok2 && (old.Phase != cur.Phase || old.HasTTL != cur.HasTTL || old.TTL != cur.TTL) {
+				c.runChanged(curObj)
 			}
 		},
-		DeleteFunc: func(d sinformers.DeletedAgentRun) {
-			if d.OptionalObj != nil {
-				c.runChanged(d.OptionalObj)
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
 			}
+			c.runChanged(obj)
 		},
 	}, opts)
 	if err != nil {
@@ -109,14 +114,13 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	return c, nil
 }
 
-// equalTTL compares two ttlSecondsAfterFinished (the one field of a
-// finished run that may change and moves its expiry).
-func equalTTL(a, b *int32) bool {
-	return (a == nil) == (b == nil) && (a == nil || *a == *b)
-}
-
-func (c *Controller) runChanged(r *v1alpha1.AgentRun) {
-	c.queue.AddAfter(cache.ObjectName{Namespace: r.Namespace, Name: r.Spec.InstanceRef}, c.coalesce)
+// runChanged wakes the instance of the run obj is (the ttlSecondsAfterFinished
+// compared above is the one field of a finished run that may change and
+// moves its expiry).
+func (c *Controller) runChanged(obj any) {
+	if ns, inst, ok := index.InstanceOf(obj); ok {
+		c.queue.AddAfter(cache.ObjectName{Namespace: ns, Name: inst}, c.coalesce)
+	}
 }
 
 // Run blocks until ctx is done.
@@ -149,9 +153,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
-	runs := make([]*v1alpha1.AgentRun, 0, len(objs))
+	runs := make([]phase.HistoryRun, 0, len(objs))
 	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok {
+		if r, ok := index.History(o); ok {
 			runs = append(runs, r)
 		}
 	}
@@ -163,12 +167,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		c.queue.AddAfter(key, expiry.RequeueAfter)
 	}
 	for _, r := range expiry.Delete {
-		if err := c.deleteRun(ctx, r); err != nil {
+		if err := c.deleteRun(ctx, inst.Namespace, r); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		pruned[r.Name] = true
-		logger.V(2).Info("Pruned finished run", "agentRun", klog.KObj(r))
+		logger.V(2).Info("Pruned finished run", "agentRun", klog.KRef(inst.Namespace, r.Name))
 	}
 	kept := runs[:0]
 	for _, r := range runs {
@@ -202,10 +206,10 @@ const ChannelMessage = "channel gateways are not run by sympozium-controller"
 // Running; activeAgentPods the runs in Running or Serving; one entry per
 // channel of the spec. Fields only sympozium's other components write
 // (webEndpoint, totalAgentRuns, conditions) are kept as found.
-func sympoziumStatus(inst *v1alpha1.SympoziumInstance, runs []*v1alpha1.AgentRun, active int32, st *v1alpha1.SympoziumInstanceStatus) {
+func sympoziumStatus(inst *v1alpha1.SympoziumInstance, runs []phase.HistoryRun, active int32, st *v1alpha1.SympoziumInstanceStatus) {
 	st.Phase = "Running"
 	for _, r := range runs {
-		if r.Status.Phase == v1alpha1.PhaseServing {
+		if r.Phase == v1alpha1.PhaseServing {
 			st.Phase = "Serving"
 			break
 		}
@@ -221,10 +225,10 @@ func sympoziumStatus(inst *v1alpha1.SympoziumInstance, runs []*v1alpha1.AgentRun
 	}
 }
 
-func (c *Controller) deleteRun(ctx context.Context, r *v1alpha1.AgentRun) error {
+func (c *Controller) deleteRun(ctx context.Context, namespace string, r phase.HistoryRun) error {
 	uid := r.UID
 	policy := metav1.DeletePropagationBackground
-	err := c.client.SympoziumV1alpha1().AgentRuns(r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
+	err := c.client.SympoziumV1alpha1().AgentRuns(namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy,
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {

@@ -22,6 +22,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
@@ -71,7 +72,7 @@ func (f *fixture) add(objs ...runtime.Object) {
 		require.NoError(f.t, f.client.Tracker().Add(o))
 		switch o.(type) {
 		case *v1alpha1.AgentRun:
-			require.NoError(f.t, f.runs.Add(o.DeepCopyObject()))
+			require.NoError(f.t, f.runs.Add(cached(f.t, o)))
 		case *v1alpha1.SympoziumInstance:
 			require.NoError(f.t, f.instances.Add(o.DeepCopyObject()))
 		}
@@ -91,10 +92,19 @@ func (f *fixture) refresh() {
 		require.NoError(f.t, err)
 		objs := make([]any, 0, len(items))
 		for _, it := range items {
-			objs = append(objs, it)
+			objs = append(objs, cached(f.t, it))
 		}
 		require.NoError(f.t, idx.Replace(objs, ""))
 	}
+}
+
+// cached is o as the informers' transform keeps it (phase.TrimForCache): a
+// finished run as a *phase.FinishedRun record.
+func cached(t *testing.T, o runtime.Object) any {
+	t.Helper()
+	out, err := phase.TrimForCache(o.DeepCopyObject())
+	require.NoError(t, err)
+	return out
 }
 
 func (f *fixture) sync(name string) error {
