@@ -102,8 +102,12 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 		}
 		logger.V(2).Info("Finalizer removed", "finalizer", v1alpha1.FinalizerServer)
 	}
-	if d.RequeueAfter > 0 {
+	switch {
+	case d.RequeueAfter <= 0:
+	case d.Status.Phase.IsTerminal():
 		c.queue.AddAfter(cache.MetaObjectToName(run), d.RequeueAfter)
+	default:
+		c.wakeAfter(cache.MetaObjectToName(run), d.RequeueAfter)
 	}
 	return "", run, nil
 }

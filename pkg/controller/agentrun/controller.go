@@ -116,6 +116,9 @@ type Controller struct {
 	synced []cache.InformerSynced
 	worker *worker.Worker
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	// wakes times the wake-ups live runs' decisions ask for (deadlines,
+	// grace periods) apart from queue; see wakeAfter.
+	wakes workqueue.TypedDelayingInterface[cache.ObjectName]
 
 	expectations *expectations
 	admissions   *admissions
@@ -166,6 +169,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.worker = worker.NewWithQueue("agentrun", opts.RateLimiter, c.clock, worker.NewFrontQueue(c.admissionRank), c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
+	c.wakes = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[cache.ObjectName]{Clock: c.clock})
 	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
@@ -196,7 +200,12 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	if c.sandboxes != nil {
 		wg.Go(func() { c.sandboxes.Run(ctx) })
 	}
+	wg.Go(func() {
+		for c.processNextWake() {
+		}
+	})
 	c.worker.Run(ctx, workers, c.synced...)
+	c.wakes.ShutDown()
 	wg.Wait()
 }
 
@@ -206,6 +215,41 @@ func (c *Controller) HasSynced() bool {
 }
 
 func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
+
+// wakeAfter has the run synced again after d: the next deadline or grace
+// expiry a live run's decision asks for. The wake is timed outside the
+// queue, which cannot take back a delayed key, so that one coming due
+// after the run finished is dropped (processNextWake). Otherwise every run
+// is synced once more for nothing at its deadline, up to its timeout (10
+// minutes by default) after it finished: a history of runs kept the queue
+// busy, at the rate the runs were admitted, that long after the last one.
+func (c *Controller) wakeAfter(key cache.ObjectName, d time.Duration) { c.wakes.AddAfter(key, d) }
+
+// processNextWake moves one wake that came due into the queue, unless the
+// cache holds the run finished and not being deleted: the terminal status
+// write that finished it brought its own sync, and a finished run has no
+// deadline. False once the wakes are shut down.
+func (c *Controller) processNextWake() bool {
+	key, quit := c.wakes.Get()
+	if quit {
+		return false
+	}
+	defer c.wakes.Done(key)
+	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok {
+		switch r := obj.(type) {
+		case *phase.FinishedRun:
+			if !r.Deleting() {
+				return true
+			}
+		case *v1alpha1.AgentRun:
+			if r.Status.Phase.IsTerminal() && r.DeletionTimestamp == nil {
+				return true
+			}
+		}
+	}
+	c.enqueue(key)
+	return true
+}
 
 // admissionRank orders the queue: runs whose admission is undecided (new
 // runs, see phase.AdmissionUndecided) go in front, oldest first, so that

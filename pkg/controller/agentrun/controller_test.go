@@ -523,3 +523,30 @@ func TestChildEnqueuesRunNotCachedYet(t *testing.T) {
 	f.c.enqueueOwner(job)
 	assert.Equal(t, 0, f.c.queue.Len(), "a child of an earlier run of that name")
 }
+
+// A wake-up a live run's decision asked for (here its deadline) that comes
+// due after the run finished syncs nothing: the finished run is not queued
+// again. Before, every run was synced once more at its deadline, up to its
+// timeout after it finished, and a history of runs kept the queue busy that
+// long after the last one (the memory benchmark never came to rest). A run
+// still live at its deadline is woken as before.
+func TestDeadlineWakeOfAFinishedRunIsDropped(t *testing.T) {
+	f := newFixture(t)
+	f.add(newInstance("inst"), newRun("done"), newRun("live"))
+	require.NoError(t, f.sync("done")) // admitted: woken at its deadline
+	f.clk.Step(time.Second)
+	require.NoError(t, f.sync("live")) // admitted: woken a second later
+	f.refresh()
+	done := f.trackedRun("done")
+	done.Status.Phase = v1alpha1.PhaseSucceeded
+	f.update(done)
+	require.Empty(t, f.queued(), "nothing ready before the deadlines")
+
+	ctx, cancel := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { f.c.Run(ctx, 0) }) // no workers: the queue is read below
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	f.clk.Step(testPhaseConfig.Workload.DefaultTimeout + time.Minute)
+	require.Eventually(t, func() bool { return f.c.queue.Len() > 0 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, []string{testNS + "/live"}, f.queued(), "the finished run's deadline is not synced")
+}

@@ -132,6 +132,7 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	require.NoError(t, err)
 	f.c = c
 	t.Cleanup(c.queue.ShutDown)
+	t.Cleanup(c.wakes.ShutDown)
 	return f
 }
 
