@@ -48,6 +48,11 @@ type Controller struct {
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	coalesce  time.Duration
 	clock     clock.WithTicker
+	// tally counts each instance's runs from the run events.
+	tally *tally
+	// runEvents are the run handlers (the tests deliver events through
+	// them as the informer does).
+	runEvents cache.ResourceEventHandlerFuncs
 }
 
 // NewController wires the event handlers. rl may be nil; clk nil is the
@@ -62,6 +67,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
 		clock:     clk,
+		tally:     newTally(),
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
@@ -91,12 +97,18 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	}
 	// The run store holds finished runs as records (phase.FinishedRun):
 	// the handlers read both forms through the index package.
-	rreg, err := runs.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.runChanged,
+	// Every event moves the instance's tally; the instance is synced when
+	// a run's phase, TTL or deletion changed what it reports or prunes.
+	c.runEvents = cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			c.tally.add(obj, +1)
+			c.runChanged(obj)
+		},
 		UpdateFunc: func(oldObj, curObj any) {
+			c.tally.update(oldObj, curObj)
 			old, ok := index.History(oldObj)
 			cur, ok2 := index.History(curObj)
-			if ok && ok2 && (old.Phase != cur.Phase || old.HasTTL != cur.HasTTL || old.TTL != cur.TTL) {
+			if ok && ok2 && (old.Phase != cur.Phase || old.HasTTL != cur.HasTTL || old.TTL != cur.TTL || old.Deleting != cur.Deleting) {
 				c.runChanged(curObj)
 			}
 		},
@@ -104,9 +116,11 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
+			c.tally.add(obj, -1)
 			c.runChanged(obj)
 		},
-	}, opts)
+	}
+	rreg, err := runs.Informer().AddEventHandlerWithOptions(c.runEvents, opts)
 	if err != nil {
 		return nil, fmt.Errorf("adding AgentRun event handler: %w", err)
 	}
@@ -149,44 +163,28 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}); sent {
 		return err
 	}
-	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
-	if err != nil {
-		return err
-	}
-	runs := make([]phase.HistoryRun, 0, len(objs))
-	for _, o := range objs {
-		if r, ok := index.History(o); ok {
-			runs = append(runs, r)
-		}
-	}
+	// The counts come from the tally; the runs are read only when the
+	// history policy has something to do (a limit exceeded, a TTL to time).
+	tl := c.tally.of(index.InstanceKey(key.Namespace, key.Name))
 	var errs []error
-	pruned := map[string]bool{}
-	expiry := phase.Expire(runs, inst, c.clock.Now())
-	if expiry.RequeueAfter > 0 {
-		// The next TTL to run out: a timer, not a poll.
-		c.queue.AddAfter(key, expiry.RequeueAfter)
-	}
-	for _, r := range expiry.Delete {
-		if err := c.deleteRun(ctx, inst.Namespace, r); err != nil {
+	if tl.historyDue(inst) {
+		pruned, err := c.expire(ctx, logger, key, inst)
+		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		pruned[r.Name] = true
-		logger.V(2).Info("Pruned finished run", "agentRun", klog.KRef(inst.Namespace, r.Name))
-	}
-	kept := runs[:0]
-	for _, r := range runs {
-		if !pruned[r.Name] {
-			kept = append(kept, r)
+		// The deleted runs are gone from what the status reports, before
+		// their delete events arrive.
+		for _, r := range pruned {
+			tl.count(r, -1)
 		}
 	}
-	counts := phase.Count(kept)
+	counts := tl.Counts
 	st := v1alpha1.SympoziumInstanceStatus{
 		ObservedGeneration: inst.Generation,
 		ActiveRuns:         counts.Active, WaitingRuns: counts.Waiting,
 		SucceededRuns: counts.Succeeded, FailedRuns: counts.Failed,
 	}
-	sympoziumStatus(inst, kept, counts.Active, &st)
+	sympoziumStatus(inst, tl.Serving > 0, counts.Active, &st)
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
@@ -195,6 +193,37 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// expire applies the instance's history policy (phase.Expire) to its runs
+// and returns the runs it deleted.
+func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.ObjectName, inst *v1alpha1.SympoziumInstance) ([]phase.HistoryRun, error) {
+	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
+	if err != nil {
+		return nil, err
+	}
+	runs := make([]phase.HistoryRun, 0, len(objs))
+	for _, o := range objs {
+		if r, ok := index.History(o); ok {
+			runs = append(runs, r)
+		}
+	}
+	expiry := phase.Expire(runs, inst, c.clock.Now())
+	if expiry.RequeueAfter > 0 {
+		// The next TTL to run out: a timer, not a poll.
+		c.queue.AddAfter(key, expiry.RequeueAfter)
+	}
+	var errs []error
+	var pruned []phase.HistoryRun
+	for _, r := range expiry.Delete {
+		if err := c.deleteRun(ctx, inst.Namespace, r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pruned = append(pruned, r)
+		logger.V(2).Info("Pruned finished run", "agentRun", klog.KRef(inst.Namespace, r.Name))
+	}
+	return pruned, errors.Join(errs...)
 }
 
 // ChannelMessage is the message of every channel's status: this controller
@@ -206,13 +235,10 @@ const ChannelMessage = "channel gateways are not run by sympozium-controller"
 // Running; activeAgentPods the runs in Running or Serving; one entry per
 // channel of the spec. Fields only sympozium's other components write
 // (webEndpoint, totalAgentRuns, conditions) are kept as found.
-func sympoziumStatus(inst *v1alpha1.SympoziumInstance, runs []phase.HistoryRun, active int32, st *v1alpha1.SympoziumInstanceStatus) {
+func sympoziumStatus(inst *v1alpha1.SympoziumInstance, serving bool, active int32, st *v1alpha1.SympoziumInstanceStatus) {
 	st.Phase = "Running"
-	for _, r := range runs {
-		if r.Phase == v1alpha1.PhaseServing {
-			st.Phase = "Serving"
-			break
-		}
+	if serving {
+		st.Phase = "Serving"
 	}
 	st.ActiveAgentPods = active
 	for _, ch := range inst.Spec.Channels {

@@ -72,7 +72,9 @@ func (f *fixture) add(objs ...runtime.Object) {
 		require.NoError(f.t, f.client.Tracker().Add(o))
 		switch o.(type) {
 		case *v1alpha1.AgentRun:
-			require.NoError(f.t, f.runs.Add(cached(f.t, o)))
+			obj := cached(f.t, o)
+			require.NoError(f.t, f.runs.Add(obj))
+			f.c.tally.add(obj, +1) // what the run handler does with the event
 		case *v1alpha1.SympoziumInstance:
 			require.NoError(f.t, f.instances.Add(o.DeepCopyObject()))
 		}
@@ -93,6 +95,16 @@ func (f *fixture) refresh() {
 		objs := make([]any, 0, len(items))
 		for _, it := range items {
 			objs = append(objs, cached(f.t, it))
+		}
+		if idx == f.runs {
+			// The events the informer would deliver, as the tally sees
+			// them: every old run out, every current one in.
+			for _, old := range f.runs.List() {
+				f.c.tally.add(old, -1)
+			}
+			for _, o := range objs {
+				f.c.tally.add(o, +1)
+			}
 		}
 		require.NoError(f.t, idx.Replace(objs, ""))
 	}
