@@ -72,6 +72,7 @@ func compactFinishedRun(r *v1alpha1.AgentRun) {
 	s := &r.Spec
 	s.InstanceRef = intern(s.InstanceRef)
 	s.Cleanup = v1alpha1.CleanupPolicy(intern(string(s.Cleanup)))
+	s.Mode = v1alpha1.AgentRunMode(intern(string(s.Mode)))
 	s.Task, s.SystemPrompt, s.AgentID, s.SessionKey = "", "", "", ""
 	s.Model, s.Env, s.ToolPolicy, s.Skills = v1alpha1.ModelSpec{}, nil, nil, nil
 	st := &r.Status

@@ -28,6 +28,7 @@ type FinishedRun struct {
 	Created         metav1.Time
 
 	Instance string
+	Mode     v1alpha1.AgentRunMode // set on every run: the CRD defaults it
 	Cleanup  v1alpha1.CleanupPolicy
 	Phase    v1alpha1.AgentRunPhase
 	JobName  string
@@ -64,7 +65,6 @@ type finishedMore struct {
 	Finalizers                 []string
 	ManagedFields              []metav1.ManagedFieldsEntry
 
-	Mode         v1alpha1.AgentRunMode
 	Parent       *v1alpha1.ParentRef
 	Timeout      *metav1.Duration
 	Sandbox      *v1alpha1.SandboxSpec
@@ -82,7 +82,7 @@ func newFinishedRun(r *v1alpha1.AgentRun) *FinishedRun {
 	f := &FinishedRun{
 		Namespace: r.Namespace, Name: r.Name, UID: r.UID, ResourceVersion: r.ResourceVersion,
 		Generation: r.Generation, Created: r.CreationTimestamp,
-		Instance: s.InstanceRef, Cleanup: s.Cleanup, Phase: st.Phase, JobName: st.JobName,
+		Instance: s.InstanceRef, Mode: s.Mode, Cleanup: s.Cleanup, Phase: st.Phase, JobName: st.JobName,
 		ObservedGeneration: st.ObservedGeneration, Attempts: st.Attempts,
 	}
 	if f.JobName == f.Name {
@@ -118,7 +118,7 @@ func newFinishedRun(r *v1alpha1.AgentRun) *FinishedRun {
 		DeletionTimestamp: r.DeletionTimestamp, DeletionGracePeriodSeconds: r.DeletionGracePeriodSeconds,
 		Labels: r.Labels, Annotations: r.Annotations, OwnerReferences: r.OwnerReferences,
 		Finalizers: r.Finalizers, ManagedFields: r.ManagedFields,
-		Mode: s.Mode, Parent: s.Parent, Timeout: s.Timeout, Sandbox: s.Sandbox, AgentSandbox: s.AgentSandbox, Retry: s.Retry,
+		Parent: s.Parent, Timeout: s.Timeout, Sandbox: s.Sandbox, AgentSandbox: s.AgentSandbox, Retry: s.Retry,
 		SandboxName: st.SandboxName, SandboxClaimName: st.SandboxClaimName,
 		DeploymentName: st.DeploymentName, ServiceName: st.ServiceName, Conditions: conditions,
 	}
@@ -132,7 +132,7 @@ func (m *finishedMore) empty() bool {
 	return m.TypeMeta == (metav1.TypeMeta{}) && m.GenerateName == "" && m.SelfLink == "" &&
 		m.DeletionTimestamp == nil && m.DeletionGracePeriodSeconds == nil &&
 		m.Labels == nil && m.Annotations == nil && m.OwnerReferences == nil && m.Finalizers == nil && m.ManagedFields == nil &&
-		m.Mode == "" && m.Parent == nil && m.Timeout == nil && m.Sandbox == nil && m.AgentSandbox == nil && m.Retry == nil &&
+		m.Parent == nil && m.Timeout == nil && m.Sandbox == nil && m.AgentSandbox == nil && m.Retry == nil &&
 		m.SandboxName == "" && m.SandboxClaimName == "" && m.DeploymentName == "" && m.ServiceName == "" && m.Conditions == nil
 }
 
@@ -145,7 +145,7 @@ func (f *FinishedRun) AgentRun() *v1alpha1.AgentRun {
 			Namespace: f.Namespace, Name: f.Name, UID: f.UID, ResourceVersion: f.ResourceVersion,
 			Generation: f.Generation, CreationTimestamp: f.Created,
 		},
-		Spec: v1alpha1.AgentRunSpec{InstanceRef: f.Instance, Cleanup: f.Cleanup, Cancel: f.flags&flagCancel != 0},
+		Spec: v1alpha1.AgentRunSpec{InstanceRef: f.Instance, Mode: f.Mode, Cleanup: f.Cleanup, Cancel: f.flags&flagCancel != 0},
 		Status: v1alpha1.AgentRunStatus{
 			ObservedGeneration: f.ObservedGeneration, Phase: f.Phase, JobName: f.JobName,
 			ResultTruncated: f.flags&flagResultTruncated != 0, Attempts: f.Attempts,
@@ -172,7 +172,7 @@ func (f *FinishedRun) AgentRun() *v1alpha1.AgentRun {
 		r.Labels, r.Annotations, r.OwnerReferences = m.Labels, m.Annotations, m.OwnerReferences
 		r.Finalizers, r.ManagedFields = m.Finalizers, m.ManagedFields
 		s := &r.Spec
-		s.Mode, s.Parent, s.Timeout, s.Sandbox, s.AgentSandbox, s.Retry = m.Mode, m.Parent, m.Timeout, m.Sandbox, m.AgentSandbox, m.Retry
+		s.Parent, s.Timeout, s.Sandbox, s.AgentSandbox, s.Retry = m.Parent, m.Timeout, m.Sandbox, m.AgentSandbox, m.Retry
 		st := &r.Status
 		st.SandboxName, st.SandboxClaimName, st.DeploymentName, st.ServiceName = m.SandboxName, m.SandboxClaimName, m.DeploymentName, m.ServiceName
 		if m.Conditions != nil {

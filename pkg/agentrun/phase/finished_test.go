@@ -98,7 +98,7 @@ func TestFinishedRunRecordRoundTrips(t *testing.T) {
 			*r = v1alpha1.AgentRun{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "sympozium.ai/v1alpha1", Kind: "AgentRun"},
 				ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns", UID: "u", ResourceVersion: "9", Generation: 1, CreationTimestamp: full.CreationTimestamp},
-				Spec:       v1alpha1.AgentRunSpec{InstanceRef: "inst", Task: "t", Cleanup: v1alpha1.CleanupKeep},
+				Spec:       v1alpha1.AgentRunSpec{InstanceRef: "inst", Task: "t", Cleanup: v1alpha1.CleanupKeep, Mode: v1alpha1.ModeTask},
 				Status: v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseSucceeded, JobName: "run", ObservedGeneration: 1, CompletedAt: full.Status.CompletedAt,
 					Conditions: []metav1.Condition{outcome(v1alpha1.ConditionComplete, v1alpha1.ReasonSucceeded)}},
 			}

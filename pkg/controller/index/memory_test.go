@@ -28,7 +28,7 @@ func finishedRun(i int) []byte {
 			ResourceVersion: fmt.Sprint(100000 + i), Generation: 1, CreationTimestamp: metav1.NewTime(t0),
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "bench", Operation: metav1.ManagedFieldsOperationUpdate}, {Manager: "sympozium-controller", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "status"}}},
 		Spec: v1alpha1.AgentRunSpec{InstanceRef: "bench", AgentID: "default", SessionKey: fmt.Sprintf("s-%05d", i), Task: "summarise the state of the cluster",
-			Model: v1alpha1.ModelSpec{Provider: "openai", Model: "gpt-4o"}, Cleanup: v1alpha1.CleanupKeep,
+			Model: v1alpha1.ModelSpec{Provider: "openai", Model: "gpt-4o"}, Cleanup: v1alpha1.CleanupKeep, Mode: v1alpha1.ModeTask, // the CRD's default
 			Env: map[string]string{"SIM_DURATION": "0s", "SIM_MESSAGE": `{"status":"success","response":"the cluster is healthy","metrics":{"inputTokens":1500,"outputTokens":800}}`}},
 		Status: v1alpha1.AgentRunStatus{ObservedGeneration: 1, Phase: v1alpha1.PhaseSucceeded, JobName: fmt.Sprintf("run-%05d", i), PodName: fmt.Sprintf("run-%05d-x7k2p", i),
 			StartedAt: new(metav1.NewTime(t0)), CompletedAt: new(metav1.NewTime(t0.Add(time.Second))), Result: "the cluster is healthy", ExitCode: &code,
