@@ -550,3 +550,24 @@ func TestDeadlineWakeOfAFinishedRunIsDropped(t *testing.T) {
 	require.Eventually(t, func() bool { return f.c.queue.Len() > 0 }, 10*time.Second, time.Millisecond)
 	assert.Equal(t, []string{testNS + "/live"}, f.queued(), "the finished run's deadline is not synced")
 }
+
+// A child this controller deleted or retired is remembered until its
+// informer delivers its departure, and forgotten then: for every kind, pods
+// included (they were not, and every kept run left its pod's UID behind, a
+// few megabytes over 50,000 runs).
+func TestDepartedChildrenForgotten(t *testing.T) {
+	f := newFixture(t)
+	r := newRun("run", withStatus(runningStatus("run", "run-pod")))
+	job := jobOf(r, "run-job-uid")
+	pod := podOf(job, "run-pod", agentExited(0, ""))
+	f.add(r, job, pod)
+	for _, uid := range []types.UID{job.UID, pod.UID} {
+		f.c.expectations.deletedChild(uid)
+		require.True(t, f.c.expectations.deleting(uid))
+	}
+	f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
+	f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+	f.c.expectations.mu.Lock()
+	defer f.c.expectations.mu.Unlock()
+	assert.Empty(t, f.c.expectations.deleted, "departed children still remembered")
+}

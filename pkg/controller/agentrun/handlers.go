@@ -190,6 +190,10 @@ func (c *Controller) podHandlers() coreinformers.PodHandlerFuncs {
 		UpdateFunc: onNewVersion(c.enqueuePodOwner),
 		DeleteFunc: func(d coreinformers.DeletedPod) {
 			if d.OptionalObj != nil {
+				// A pod this controller retired or deleted has left the
+				// cache: forget it, as childDeleted does for the others
+				// (else each kept run's pod stays remembered for good).
+				c.expectations.gone(d.OptionalObj.UID)
 				c.enqueuePodOwner(d.OptionalObj)
 			}
 		},
