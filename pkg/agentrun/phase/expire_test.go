@@ -107,7 +107,7 @@ func TestExpire(t *testing.T) {
 			for _, r := range tc.runs {
 				before = append(before, r.DeepCopy())
 			}
-			x := Expire(Histories(tc.runs), tc.inst, at)
+			x := Expire(histories(tc.runs), tc.inst, at)
 			assert.Equal(t, tc.del, names(x.Delete))
 			assert.Equal(t, tc.requeue, x.RequeueAfter)
 			assert.Equal(t, before, tc.runs, "Expire mutated its input")
@@ -118,7 +118,7 @@ func TestExpire(t *testing.T) {
 					kept = append(kept, r)
 				}
 			}
-			again := Expire(Histories(kept), tc.inst, at)
+			again := Expire(histories(kept), tc.inst, at)
 			assert.Empty(t, again.Delete, "a second pass deletes more")
 			assert.Equal(t, tc.requeue, again.RequeueAfter)
 		})

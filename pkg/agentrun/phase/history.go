@@ -57,15 +57,6 @@ func (f *FinishedRun) History() HistoryRun {
 	return h
 }
 
-// Histories is HistoryOf each run.
-func Histories(runs []*v1alpha1.AgentRun) []HistoryRun {
-	out := make([]HistoryRun, len(runs))
-	for i, r := range runs {
-		out[i] = HistoryOf(r)
-	}
-	return out
-}
-
 // InstanceCounts are the run counts an instance reports in its status.
 type InstanceCounts struct {
 	Active, Waiting, Succeeded, Failed int32

@@ -27,6 +27,15 @@ func historyRun(i int, p v1alpha1.AgentRunPhase, completed time.Duration) *v1alp
 	return r
 }
 
+// histories is HistoryOf each run.
+func histories(runs []*v1alpha1.AgentRun) []HistoryRun {
+	out := make([]HistoryRun, len(runs))
+	for i, r := range runs {
+		out[i] = HistoryOf(r)
+	}
+	return out
+}
+
 func names(rs []HistoryRun) []string {
 	var out []string
 	for _, r := range rs {
@@ -44,12 +53,12 @@ func TestPrune(t *testing.T) {
 	for i := 55; i < 58; i++ {
 		runs = append(runs, historyRun(i, v1alpha1.PhaseRunning, 0))
 	}
-	got := Prune(Histories(runs), 50)
+	got := Prune(histories(runs), 50)
 	// The five that completed first: r54..r50.
 	assert.Equal(t, []string{"r54", "r53", "r52", "r51", "r50"}, names(got))
-	assert.Nil(t, Prune(Histories(runs[:50]), 50))
-	assert.Len(t, Prune(Histories(runs), 0), 55)
-	for _, r := range Prune(Histories(runs), 0) {
+	assert.Nil(t, Prune(histories(runs[:50]), 50))
+	assert.Len(t, Prune(histories(runs), 0), 55)
+	for _, r := range Prune(histories(runs), 0) {
 		assert.True(t, r.Phase.IsTerminal())
 	}
 }
@@ -60,7 +69,7 @@ func TestPruneKeepsParentsOfLiveRuns(t *testing.T) {
 	c := historyRun(3, v1alpha1.PhaseSucceeded, 3*time.Minute)
 	child := historyRun(4, v1alpha1.PhasePending, 0)
 	child.Spec.Parent = &v1alpha1.ParentRef{RunName: a.Name, SpawnDepth: 1}
-	assert.Equal(t, []string{"r02"}, names(Prune(Histories([]*v1alpha1.AgentRun{a, b, c, child}), 2)))
+	assert.Equal(t, []string{"r02"}, names(Prune(histories([]*v1alpha1.AgentRun{a, b, c, child}), 2)))
 }
 
 func TestPruneSkipsRunsBeingDeleted(t *testing.T) {
@@ -68,7 +77,7 @@ func TestPruneSkipsRunsBeingDeleted(t *testing.T) {
 	a.DeletionTimestamp = new(metav1.NewTime(now))
 	b := historyRun(2, v1alpha1.PhaseSucceeded, 2*time.Minute)
 	c := historyRun(3, v1alpha1.PhaseSucceeded, 3*time.Minute)
-	assert.Equal(t, []string{"r02"}, names(Prune(Histories([]*v1alpha1.AgentRun{a, b, c}), 1)))
+	assert.Equal(t, []string{"r02"}, names(Prune(histories([]*v1alpha1.AgentRun{a, b, c}), 1)))
 }
 
 func TestCount(t *testing.T) {
@@ -77,7 +86,7 @@ func TestCount(t *testing.T) {
 		historyRun(3, v1alpha1.PhaseRunning, 0), historyRun(4, v1alpha1.PhasePending, 0), historyRun(5, "", 0),
 		historyRun(6, v1alpha1.PhaseServing, 0),
 	}
-	assert.Equal(t, InstanceCounts{Active: 2, Waiting: 2, Succeeded: 1, Failed: 1}, Count(Histories(runs)))
+	assert.Equal(t, InstanceCounts{Active: 2, Waiting: 2, Succeeded: 1, Failed: 1}, Count(histories(runs)))
 }
 
 // pruneBySorting is what Prune computes, the obvious way: sort every
@@ -139,7 +148,7 @@ func TestPruneSelectsAsSorting(t *testing.T) {
 		n := 1 + rng.IntN(60)
 		runs := historyOf(rng, n)
 		limit := rng.IntN(n+2) - 1
-		assert.Equal(t, names(pruneBySorting(runs, limit)), names(Prune(Histories(runs), limit)), "limit %d of %d runs", limit, n)
+		assert.Equal(t, names(pruneBySorting(runs, limit)), names(Prune(histories(runs), limit)), "limit %d of %d runs", limit, n)
 	}
 }
 
@@ -153,7 +162,7 @@ func BenchmarkPrune50k(b *testing.B) {
 	for i := range runs {
 		runs[i] = historyRun(i, v1alpha1.PhaseSucceeded, time.Duration(rng.IntN(1000000))*time.Second)
 	}
-	hist := Histories(runs)
+	hist := histories(runs)
 	b.Run("heap", func(b *testing.B) {
 		for b.Loop() {
 			Prune(hist, 49990)

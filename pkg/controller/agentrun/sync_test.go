@@ -500,16 +500,23 @@ func TestSyncWorkloadLost(t *testing.T) {
 	})
 }
 
-func TestSyncJobExpectationExpires(t *testing.T) {
-	f := newFixture(t)
+// admittedJobUnseen syncs a new run "run" once (its Job is created) and
+// lets the run's admitted status reach the cache but not the Job; it
+// returns the run as cached.
+func admittedJobUnseen(t *testing.T, f *fixture) *v1alpha1.AgentRun {
+	t.Helper()
 	f.add(newInstance("inst"), newRun("run"))
-
 	require.NoError(t, f.sync("run"))
 	require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
-	// The run's status reaches the cache, the Job does not.
 	o, err := f.client.Tracker().Get(agentrunsGVR, testNS, "run")
 	require.NoError(t, err)
 	f.addToCache(o)
+	return o.(*v1alpha1.AgentRun)
+}
+
+func TestSyncJobExpectationExpires(t *testing.T) {
+	f := newFixture(t)
+	admittedJobUnseen(t, f)
 	f.clearActions()
 
 	require.NoError(t, f.sync("run"))
@@ -846,13 +853,7 @@ func TestFinishedRunCompactedInCache(t *testing.T) {
 // the Job arrives in between.
 func TestSyncWorkloadArrivesBetweenReads(t *testing.T) {
 	f := newFixture(t)
-	f.add(newInstance("inst"), newRun("run"))
-	require.NoError(t, f.sync("run"))
-	require.Equal(t, []string{"create jobs ns/run"}, describe(f.kubeWrites()))
-	o, err := f.client.Tracker().Get(agentrunsGVR, testNS, "run")
-	require.NoError(t, err)
-	f.addToCache(o)
-	run := o.(*v1alpha1.AgentRun)
+	run := admittedJobUnseen(t, f)
 	// The Job arrives right after the cache read misses it: the handler
 	// observes the create. (It is kept from the API server too, so that
 	// only the order of the two reads decides.)
