@@ -235,17 +235,8 @@ func (c *Controller) processNextWake() bool {
 		return false
 	}
 	defer c.wakes.Done(key)
-	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok {
-		switch r := obj.(type) {
-		case *phase.FinishedRun:
-			if !r.Deleting() {
-				return true
-			}
-		case *v1alpha1.AgentRun:
-			if r.Status.Phase.IsTerminal() && r.DeletionTimestamp == nil {
-				return true
-			}
-		}
+	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok && index.FinishedAtRest(obj) {
+		return true
 	}
 	c.enqueue(key)
 	return true

@@ -82,30 +82,21 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
-			switch r := obj.(type) {
-			case *phase.FinishedRun:
-				if r.Deleting() {
-					c.enqueue(cache.ObjectName{Namespace: r.Namespace, Name: r.Name})
-				}
-			case *v1alpha1.AgentRun:
-				if !r.Status.Phase.IsTerminal() || r.DeletionTimestamp != nil {
-					c.enqueue(cache.MetaObjectToName(r))
-				}
+			if index.FinishedAtRest(obj) {
+				return
+			}
+			if name, err := cache.ObjectToName(obj); err == nil {
+				c.enqueue(name)
 			}
 		},
 		UpdateFunc: func(oldObj, curObj any) {
-			if o, ok := oldObj.(*phase.FinishedRun); ok {
-				if n, ok := curObj.(*phase.FinishedRun); ok && o.ResourceVersion == n.ResourceVersion {
-					return // a resync of a finished run
-				}
+			if index.FinishedResync(oldObj, curObj) {
+				return // a resync of a finished run
 			}
 			old, ok := index.Run(oldObj)
 			cur, ok2 := index.Run(curObj)
 			if !ok || !ok2 {
 				return
-			}
-			if old.Status.Phase.IsTerminal() && cur.Status.Phase.IsTerminal() && old.ResourceVersion == cur.ResourceVersion {
-				return // a resync of a finished run
 			}
 			c.enqueue(cache.MetaObjectToName(cur))
 			if phase.IsAdmitted(cur) || cur.Status.Phase.IsTerminal() {

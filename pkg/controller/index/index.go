@@ -64,17 +64,6 @@ func Run(obj any) (*v1alpha1.AgentRun, bool) {
 	return nil, false
 }
 
-// Runs is Run of each of objs that is a run.
-func Runs(objs []any) []*v1alpha1.AgentRun {
-	out := make([]*v1alpha1.AgentRun, 0, len(objs))
-	for _, o := range objs {
-		if r, ok := Run(o); ok {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // GetRun is the run namespace/name of the run informer's store (see Run),
 // or a NotFound error, as a lister's Get.
 func GetRun(runs cache.Indexer, namespace, name string) (*v1alpha1.AgentRun, error) {
@@ -111,18 +100,41 @@ type runFacts struct {
 	namespace, instance, parent string
 	phase                       v1alpha1.AgentRunPhase
 	waiting                     bool
+	resourceVersion             string
+	deleting                    bool
+}
+
+// FinishedAtRest reports whether obj is a run of the store that is finished
+// and not being deleted: nothing is left to do for it but what its
+// children's and grants' own events bring (a restart's list and a deadline
+// that comes due after the end do not sync it). It reads either form of a
+// run without rebuilding a record.
+func FinishedAtRest(obj any) bool {
+	f, ok := factsOf(obj)
+	return ok && f.phase.IsTerminal() && !f.deleting
+}
+
+// FinishedResync reports whether an update event from old to cur is a
+// resync of a finished run: finished both times, same resourceVersion. It
+// reads either form of a run without rebuilding a record.
+func FinishedResync(old, cur any) bool {
+	o, ok := factsOf(old)
+	c, ok2 := factsOf(cur)
+	return ok && ok2 && o.phase.IsTerminal() && c.phase.IsTerminal() && o.resourceVersion == c.resourceVersion
 }
 
 func factsOf(obj any) (runFacts, bool) {
 	switch o := obj.(type) {
 	case *v1alpha1.AgentRun:
-		f := runFacts{namespace: o.Namespace, instance: o.Spec.InstanceRef, phase: o.Status.Phase, waiting: phase.IsWaiting(o)}
+		f := runFacts{namespace: o.Namespace, instance: o.Spec.InstanceRef, phase: o.Status.Phase, waiting: phase.IsWaiting(o),
+			resourceVersion: o.ResourceVersion, deleting: o.DeletionTimestamp != nil}
 		if o.Spec.Parent != nil {
 			f.parent = o.Spec.Parent.RunName
 		}
 		return f, true
 	case *phase.FinishedRun:
-		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase}, true
+		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase,
+			resourceVersion: o.ResourceVersion, deleting: o.Deleting()}, true
 	}
 	return runFacts{}, false
 }
