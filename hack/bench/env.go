@@ -43,6 +43,9 @@ type env struct {
 	burst    int
 	creators int
 	ctlArgs  []string
+	// profileRate is -memory-profile: the controller's heap profile
+	// sampling rate, 0 for the runtime's default.
+	profileRate int
 
 	// watch reads and waits without a client-side rate limit; create is
 	// limited like the controller (-qps/-burst). Both are plain client-go
@@ -79,7 +82,10 @@ func setup(ctx context.Context, o options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, creators: o.parallel, ctlArgs: strings.Fields(o.controllerFlags)}
+	e := &env{root: root, dir: o.dir, qps: float32(o.qps), burst: o.burst, creators: o.parallel, ctlArgs: strings.Fields(o.controllerFlags), profileRate: o.memoryProfile}
+	if o.memoryProfile > 0 {
+		e.ctlArgs = append(e.ctlArgs, "--profiling")
+	}
 	if e.dir == "" {
 		if e.dir, err = os.MkdirTemp("", "sympozium-bench-"); err != nil {
 			return nil, err
@@ -250,7 +256,11 @@ func (e *env) startController(ctx context.Context, namespace string, extra ...st
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	// The runtime's GC trace gives the live heap after each collection: the
 	// figure heap_alloc only approximates (it includes garbage).
-	c.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	godebug := "GODEBUG=gctrace=1"
+	if e.profileRate > 0 {
+		godebug += ",memprofilerate=" + strconv.Itoa(e.profileRate)
+	}
+	c.cmd.Env = append(os.Environ(), godebug)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	started := time.Now()
 	if err := c.cmd.Start(); err != nil {
@@ -307,6 +317,28 @@ func (c *controller) scrape() (metricSet, error) {
 		return nil, fmt.Errorf("/metrics: %s", resp.Status)
 	}
 	return parseMetrics(resp.Body)
+}
+
+// heapProfile saves the controller's heap profile (after a collection) in
+// path; it needs the controller's --profiling.
+func (c *controller) heapProfile(path string) error {
+	resp, err := http.Get("http://" + c.metricsAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/debug/pprof/heap: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // memory reads the controller's RSS and peak RSS from /proc, its Go heap

@@ -57,6 +57,7 @@ type options struct {
 	dir, phases, update         string
 	controllerFlags, controller string
 	keepCluster                 bool
+	memoryProfile               int
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
 	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
+	flag.IntVar(&o.memoryProfile, "memory-profile", 0, "when positive: the controller runs with --profiling and this heap profile sampling rate in bytes (GODEBUG memprofilerate; the runtime's default is 524288), and the memory phase saves its heap profile after each step and each restart into -dir (heap-<runs>-after-runs.pb.gz, heap-<runs>-after-restart.pb.gz; go tool pprof -sample_index=inuse_space)")
 	flag.Parse()
 	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
