@@ -132,7 +132,7 @@ func (c *Controller) instanceHandlers() sinformers.SympoziumInstanceHandlerFuncs
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
 				c.wakeWaiting(cur.Namespace, cur.Name)
-				c.wakeServers(index.RunsByInstance, index.InstanceKey(cur.Namespace, cur.Name))
+				c.wakeServers(index.LiveRunsByInstance, index.InstanceKey(cur.Namespace, cur.Name), "")
 			}
 		},
 	}
@@ -145,7 +145,7 @@ func (c *Controller) skillPackHandlers() sinformers.SkillPackHandlerFuncs {
 	return sinformers.SkillPackHandlerFuncs{
 		UpdateFunc: func(old, cur *v1alpha1.SkillPack) {
 			if old.Generation != cur.Generation {
-				c.wakeServers(cache.NamespaceIndex, cur.Namespace)
+				c.wakeServers(index.LiveRuns, index.LiveRunsKey, cur.Namespace)
 			}
 		},
 	}
@@ -239,14 +239,17 @@ func (c *Controller) wakeWaitingKey(key string) {
 	}
 }
 
-// wakeServers enqueues the live server-mode runs under key of index.
-func (c *Controller) wakeServers(indexName, key string) {
+// wakeServers enqueues the live server-mode runs under key of index (of
+// namespace, when not empty). It reads live runs only (an index of
+// unfinished runs): finished ones, however many are kept, cost nothing.
+func (c *Controller) wakeServers(indexName, key, namespace string) {
 	objs, err := c.runIndex.ByIndex(indexName, key)
 	if err != nil {
 		return
 	}
 	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.BackendOf(r) == phase.BackendServer && !r.Status.Phase.IsTerminal() {
+		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.BackendOf(r) == phase.BackendServer && !r.Status.Phase.IsTerminal() &&
+			(namespace == "" || r.Namespace == namespace) {
 			c.enqueue(cache.MetaObjectToName(r))
 		}
 	}

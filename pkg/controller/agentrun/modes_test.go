@@ -640,3 +640,31 @@ func (a *SandboxAPI) indexer(resource string) cache.Indexer {
 	}
 	return nil
 }
+
+// A changed instance or SkillPack rolls the live servers it concerns, and
+// reads only live runs to find them.
+func TestServerWakes(t *testing.T) {
+	serving := v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseServing, DeploymentName: "x"}
+	live := serverRun("live", withStatus(serving))
+	other := serverRun("other", withInstance("other"), withStatus(serving))
+	finished := serverRun("finished", withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseSucceeded}))
+	task := newRun("task", withStatus(runningStatus("task", "task-pod")))
+	elsewhere := serverRun("elsewhere", withStatus(serving), func(r *v1alpha1.AgentRun) { r.Namespace = "ns2" })
+	f := newFixture(t)
+	f.addToCache(live, other, finished, task, elsewhere)
+
+	require.Len(t, f.handlers.instances, 1)
+	changed := newInstance("inst")
+	changed.Generation = 2
+	f.handlers.instances[0].OnUpdate(newInstance("inst"), changed)
+	assert.Equal(t, []string{"ns/live"}, f.queued(), "the instance's live servers")
+
+	require.Len(t, f.handlers.skillPacks, 1)
+	pack := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: testNS, Generation: 1}}
+	newer := pack.DeepCopy()
+	newer.Generation = 2
+	f.handlers.skillPacks[0].OnUpdate(pack, newer)
+	assert.Equal(t, []string{"ns/live", "ns/other"}, f.queued(), "the namespace's live servers")
+	f.handlers.skillPacks[0].OnUpdate(pack, pack.DeepCopy())
+	assert.Empty(t, f.queued(), "a status-only change rolls nothing")
+}
