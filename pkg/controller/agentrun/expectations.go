@@ -47,7 +47,7 @@ func (e *expectations) deletedChild(uid types.UID) {
 func (e *expectations) gone(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.deleted, uid)
+	drop(&e.deleted, uid)
 }
 
 // deleting reports whether this controller deleted the child uid and the
@@ -55,18 +55,28 @@ func (e *expectations) gone(uid types.UID) {
 func (e *expectations) deleting(uid types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.fresh(e.deleted, uid)
+	return e.fresh(&e.deleted, uid)
 }
 
 // fresh reports whether m holds uid from less than expectationTTL ago, and
 // forgets an expired entry. The caller holds e.mu.
-func (e *expectations) fresh(m map[types.UID]time.Time, uid types.UID) bool {
-	at, ok := m[uid]
+func (e *expectations) fresh(m *map[types.UID]time.Time, uid types.UID) bool {
+	at, ok := (*m)[uid]
 	if ok && e.clock.Since(at) > expectationTTL {
-		delete(m, uid)
+		drop(m, uid)
 		return false
 	}
 	return ok
+}
+
+// drop forgets uid. A map left empty is replaced: a Go map keeps the room
+// of its largest size, and a burst of thousands of runs would otherwise
+// hold it after the work is done.
+func drop(m *map[types.UID]time.Time, uid types.UID) {
+	delete(*m, uid)
+	if len(*m) == 0 {
+		*m = map[types.UID]time.Time{}
+	}
 }
 
 // expectWorkload remembers that run's workload was created.
@@ -81,7 +91,7 @@ func (e *expectations) observed(run types.UID) { e.forget(run) }
 func (e *expectations) forget(run types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.pending, run)
+	drop(&e.pending, run)
 }
 
 // workloadExpected reports whether run's workload was created and not seen
@@ -89,7 +99,7 @@ func (e *expectations) forget(run types.UID) {
 func (e *expectations) workloadExpected(run types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.fresh(e.pending, run)
+	return e.fresh(&e.pending, run)
 }
 
 // admissions serialises the admission of runs a limit concerns (per
