@@ -145,7 +145,16 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 		}
 		kc := c.kinds[a.Kind]
 		name := a.Object.GetName()
+		// The expectation before the write, as the Job controller does:
+		// the informer may deliver the new object before create returns,
+		// and an expectation set after its event would never be observed.
+		if a.Kind == workload {
+			c.expectations.expectWorkload(run.UID)
+		}
 		err := kc.create(ctx, a.Object, opts)
+		if err != nil && !apierrors.IsAlreadyExists(err) && a.Kind == workload {
+			c.expectations.forget(run.UID)
+		}
 		switch {
 		case err == nil:
 			logger.V(2).Info("Created "+string(a.Kind), "object", klog.KRef(run.Namespace, name))
@@ -169,7 +178,6 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 			return false, "", fmt.Errorf("creating %s %s: %w", a.Kind, name, err)
 		}
 		if a.Kind == workload {
-			c.expectations.expectWorkload(run.UID)
 			c.admissions.admitted(index.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID, run.Spec.Parent != nil)
 		}
 	}
@@ -213,6 +221,12 @@ func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error
 	for _, a := range d.Actions {
 		obj := a.Object
 		uid := obj.GetUID()
+		if a.Verb != phase.Delete && a.Verb != phase.Retire {
+			continue
+		}
+		// Remembered before the write (see createChildren): the informer
+		// may deliver the deletion before the call returns.
+		c.expectations.deletedChild(uid)
 		var err error
 		switch a.Verb {
 		case phase.Delete:
@@ -233,10 +247,11 @@ func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error
 		switch {
 		case err == nil:
 			klog.FromContext(ctx).V(2).Info(leaveWords[a.Verb][0]+" "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
-			c.expectations.deletedChild(uid)
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-			c.expectations.deletedChild(uid)
+			// Gone, or another object of that name: the cached one is not
+			// there any more either way.
 		default:
+			c.expectations.gone(uid)
 			return fmt.Errorf("%s %s %s: %w", leaveWords[a.Verb][1], a.Kind, obj.GetName(), err)
 		}
 	}

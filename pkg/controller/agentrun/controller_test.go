@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,11 +18,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
@@ -570,4 +575,56 @@ func TestDepartedChildrenForgotten(t *testing.T) {
 	f.c.expectations.mu.Lock()
 	defer f.c.expectations.mu.Unlock()
 	assert.Empty(t, f.c.expectations.deleted, "departed children still remembered")
+}
+
+// The informer may deliver a departure before the write that caused it
+// returns: the deletion is remembered before the write, so that the event
+// forgets it (remembered after, it stayed for good, about half the kept
+// runs' Jobs and pods in the memory benchmark). A failed write forgets it.
+func TestDepartureDeliveredDuringTheWrite(t *testing.T) {
+	f := newFixture(t)
+	r := newRun("run", withStatus(runningStatus("run", "run-pod")))
+	job := jobOf(r, "run-job-uid")
+	pod := podOf(job, "run-pod", agentExited(0, ""))
+	f.add(r, job, pod)
+	for _, res := range []string{"jobs", "pods"} {
+		f.kube.PrependReactor("patch", res, func(a core.Action) (bool, runtime.Object, error) {
+			// The informer's delete handler, run before the patch returns.
+			name := a.(core.PatchAction).GetName()
+			if name == job.Name && res == "jobs" {
+				f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
+			} else {
+				f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+			}
+			return false, nil, nil
+		})
+	}
+	d := phase.Decision{Actions: []phase.Action{
+		{Verb: phase.Retire, Kind: phase.KindJob, Object: job},
+		{Verb: phase.Retire, Kind: phase.KindPod, Object: pod},
+	}}
+	require.NoError(t, f.c.deleteChildren(f.ctx, d))
+	assert.False(t, f.c.expectations.deleting(job.UID))
+	assert.False(t, f.c.expectations.deleting(pod.UID))
+
+	f.kube.PrependReactor("delete", "jobs", func(core.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("down")
+	})
+	require.Error(t, f.c.deleteChildren(f.ctx, phase.Decision{Actions: []phase.Action{{Verb: phase.Delete, Kind: phase.KindJob, Object: job}}}))
+	assert.False(t, f.c.expectations.deleting(job.UID), "a failed delete is not expected")
+}
+
+// Expectations whose event never comes, of runs never synced again, are
+// swept once they are past their TTL.
+func TestStaleExpectationsSwept(t *testing.T) {
+	f := newFixture(t)
+	e := f.c.expectations
+	e.deletedChild("missed-departure")
+	e.expectWorkload("missed-create")
+	f.clk.Step(expectationTTL + time.Second)
+	e.deletedChild("recent")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	assert.Equal(t, []types.UID{"recent"}, slices.Collect(maps.Keys(e.deleted)))
+	assert.Empty(t, e.pending)
 }

@@ -30,6 +30,8 @@ type expectations struct {
 	pending map[types.UID]time.Time
 	deleted map[types.UID]time.Time
 	clock   clock.PassiveClock
+	// swept is when sweep last ran.
+	swept time.Time
 }
 
 func newExpectations(clk clock.PassiveClock) *expectations {
@@ -40,7 +42,9 @@ func newExpectations(clk clock.PassiveClock) *expectations {
 func (e *expectations) deletedChild(uid types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.deleted[uid] = e.clock.Now()
+	now := e.clock.Now()
+	e.sweep(now)
+	e.deleted[uid] = now
 }
 
 // gone forgets a deleted child once the informer delivered its deletion.
@@ -83,7 +87,28 @@ func drop(m *map[types.UID]time.Time, uid types.UID) {
 func (e *expectations) expectWorkload(run types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pending[run] = e.clock.Now()
+	now := e.clock.Now()
+	e.sweep(now)
+	e.pending[run] = now
+}
+
+// sweep forgets, at most once per expectationTTL, the expectations older
+// than expectationTTL. An expectation is otherwise forgotten when its
+// event comes or when it is read past its TTL; one whose event was missed
+// (a watch that expired and relisted without it) and whose run is never
+// synced again (finished) would stay for good. The caller holds e.mu.
+func (e *expectations) sweep(now time.Time) {
+	if now.Sub(e.swept) < expectationTTL {
+		return
+	}
+	e.swept = now
+	for _, m := range []*map[types.UID]time.Time{&e.pending, &e.deleted} {
+		for uid, at := range *m {
+			if now.Sub(at) > expectationTTL {
+				drop(m, uid)
+			}
+		}
+	}
 }
 
 func (e *expectations) observed(run types.UID) { e.forget(run) }
