@@ -2,6 +2,7 @@ package phase
 
 import (
 	"encoding/hex"
+	"math"
 	"strconv"
 	"time"
 
@@ -12,17 +13,19 @@ import (
 )
 
 // FinishedRun is what the run cache holds of a finished run: exactly what
-// compactFinishedRun keeps of it, in a record of 160 bytes instead of the
+// compactFinishedRun keeps of it, in a record of 128 bytes instead of the
 // 800 of an AgentRun struct, whose spec and status fields a finished run
 // leaves empty. One instance keeps up to 50,000 finished runs (issue 15),
 // so every byte of the record counts 50,000 times: the values every run
 // has are kept in the form that costs least and gives the value back
 // exactly (the UID as 16 bytes, the resourceVersion as a number, the times
-// as Unix nanoseconds, the enums as codes), and whatever does not fit that
-// form, like the fields that are set on few runs (deletion, labels, owner
-// references, a sandbox, a parent...), lives in one optional block. The
-// history of an instance then costs the cache about 320 bytes a run
-// (BenchmarkCachedFinishedRuns).
+// as Unix nanoseconds, the enums and the outcome's reason as codes, the
+// Job's name as a flag when it is the run's), and whatever does not fit
+// that form, like the fields that are set on few runs (deletion, labels,
+// owner references, a sandbox, a parent...), lives in one optional block.
+// The history of an instance then costs the cache about 290 bytes a run
+// (BenchmarkCachedFinishedRuns; TestFinishedRunRecordSize keeps the record
+// in its size class).
 //
 // AgentRun rebuilds the compacted run, field for field
 // (TestFinishedRunRecordRoundTrips): whoever reads the cache sees an
@@ -32,11 +35,6 @@ import (
 type FinishedRun struct {
 	Namespace, Name string
 	Instance        string
-	JobName         string
-	// Reason is the reason of the one outcome condition (ConditionComplete
-	// or ConditionFailed, status True, as flagOutcome says), when the run
-	// has exactly that one; else the conditions are in more.
-	Reason string
 
 	// uuid is metadata.uid when flagUUID (see parseUUID): the UIDs the API
 	// server assigns are UUIDs, whose 36-character string would cost a
@@ -58,17 +56,21 @@ type FinishedRun struct {
 	more               *finishedMore
 	// mode, cleanup and phase are spec.mode, spec.cleanup and status.phase
 	// as codes (see enumCode), 1 byte instead of a 16-byte string header
-	// each; 0 when the value is in more.
-	mode, cleanup, phase uint8
-	flags                uint16
+	// each; 0 when the value is in more. reason is likewise the reason of
+	// the one outcome condition (ConditionComplete or ConditionFailed,
+	// status True, as flagOutcome says) when the run has exactly that one;
+	// else the conditions are in more.
+	mode, cleanup, phase, reason uint8
+	flags                        uint16
 }
 
 const (
 	flagTTL uint16 = 1 << iota
 	flagCancel
 	flagResultTruncated
-	flagOutcomeComplete // one condition: Complete True with Reason
-	flagOutcomeFailed   // one condition: Failed True with Reason
+	flagOutcomeComplete // one condition: Complete True with the reason
+	flagOutcomeFailed   // one condition: Failed True with the reason
+	flagJobName         // status.jobName is the run's name, else more.JobName
 	flagUUID            // the UID is uuid, else more.UID
 	flagRV              // the resourceVersion is rv, else more.ResourceVersion
 	flagCreated         // the creation timestamp is created, else more.Created
@@ -111,11 +113,18 @@ type finishedMore struct {
 	Mode            v1alpha1.AgentRunMode
 	Cleanup         v1alpha1.CleanupPolicy
 	Phase           v1alpha1.AgentRunPhase
+	Reason          string
+	// JobName is status.jobName when it is not the run's name: the name
+	// of a run's Job is the run's, unless that is too long for a label
+	// value (naming.JobName); the other backends have none ("").
+	JobName string
 }
 
 // The enum values the record has codes for: code i+1 is the value at i,
 // code 0 says the value is in more. A record holds a finished run, but any
-// phase has a code.
+// phase has a code. The outcome's reasons are coded over the catalogue,
+// v1alpha1.Reasons. The codes live in memory only: no order is kept
+// across versions.
 var (
 	modeCodes    = []v1alpha1.AgentRunMode{v1alpha1.ModeTask, v1alpha1.ModeServer}
 	cleanupCodes = []v1alpha1.CleanupPolicy{v1alpha1.CleanupDelete, v1alpha1.CleanupKeep}
@@ -129,13 +138,14 @@ func newFinishedRun(r *v1alpha1.AgentRun) *FinishedRun {
 	s, st := &r.Spec, &r.Status
 	f := &FinishedRun{
 		Namespace: r.Namespace, Name: r.Name, Generation: r.Generation,
-		Instance: s.InstanceRef, JobName: st.JobName,
-		ObservedGeneration: st.ObservedGeneration, Attempts: st.Attempts,
-	}
-	if f.JobName == f.Name {
-		f.JobName = f.Name // one string, not two
+		Instance: s.InstanceRef, ObservedGeneration: st.ObservedGeneration, Attempts: st.Attempts,
 	}
 	var m finishedMore
+	if st.JobName == r.Name {
+		f.flags |= flagJobName
+	} else {
+		m.JobName = st.JobName
+	}
 	if u, ok := parseUUID(string(r.UID)); ok {
 		f.uuid, f.flags = u, f.flags|flagUUID
 	} else {
@@ -186,12 +196,15 @@ func newFinishedRun(r *v1alpha1.AgentRun) *FinishedRun {
 	switch c := st.Conditions; {
 	case len(c) == 1 && c[0] == (metav1.Condition{Type: v1alpha1.ConditionComplete, Status: metav1.ConditionTrue, Reason: c[0].Reason}):
 		f.flags |= flagOutcomeComplete
-		f.Reason = c[0].Reason
 	case len(c) == 1 && c[0] == (metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: c[0].Reason}):
 		f.flags |= flagOutcomeFailed
-		f.Reason = c[0].Reason
 	default:
 		m.Conditions = c
+	}
+	if f.flags&(flagOutcomeComplete|flagOutcomeFailed) != 0 {
+		if f.reason = enumCode(st.Conditions[0].Reason, v1alpha1.Reasons); f.reason == 0 {
+			m.Reason = st.Conditions[0].Reason
+		}
 	}
 	m.TypeMeta, m.GenerateName, m.SelfLink = r.TypeMeta, r.GenerateName, r.SelfLink
 	m.DeletionTimestamp, m.DeletionGracePeriodSeconds = r.DeletionTimestamp, r.DeletionGracePeriodSeconds
@@ -212,7 +225,7 @@ func (m *finishedMore) empty() bool {
 		m.Parent == nil && m.Timeout == nil && m.Sandbox == nil && m.AgentSandbox == nil && m.Retry == nil &&
 		m.SandboxName == "" && m.SandboxClaimName == "" && m.DeploymentName == "" && m.ServiceName == "" && m.Conditions == nil &&
 		m.UID == "" && m.ResourceVersion == "" && m.Created == (metav1.Time{}) && m.CompletedAt == nil &&
-		m.Mode == "" && m.Cleanup == "" && m.Phase == ""
+		m.Mode == "" && m.Cleanup == "" && m.Phase == "" && m.Reason == "" && m.JobName == ""
 }
 
 // moreOrNone is f.more, or an empty block: the record's values that are
@@ -247,7 +260,7 @@ func (f *FinishedRun) AgentRun() *v1alpha1.AgentRun {
 			Parent: m.Parent, Timeout: m.Timeout, Sandbox: m.Sandbox, AgentSandbox: m.AgentSandbox, Retry: m.Retry,
 		},
 		Status: v1alpha1.AgentRunStatus{
-			ObservedGeneration: f.ObservedGeneration, Phase: f.Phase(), JobName: f.JobName,
+			ObservedGeneration: f.ObservedGeneration, Phase: f.Phase(), JobName: f.jobName(),
 			CompletedAt: f.completedAt(), ResultTruncated: f.flags&flagResultTruncated != 0, Attempts: f.Attempts,
 			SandboxName: m.SandboxName, SandboxClaimName: m.SandboxClaimName, DeploymentName: m.DeploymentName, ServiceName: m.ServiceName,
 			Conditions: m.Conditions,
@@ -259,9 +272,9 @@ func (f *FinishedRun) AgentRun() *v1alpha1.AgentRun {
 	}
 	switch {
 	case f.flags&flagOutcomeComplete != 0:
-		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionComplete, Status: metav1.ConditionTrue, Reason: f.Reason}}
+		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionComplete, Status: metav1.ConditionTrue, Reason: f.outcomeReason()}}
 	case f.flags&flagOutcomeFailed != 0:
-		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: f.Reason}}
+		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: f.outcomeReason()}}
 	}
 	return r
 }
@@ -337,12 +350,26 @@ func (f *FinishedRun) ParentName() string {
 // condition (the last one, as the runs-by-phase metric reads it), or "".
 func (f *FinishedRun) OutcomeReason() string {
 	if f.flags&(flagOutcomeComplete|flagOutcomeFailed) != 0 {
-		return f.Reason
+		return f.outcomeReason()
 	}
 	if f.more == nil {
 		return ""
 	}
 	return OutcomeReason(f.more.Conditions)
+}
+
+// outcomeReason is the reason of the one outcome condition the flags say
+// the run has.
+func (f *FinishedRun) outcomeReason() string {
+	return enumValue(f.reason, v1alpha1.Reasons, f.moreOrNone().Reason)
+}
+
+// jobName is status.jobName.
+func (f *FinishedRun) jobName() string {
+	if f.flags&flagJobName != 0 {
+		return f.Name
+	}
+	return f.moreOrNone().JobName
 }
 
 // OutcomeReason is the reason of the last true Complete or Failed
@@ -490,7 +517,7 @@ func unpackTime(n int64, utc bool) metav1.Time {
 // enumCode is the code of v in values (its position plus one), or 0 when v
 // is none of them.
 func enumCode[S ~string](v S, values []S) uint8 {
-	for i, known := range values {
+	for i, known := range values[:min(len(values), math.MaxUint8)] {
 		if v == known {
 			return uint8(i + 1)
 		}
