@@ -123,8 +123,8 @@ type finishedMore struct {
 // The enum values the record has codes for: code i+1 is the value at i,
 // code 0 says the value is in more. A record holds a finished run, but any
 // phase has a code. The outcome's reasons are coded over the catalogue,
-// v1alpha1.Reasons. The codes live in memory only: no order is kept
-// across versions.
+// v1alpha1.Reasons. The codes are never stored outside the process, so
+// these lists may be reordered or extended freely (up to 255 values).
 var (
 	modeCodes    = []v1alpha1.AgentRunMode{v1alpha1.ModeTask, v1alpha1.ModeServer}
 	cleanupCodes = []v1alpha1.CleanupPolicy{v1alpha1.CleanupDelete, v1alpha1.CleanupKeep}
