@@ -118,7 +118,7 @@ func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 		var k key
 		switch r := obj.(type) {
 		case *phase.FinishedRun:
-			k = key{phase: string(r.Phase), reason: r.OutcomeReason()}
+			k = key{phase: string(r.Phase()), reason: r.OutcomeReason()}
 		case *v1alpha1.AgentRun:
 			k = key{phase: string(r.Status.Phase)}
 			if r.Status.Phase.IsTerminal() {

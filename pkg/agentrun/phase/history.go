@@ -17,7 +17,7 @@ import (
 // so that going over 50,000 runs allocates one slice, not 50,000 runs.
 type HistoryRun struct {
 	Name string
-	UID  types.UID
+	uid  runUID // UID() builds the string, for the few runs deleted
 	// Phase is status.phase.
 	Phase v1alpha1.AgentRunPhase
 	// Parent is spec.parent.runName ("" for a run that is no sub-agent).
@@ -33,7 +33,7 @@ type HistoryRun struct {
 
 // HistoryOf is what the history policy reads of r.
 func HistoryOf(r *v1alpha1.AgentRun) HistoryRun {
-	h := HistoryRun{Name: r.Name, UID: r.UID, Phase: r.Status.Phase, Created: r.CreationTimestamp.Time,
+	h := HistoryRun{Name: r.Name, uid: uidOf(r.UID), Phase: r.Status.Phase, Created: r.CreationTimestamp.Time,
 		Deleting: r.DeletionTimestamp != nil}
 	if r.Spec.Parent != nil {
 		h.Parent = r.Spec.Parent.RunName
@@ -49,13 +49,19 @@ func HistoryOf(r *v1alpha1.AgentRun) HistoryRun {
 
 // History is what the history policy reads of the finished run f records.
 func (f *FinishedRun) History() HistoryRun {
-	h := HistoryRun{Name: f.Name, UID: f.UID, Phase: f.Phase, Created: f.Created.Time, Parent: f.ParentName(),
+	h := HistoryRun{Name: f.Name, uid: f.runUID(), Phase: f.Phase(), Created: f.creationTimestamp().Time, Parent: f.ParentName(),
 		Deleting: f.Deleting(), TTL: f.TTL, HasTTL: f.flags&flagTTL != 0}
-	if f.flags&flagCompleted != 0 {
-		h.Completed = f.Completed.Time
+	switch m := f.moreOrNone(); {
+	case f.flags&flagCompleted != 0:
+		h.Completed = unpackTime(f.completed, f.flags&flagCompletedUTC != 0).Time
+	case m.CompletedAt != nil:
+		h.Completed = m.CompletedAt.Time
 	}
 	return h
 }
+
+// UID is the run's metadata.uid.
+func (r *HistoryRun) UID() types.UID { return r.uid.value() }
 
 // InstanceCounts are the run counts an instance reports in its status.
 type InstanceCounts struct {

@@ -100,7 +100,7 @@ type runFacts struct {
 	namespace, instance, parent string
 	phase                       v1alpha1.AgentRunPhase
 	waiting                     bool
-	resourceVersion             string
+	resourceVersion             phase.ResourceVersionKey
 	deleting                    bool
 }
 
@@ -127,14 +127,14 @@ func factsOf(obj any) (runFacts, bool) {
 	switch o := obj.(type) {
 	case *v1alpha1.AgentRun:
 		f := runFacts{namespace: o.Namespace, instance: o.Spec.InstanceRef, phase: o.Status.Phase, waiting: phase.IsWaiting(o),
-			resourceVersion: o.ResourceVersion, deleting: o.DeletionTimestamp != nil}
+			resourceVersion: phase.ResourceVersionKeyOf(o.ResourceVersion), deleting: o.DeletionTimestamp != nil}
 		if o.Spec.Parent != nil {
 			f.parent = o.Spec.Parent.RunName
 		}
 		return f, true
 	case *phase.FinishedRun:
-		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase,
-			resourceVersion: o.ResourceVersion, deleting: o.Deleting()}, true
+		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase(),
+			resourceVersion: o.ResourceVersionKey(), deleting: o.Deleting()}, true
 	}
 	return runFacts{}, false
 }

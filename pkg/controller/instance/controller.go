@@ -252,7 +252,7 @@ func sympoziumStatus(inst *v1alpha1.SympoziumInstance, serving bool, active int3
 }
 
 func (c *Controller) deleteRun(ctx context.Context, namespace string, r phase.HistoryRun) error {
-	uid := r.UID
+	uid := r.UID()
 	policy := metav1.DeletePropagationBackground
 	err := c.client.SympoziumV1alpha1().AgentRuns(namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy,
