@@ -275,3 +275,35 @@ func TestTimersConcurrent(t *testing.T) {
 	assert.NotEmpty(t, cancelled[0], "some keys cancelled")
 	assert.Equal(t, want, got)
 }
+
+// A set that held many keys gives its storage back once it is empty, by
+// cancels or by keys handed over; a small one keeps it for reuse.
+func TestTimersReleaseStorageWhenEmpty(t *testing.T) {
+	clk := testingclock.NewFakeClock(tq)
+	ts := NewTimers(clk)
+	for i := range 2 * releaseAbove {
+		ts.Schedule(tk(fmt.Sprint(i)), tq.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := range 2*releaseAbove - 1 {
+		ts.Cancel(tk(fmt.Sprint(i)))
+	}
+	require.Equal(t, 1, ts.Len())
+	assert.Greater(t, cap(ts.pending), releaseAbove, "kept while not empty")
+	ts.Cancel(tk(fmt.Sprint(2*releaseAbove - 1)))
+	assert.Zero(t, cap(ts.pending), "released by the last cancel")
+
+	for i := range 2 * releaseAbove {
+		ts.Schedule(tk(fmt.Sprint(i)), tq)
+	}
+	fired := runTimers(t, ts)
+	receive(t, fired, 2*releaseAbove)
+	ts.mu.Lock()
+	assert.Zero(t, cap(ts.pending), "released once all were handed over")
+	ts.mu.Unlock()
+
+	ts.Schedule(tk("a"), tq.Add(time.Hour))
+	ts.Cancel(tk("a"))
+	ts.mu.Lock()
+	assert.NotZero(t, cap(ts.pending), "a small set keeps its storage")
+	ts.mu.Unlock()
+}
