@@ -118,7 +118,7 @@ type Controller struct {
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	// wakes times the wake-ups live runs' decisions ask for (deadlines,
 	// grace periods) apart from queue; see wakeAfter.
-	wakes workqueue.TypedDelayingInterface[cache.ObjectName]
+	wakes *worker.Timers
 
 	expectations *expectations
 	admissions   *admissions
@@ -169,7 +169,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.worker = worker.NewWithQueue("agentrun", opts.RateLimiter, c.clock, worker.NewFrontQueue(c.admissionRank), c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
-	c.wakes = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[cache.ObjectName]{Clock: c.clock})
+	c.wakes = worker.NewTimers(c.clock)
 	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
@@ -200,10 +200,7 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	if c.sandboxes != nil {
 		wg.Go(func() { c.sandboxes.Run(ctx) })
 	}
-	wg.Go(func() {
-		for c.processNextWake() {
-		}
-	})
+	wg.Go(func() { c.wakes.Run(ctx, c.wake) })
 	c.worker.Run(ctx, workers, c.synced...)
 	c.wakes.ShutDown()
 	wg.Wait()
@@ -218,28 +215,39 @@ func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
 
 // wakeAfter has the run synced again after d: the next deadline or grace
 // expiry a live run's decision asks for. The wake is timed outside the
-// queue, which cannot take back a delayed key, so that one coming due
-// after the run finished is dropped (processNextWake). Otherwise every run
-// is synced once more for nothing at its deadline, up to its timeout (10
-// minutes by default) after it finished: a history of runs kept the queue
-// busy, at the rate the runs were admitted, that long after the last one.
-func (c *Controller) wakeAfter(key cache.ObjectName, d time.Duration) { c.wakes.AddAfter(key, d) }
-
-// processNextWake moves one wake that came due into the queue, unless the
-// cache holds the run finished and not being deleted: the terminal status
-// write that finished it brought its own sync, and a finished run has no
-// deadline. False once the wakes are shut down.
-func (c *Controller) processNextWake() bool {
-	key, quit := c.wakes.Get()
-	if quit {
-		return false
-	}
-	defer c.wakes.Done(key)
+// queue, which cannot take back a delayed key: the run handlers cancel it
+// when the run finishes or is deleted (cancelWake), and one that comes due
+// all the same is dropped (wake). Otherwise every run is synced once more
+// for nothing at its deadline, and its wake kept in memory until then, up
+// to its timeout (10 minutes by default) after it finished.
+//
+// The cache is read after the wake is set: a run the cache already holds
+// finished (its handler ran before this sync's wake was set) has it
+// cancelled here, so that no wake outlives its run's finish.
+func (c *Controller) wakeAfter(key cache.ObjectName, d time.Duration) {
+	c.wakes.Schedule(key, c.now().Add(d))
 	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok && index.FinishedAtRest(obj) {
-		return true
+		c.wakes.Cancel(key)
+	}
+}
+
+// cancelWake drops the pending wake of the run obj is (a run, a record or
+// a tombstone), if any.
+func (c *Controller) cancelWake(obj any) {
+	if key, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+		c.wakes.Cancel(key)
+	}
+}
+
+// wake moves a wake that came due into the queue, unless the cache holds
+// the run finished and not being deleted: the terminal status write that
+// finished it brought its own sync, and a finished run has no deadline. It
+// may come due before the run's handler saw the finish and cancelled it.
+func (c *Controller) wake(key cache.ObjectName) {
+	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok && index.FinishedAtRest(obj) {
+		return
 	}
 	c.enqueue(key)
-	return true
 }
 
 // admissionRank orders the queue: runs whose admission is undecided (new

@@ -628,3 +628,66 @@ func TestStaleExpectationsSwept(t *testing.T) {
 	assert.Equal(t, []types.UID{"recent"}, slices.Collect(maps.Keys(e.deleted)))
 	assert.Empty(t, e.pending)
 }
+
+// A live run's deadline wake is kept in memory until it comes due; the run
+// handlers take it back when the run finishes or is deleted, so the wakes
+// held are those of live runs only. Before, every run finished within the
+// last timeout (10 minutes by default) kept its entry in a delaying queue
+// that could not drop it: 1.5 MB after 10,000 runs in 9 minutes.
+func TestFinishedRunsWakeIsCancelled(t *testing.T) {
+	f := newFixture(t)
+	f.add(newInstance("inst"), newRun("done"), newRun("gone"), newRun("live"), newRun("late"))
+	for _, name := range []string{"done", "gone", "live", "late"} {
+		require.NoError(t, f.sync(name)) // admitted: woken at its deadline
+	}
+	f.refresh()
+	require.Equal(t, 4, f.c.wakes.Len(), "one wake per live run")
+	cached := func(name string) any {
+		obj, ok, err := f.inf.Runs.Informer().GetIndexer().GetByKey(f.key(name).String())
+		require.NoError(t, err)
+		require.True(t, ok)
+		return obj
+	}
+
+	// The update that finishes a run, as the informer delivers it: the
+	// finished run as a record.
+	before := cached("done")
+	done := f.trackedRun("done")
+	done.Status.Phase = v1alpha1.PhaseSucceeded
+	f.update(done)
+	require.IsType(t, &phase.FinishedRun{}, cached("done"))
+	f.handlers.runs[0].OnUpdate(before, cached("done"))
+	assert.Equal(t, 3, f.c.wakes.Len(), "the finished run's wake is gone")
+
+	f.handlers.runs[0].OnDelete(cached("gone"))
+	assert.Equal(t, 2, f.c.wakes.Len(), "the deleted run's wake is gone")
+
+	live := f.trackedRun("live")
+	live.Labels = map[string]string{"touched": "yes"}
+	before = cached("live")
+	f.update(live)
+	f.handlers.runs[0].OnUpdate(before, cached("live"))
+	assert.Equal(t, 2, f.c.wakes.Len(), "a live run's update keeps its wake")
+
+	// A sync that read the run live sets its wake after the handler saw
+	// the finish: the wake is cancelled at once.
+	late := f.trackedRun("late")
+	late.Status.Phase = v1alpha1.PhaseFailed
+	before = cached("late")
+	f.update(late)
+	f.handlers.runs[0].OnUpdate(before, cached("late"))
+	f.c.wakeAfter(f.key("late"), time.Minute)
+	assert.Equal(t, 1, f.c.wakes.Len(), "a wake set after the finish was seen")
+
+	// The live run's wake comes due on the controller's clock and is
+	// handed to the queue.
+	ctx, cancel := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { f.c.Run(ctx, 0) }) // no workers: the queue is read below
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	f.queued()
+	f.clk.Step(testPhaseConfig.Workload.DefaultTimeout + time.Minute)
+	require.Eventually(t, func() bool { return f.c.queue.Len() > 0 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, []string{testNS + "/live"}, f.queued())
+	assert.Zero(t, f.c.wakes.Len())
+}

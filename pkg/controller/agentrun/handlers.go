@@ -68,8 +68,9 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 }
 
 // runHandlers enqueue the run itself (a resync re-enqueues too: the safety
-// net), keep the in-memory stores in step with it, and wake the runs
-// waiting for a sub-agent slot it frees.
+// net), keep the in-memory stores in step with it (a run that finished or
+// is gone has its deadline wake cancelled), and wake the runs waiting for
+// a sub-agent slot it frees.
 //
 // A finished run is not enqueued when it is listed (a restart) or resynced:
 // what may remain to do for it is done to its children and grants, whose
@@ -93,6 +94,9 @@ func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
 			if index.FinishedResync(oldObj, curObj) {
 				return // a resync of a finished run
 			}
+			if index.FinishedAtRest(curObj) {
+				c.cancelWake(curObj) // a finished run has no deadline
+			}
 			old, ok := index.Run(oldObj)
 			cur, ok2 := index.Run(curObj)
 			if !ok || !ok2 {
@@ -111,6 +115,7 @@ func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
 		},
 		DeleteFunc: func(obj any) {
 			if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+				c.wakes.Cancel(name) // enqueued now: its sync sweeps what is left
 				c.enqueue(name)
 			}
 			if r, ok := index.Run(obj); ok {
