@@ -34,7 +34,7 @@ type FrontQueue struct {
 	// MaxStreak bounds the front keys served in a row while others wait.
 	MaxStreak int
 
-	front  frontHeap
+	front  keyHeap[*frontEntry]
 	rest   *list.List // of *frontEntry
 	queued map[cache.ObjectName]*frontEntry
 	streak int
@@ -43,10 +43,8 @@ type FrontQueue struct {
 var _ workqueue.Queue[cache.ObjectName] = (*FrontQueue)(nil)
 
 type frontEntry struct {
-	key   cache.ObjectName
-	at    time.Time
-	index int           // in front; -1 when in rest
-	elem  *list.Element // in rest; nil when in front
+	timedKey               // index: in front; -1 when in rest
+	elem     *list.Element // in rest; nil when in front
 }
 
 // NewFrontQueue returns an empty FrontQueue ordered by rank.
@@ -56,7 +54,7 @@ func NewFrontQueue(rank Rank) *FrontQueue {
 
 // Push adds a key that is not queued.
 func (q *FrontQueue) Push(key cache.ObjectName) {
-	e := &frontEntry{key: key, index: -1}
+	e := &frontEntry{timedKey: timedKey{key: key, index: -1}}
 	q.queued[key] = e
 	q.place(e)
 }
@@ -131,41 +129,4 @@ func (q *FrontQueue) unlink(e *frontEntry) {
 	}
 	heap.Remove(&q.front, e.index)
 	e.index = -1
-}
-
-// frontHeap orders front keys oldest first, then by namespace and name.
-type frontHeap []*frontEntry
-
-func (h frontHeap) Len() int { return len(h) }
-
-func (h frontHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if !a.at.Equal(b.at) {
-		return a.at.Before(b.at)
-	}
-	if a.key.Namespace != b.key.Namespace {
-		return a.key.Namespace < b.key.Namespace
-	}
-	return a.key.Name < b.key.Name
-}
-
-func (h frontHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-
-func (h *frontHeap) Push(x any) {
-	e := x.(*frontEntry)
-	e.index = len(*h)
-	*h = append(*h, e)
-}
-
-func (h *frontHeap) Pop() any {
-	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
-	e.index = -1
-	return e
 }

@@ -29,8 +29,8 @@ type Timers struct {
 	clock clock.Clock
 
 	mu      sync.Mutex
-	pending timerHeap
-	byKey   map[cache.ObjectName]*timerEntry
+	pending keyHeap[*timedKey]
+	byKey   map[cache.ObjectName]*timedKey
 	down    bool
 
 	// earlier tells Run that the earliest pending time moved earlier (one
@@ -40,12 +40,6 @@ type Timers struct {
 	done chan struct{}
 }
 
-type timerEntry struct {
-	key   cache.ObjectName
-	at    time.Time
-	index int
-}
-
 // NewTimers returns an empty set on clk (nil: the real clock).
 func NewTimers(clk clock.Clock) *Timers {
 	if clk == nil {
@@ -53,7 +47,7 @@ func NewTimers(clk clock.Clock) *Timers {
 	}
 	return &Timers{
 		clock:   clk,
-		byKey:   map[cache.ObjectName]*timerEntry{},
+		byKey:   map[cache.ObjectName]*timedKey{},
 		earlier: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -71,7 +65,7 @@ func (t *Timers) Schedule(key cache.ObjectName, at time.Time) {
 	e, ok := t.byKey[key]
 	switch {
 	case !ok:
-		e = &timerEntry{key: key, at: at}
+		e = &timedKey{key: key, at: at}
 		heap.Push(&t.pending, e)
 		t.byKey[key] = e
 	case at.Before(e.at):
@@ -111,7 +105,7 @@ const releaseAbove = 1024
 
 func (t *Timers) releaseIfEmpty() {
 	if len(t.pending) == 0 && cap(t.pending) > releaseAbove {
-		t.pending, t.byKey = nil, map[cache.ObjectName]*timerEntry{}
+		t.pending, t.byKey = nil, map[cache.ObjectName]*timedKey{}
 	}
 }
 
@@ -131,7 +125,7 @@ func (t *Timers) ShutDown() {
 		return
 	}
 	t.down = true
-	t.pending, t.byKey = nil, map[cache.ObjectName]*timerEntry{}
+	t.pending, t.byKey = nil, map[cache.ObjectName]*timedKey{}
 	close(t.done)
 }
 
@@ -195,45 +189,8 @@ func (t *Timers) next() (key cache.ObjectName, now time.Time, wait time.Duration
 	if wait = t.pending[0].at.Sub(now); wait > 0 {
 		return key, now, wait, false, true
 	}
-	e := heap.Pop(&t.pending).(*timerEntry)
+	e := heap.Pop(&t.pending).(*timedKey)
 	delete(t.byKey, e.key)
 	t.releaseIfEmpty()
 	return e.key, now, 0, true, false
-}
-
-// timerHeap orders entries by time, then by namespace and name.
-type timerHeap []*timerEntry
-
-func (h timerHeap) Len() int { return len(h) }
-
-func (h timerHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if !a.at.Equal(b.at) {
-		return a.at.Before(b.at)
-	}
-	if a.key.Namespace != b.key.Namespace {
-		return a.key.Namespace < b.key.Namespace
-	}
-	return a.key.Name < b.key.Name
-}
-
-func (h timerHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-
-func (h *timerHeap) Push(x any) {
-	e := x.(*timerEntry)
-	e.index = len(*h)
-	*h = append(*h, e)
-}
-
-func (h *timerHeap) Pop() any {
-	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
-	e.index = -1
-	return e
 }
