@@ -556,16 +556,22 @@ func TestDeadlineWakeOfAFinishedRunIsDropped(t *testing.T) {
 	assert.Equal(t, []string{testNS + "/live"}, f.queued(), "the finished run's deadline is not synced")
 }
 
-// A child this controller deleted or retired is remembered until its
-// informer delivers its departure, and forgotten then: for every kind, pods
-// included (they were not, and every kept run left its pod's UID behind, a
-// few megabytes over 50,000 runs).
-func TestDepartedChildrenForgotten(t *testing.T) {
+// finishingRunFixture holds a run whose agent exited, with its Job and pod.
+func finishingRunFixture(t *testing.T) (*fixture, *batchv1.Job, *corev1.Pod) {
 	f := newFixture(t)
 	r := newRun("run", withStatus(runningStatus("run", "run-pod")))
 	job := jobOf(r, "run-job-uid")
 	pod := podOf(job, "run-pod", agentExited(0, ""))
 	f.add(r, job, pod)
+	return f, job, pod
+}
+
+// A child this controller deleted or retired is remembered until its
+// informer delivers its departure, and forgotten then: for every kind, pods
+// included (they were not, and every kept run left its pod's UID behind, a
+// few megabytes over 50,000 runs).
+func TestDepartedChildrenForgotten(t *testing.T) {
+	f, job, pod := finishingRunFixture(t)
 	for _, uid := range []types.UID{job.UID, pod.UID} {
 		f.c.expectations.deletedChild(uid)
 		require.True(t, f.c.expectations.deleting(uid))
@@ -582,11 +588,7 @@ func TestDepartedChildrenForgotten(t *testing.T) {
 // forgets it (remembered after, it stayed for good, about half the kept
 // runs' Jobs and pods in the memory benchmark). A failed write forgets it.
 func TestDepartureDeliveredDuringTheWrite(t *testing.T) {
-	f := newFixture(t)
-	r := newRun("run", withStatus(runningStatus("run", "run-pod")))
-	job := jobOf(r, "run-job-uid")
-	pod := podOf(job, "run-pod", agentExited(0, ""))
-	f.add(r, job, pod)
+	f, job, pod := finishingRunFixture(t)
 	for _, res := range []string{"jobs", "pods"} {
 		f.kube.PrependReactor("patch", res, func(a core.Action) (bool, runtime.Object, error) {
 			// The informer's delete handler, run before the patch returns.
