@@ -54,9 +54,10 @@ import (
 )
 
 // eventCacheSize is the size of each of the event correlator's caches (see
-// runControllers): enough for the Events of a burst of a thousand runs in
-// flight; a run evicted sooner only loses the merging of its repeats into
-// one Event with a count.
+// runControllers): the spam filter's entry of every run of a 1000-run
+// burst, and the last thousand Events for the dedup and the aggregation;
+// an Event evicted sooner only loses the merging of its repeats into one
+// Event with a count.
 const eventCacheSize = 1024
 
 // Config is the process configuration, filled from flags.
@@ -389,12 +390,11 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	}
 	// The event correlator (client-go's dedup, aggregation and spam filter
 	// of Events) keeps three LRU caches of event keys, 4096 entries each by
-	// default, about 450 bytes an entry. This controller records at most a
-	// few Events per run, each keyed by its run, and repeats (a server not
-	// ready, a retry) come within the run's own lifetime: the caches need
-	// to cover the runs in flight, not the last 4096 Events. At the
-	// default, they held 5.6 MB of a 19 MB heap after 10,000 runs
-	// (issue 15's memory figures).
+	// default, about 450 bytes an entry. This controller records an Event
+	// per transition of a run (three for a successful one), not per sync,
+	// so repeats are rare and come within the run's own lifetime: at the
+	// default, the keys of runs long finished held 5.6 MB of a 19 MB heap
+	// after 10,000 runs (issue 15's memory figures).
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx),
 		record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: eventCacheSize}))
 	broadcaster.StartStructuredLogging(3)
