@@ -219,46 +219,44 @@ func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error
 	policy := metav1.DeletePropagationBackground
 	patchOpts := metav1.PatchOptions{FieldManager: ControllerName}
 	for _, a := range d.Actions {
-		obj := a.Object
-		uid := obj.GetUID()
-		if a.Verb != phase.Delete && a.Verb != phase.Retire {
+		words, leaves := leaveWords[a.Verb]
+		if !leaves {
 			continue
 		}
+		obj := a.Object
+		uid := obj.GetUID()
 		// Remembered before the write (see createChildren): the informer
 		// may deliver the deletion before the call returns.
 		c.expectations.deletedChild(uid)
 		var err error
-		switch a.Verb {
-		case phase.Delete:
+		if a.Verb == phase.Delete {
 			err = c.kinds[a.Kind].delete(ctx, obj.GetNamespace(), obj.GetName(),
 				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
-		case phase.Retire:
-			patch, merr := json.Marshal(map[string]any{"metadata": map[string]any{
+		} else {
+			var patch []byte
+			if patch, err = json.Marshal(map[string]any{"metadata": map[string]any{
 				"uid":    uid,
 				"labels": map[string]string{v1alpha1.LabelRetired: "true"},
-			}})
-			if merr != nil {
-				return merr
+			}}); err == nil {
+				err = c.kinds[a.Kind].patch(ctx, obj.GetNamespace(), obj.GetName(), patch, patchOpts)
 			}
-			err = c.kinds[a.Kind].patch(ctx, obj.GetNamespace(), obj.GetName(), patch, patchOpts)
-		default:
-			continue
 		}
 		switch {
 		case err == nil:
-			klog.FromContext(ctx).V(2).Info(leaveWords[a.Verb][0]+" "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
+			klog.FromContext(ctx).V(2).Info(words[0]+" "+string(a.Kind), "object", klog.KRef(obj.GetNamespace(), obj.GetName()))
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 			// Gone, or another object of that name: the cached one is not
 			// there any more either way.
 		default:
 			c.expectations.gone(uid)
-			return fmt.Errorf("%s %s %s: %w", leaveWords[a.Verb][1], a.Kind, obj.GetName(), err)
+			return fmt.Errorf("%s %s %s: %w", words[1], a.Kind, obj.GetName(), err)
 		}
 	}
 	return nil
 }
 
-// leaveWords are the log and error words of deleteChildren's verbs.
+// leaveWords are the log and error words of deleteChildren's verbs, the
+// verbs by which a child leaves the controller's view.
 var leaveWords = map[phase.Verb][2]string{phase.Delete: {"Deleted", "deleting"}, phase.Retire: {"Retired", "retiring"}}
 
 func lastReason(d phase.Decision) string {

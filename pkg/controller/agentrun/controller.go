@@ -226,9 +226,16 @@ func (c *Controller) enqueue(key cache.ObjectName) { c.queue.Add(key) }
 // cancelled here, so that no wake outlives its run's finish.
 func (c *Controller) wakeAfter(key cache.ObjectName, d time.Duration) {
 	c.wakes.Schedule(key, c.now().Add(d))
-	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok && index.FinishedAtRest(obj) {
+	if c.finishedAtRest(key) {
 		c.wakes.Cancel(key)
 	}
+}
+
+// finishedAtRest reports whether the cache holds the run key finished and
+// not being deleted (index.FinishedAtRest): it has no deadline to wake for.
+func (c *Controller) finishedAtRest(key cache.ObjectName) bool {
+	obj, ok, _ := c.runIndex.GetByKey(key.String())
+	return ok && index.FinishedAtRest(obj)
 }
 
 // cancelWake drops the pending wake of the run obj is (a run, a record or
@@ -244,10 +251,9 @@ func (c *Controller) cancelWake(obj any) {
 // finished it brought its own sync, and a finished run has no deadline. It
 // may come due before the run's handler saw the finish and cancelled it.
 func (c *Controller) wake(key cache.ObjectName) {
-	if obj, ok, _ := c.runIndex.GetByKey(key.String()); ok && index.FinishedAtRest(obj) {
-		return
+	if !c.finishedAtRest(key) {
+		c.enqueue(key)
 	}
-	c.enqueue(key)
 }
 
 // admissionRank orders the queue: runs whose admission is undecided (new
