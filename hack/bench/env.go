@@ -306,35 +306,43 @@ func (c *controller) stop() {
 	}
 }
 
-// scrape reads the controller's /metrics.
-func (c *controller) scrape() (metricSet, error) {
-	resp, err := http.Get("http://" + c.metricsAddr + "/metrics")
+// get reads path of the controller's metrics server; the caller closes the
+// body.
+func (c *controller) get(path string) (io.ReadCloser, error) {
+	resp, err := http.Get("http://" + c.metricsAddr + path)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", path, resp.Status)
 	}
-	return parseMetrics(resp.Body)
+	return resp.Body, nil
+}
+
+// scrape reads the controller's /metrics.
+func (c *controller) scrape() (metricSet, error) {
+	body, err := c.get("/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return parseMetrics(body)
 }
 
 // heapProfile saves the controller's heap profile (after a collection) in
 // path; it needs the controller's --profiling.
 func (c *controller) heapProfile(path string) error {
-	resp, err := http.Get("http://" + c.metricsAddr + "/debug/pprof/heap?gc=1")
+	body, err := c.get("/debug/pprof/heap?gc=1")
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/debug/pprof/heap: %s", resp.Status)
-	}
+	defer body.Close()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		return err
 	}
