@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -98,7 +98,7 @@ func (m *Metrics) ObserveTransition(run *v1alpha1.AgentRun, next *v1alpha1.Agent
 
 // RegisterRunsByPhase adds a gauge of AgentRuns by phase, read from the
 // run informer's store at scrape time (live runs as *v1alpha1.AgentRun,
-// finished runs as *phase.FinishedRun records).
+// finished runs as *runcache.FinishedRun records).
 func (m *Metrics) RegisterRunsByPhase(runs cache.Store) {
 	m.Registry.MustRegister(&phaseCollector{runs: runs, desc: prometheus.NewDesc(namespace+"_agentruns",
 		"AgentRuns in the controller's cache, by phase and, for finished runs, reason.", []string{"phase", "reason"}, nil)})
@@ -117,12 +117,12 @@ func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, obj := range c.runs.List() {
 		var k key
 		switch r := obj.(type) {
-		case *phase.FinishedRun:
+		case *runcache.FinishedRun:
 			k = key{phase: string(r.Phase()), reason: r.OutcomeReason()}
 		case *v1alpha1.AgentRun:
 			k = key{phase: string(r.Status.Phase)}
 			if r.Status.Phase.IsTerminal() {
-				k.reason = phase.OutcomeReason(r.Status.Conditions)
+				k.reason = runcache.OutcomeReason(r.Status.Conditions)
 			}
 		default:
 			continue

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
@@ -657,7 +658,7 @@ func TestFinishedRunsWakeIsCancelled(t *testing.T) {
 	done := f.trackedRun("done")
 	done.Status.Phase = v1alpha1.PhaseSucceeded
 	f.update(done)
-	require.IsType(t, &phase.FinishedRun{}, cached("done"))
+	require.IsType(t, &runcache.FinishedRun{}, cached("done"))
 	f.handlers.runs[0].OnUpdate(before, cached("done"))
 	assert.Equal(t, 3, f.c.wakes.Len(), "the finished run's wake is gone")
 

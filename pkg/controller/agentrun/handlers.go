@@ -77,7 +77,7 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 // own informers enqueue it. So a restart or a resync costs one sync per
 // run that has something to do, not one per run of the history.
 //
-// The store holds a finished run as a record (phase.FinishedRun): a
+// The store holds a finished run as a record (runcache.FinishedRun): a
 // restart's list of a long history is handled on the records, without
 // rebuilding a run from each.
 func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {

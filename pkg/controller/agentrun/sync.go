@@ -131,7 +131,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	d := phase.Next(obs)
 	if run.Status.Phase.IsTerminal() && !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
-		// The cache holds finished runs compacted (phase.TrimForCache):
+		// The cache holds finished runs compacted (runcache.TrimForCache):
 		// their status is written only from the run as the API server
 		// has it, never from the cached copy.
 		live, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Get(ctx, run.Name, metav1.GetOptions{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -48,7 +49,7 @@ const (
 const LiveRunsKey = "live"
 
 // Run returns the run obj is, as the run informer's store holds it: a live
-// run as is, a finished run's record (phase.FinishedRun) rebuilt as the
+// run as is, a finished run's record (runcache.FinishedRun) rebuilt as the
 // compacted run, a new object each call. Tombstones are unwrapped. ok is
 // false for anything else.
 func Run(obj any) (*v1alpha1.AgentRun, bool) {
@@ -58,7 +59,7 @@ func Run(obj any) (*v1alpha1.AgentRun, bool) {
 	switch o := obj.(type) {
 	case *v1alpha1.AgentRun:
 		return o, true
-	case *phase.FinishedRun:
+	case *runcache.FinishedRun:
 		return o.AgentRun(), true
 	}
 	return nil, false
@@ -78,15 +79,15 @@ func GetRun(runs cache.Indexer, namespace, name string) (*v1alpha1.AgentRun, err
 }
 
 // History is what the history policy reads of the run obj is (see
-// phase.HistoryRun), without rebuilding a finished run from its record.
-func History(obj any) (phase.HistoryRun, bool) {
+// runcache.HistoryRun), without rebuilding a finished run from its record.
+func History(obj any) (runcache.HistoryRun, bool) {
 	switch o := obj.(type) {
 	case *v1alpha1.AgentRun:
-		return phase.HistoryOf(o), true
-	case *phase.FinishedRun:
+		return runcache.HistoryOf(o), true
+	case *runcache.FinishedRun:
 		return o.History(), true
 	}
-	return phase.HistoryRun{}, false
+	return runcache.HistoryRun{}, false
 }
 
 // InstanceOf is the namespace and spec.instanceRef of the run obj is.
@@ -100,7 +101,7 @@ type runFacts struct {
 	namespace, instance, parent string
 	phase                       v1alpha1.AgentRunPhase
 	waiting                     bool
-	resourceVersion             phase.ResourceVersionKey
+	resourceVersion             runcache.ResourceVersionKey
 	deleting                    bool
 }
 
@@ -127,12 +128,12 @@ func factsOf(obj any) (runFacts, bool) {
 	switch o := obj.(type) {
 	case *v1alpha1.AgentRun:
 		f := runFacts{namespace: o.Namespace, instance: o.Spec.InstanceRef, phase: o.Status.Phase, waiting: phase.IsWaiting(o),
-			resourceVersion: phase.ResourceVersionKeyOf(o.ResourceVersion), deleting: o.DeletionTimestamp != nil}
+			resourceVersion: runcache.ResourceVersionKeyOf(o.ResourceVersion), deleting: o.DeletionTimestamp != nil}
 		if o.Spec.Parent != nil {
 			f.parent = o.Spec.Parent.RunName
 		}
 		return f, true
-	case *phase.FinishedRun:
+	case *runcache.FinishedRun:
 		return runFacts{namespace: o.Namespace, instance: o.Instance, parent: o.ParentName(), phase: o.Phase(),
 			resourceVersion: o.ResourceVersionKey(), deleting: o.Deleting()}, true
 	}

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -72,7 +72,7 @@ func BenchmarkCachedFinishedRuns(b *testing.B) {
 				}
 				var obj any = r
 				if trim {
-					obj, _ = phase.TrimForCache(r)
+					obj, _ = runcache.TrimForCache(r)
 				}
 				if err := idx.Add(obj); err != nil {
 					b.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
@@ -95,7 +95,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	if err != nil {
 		return nil, fmt.Errorf("adding SympoziumInstance event handler: %w", err)
 	}
-	// The run store holds finished runs as records (phase.FinishedRun):
+	// The run store holds finished runs as records (runcache.FinishedRun):
 	// the handlers read both forms through the index package.
 	// Every event moves the instance's tally; the instance is synced when
 	// a run's phase, TTL or deletion changed what it reports or prunes.
@@ -195,26 +195,26 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	return errors.Join(errs...)
 }
 
-// expire applies the instance's history policy (phase.Expire) to its runs
+// expire applies the instance's history policy (runcache.Expire) to its runs
 // and returns the runs it deleted.
-func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.ObjectName, inst *v1alpha1.SympoziumInstance) ([]phase.HistoryRun, error) {
+func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.ObjectName, inst *v1alpha1.SympoziumInstance) ([]runcache.HistoryRun, error) {
 	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
 	if err != nil {
 		return nil, err
 	}
-	runs := make([]phase.HistoryRun, 0, len(objs))
+	runs := make([]runcache.HistoryRun, 0, len(objs))
 	for _, o := range objs {
 		if r, ok := index.History(o); ok {
 			runs = append(runs, r)
 		}
 	}
-	expiry := phase.Expire(runs, inst, c.clock.Now())
+	expiry := runcache.Expire(runs, inst, c.clock.Now())
 	if expiry.RequeueAfter > 0 {
 		// The next TTL to run out: a timer, not a poll.
 		c.queue.AddAfter(key, expiry.RequeueAfter)
 	}
 	var errs []error
-	var pruned []phase.HistoryRun
+	var pruned []runcache.HistoryRun
 	for _, r := range expiry.Delete {
 		if err := c.deleteRun(ctx, inst.Namespace, r); err != nil {
 			errs = append(errs, err)
@@ -251,7 +251,7 @@ func sympoziumStatus(inst *v1alpha1.SympoziumInstance, serving bool, active int3
 	}
 }
 
-func (c *Controller) deleteRun(ctx context.Context, namespace string, r phase.HistoryRun) error {
+func (c *Controller) deleteRun(ctx context.Context, namespace string, r runcache.HistoryRun) error {
 	uid := r.UID()
 	policy := metav1.DeletePropagationBackground
 	err := c.client.SympoziumV1alpha1().AgentRuns(namespace).Delete(ctx, r.Name, metav1.DeleteOptions{

@@ -22,7 +22,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
@@ -110,11 +110,11 @@ func (f *fixture) refresh() {
 	}
 }
 
-// cached is o as the informers' transform keeps it (phase.TrimForCache): a
-// finished run as a *phase.FinishedRun record.
+// cached is o as the informers' transform keeps it (runcache.TrimForCache): a
+// finished run as a *runcache.FinishedRun record.
 func cached(t *testing.T, o runtime.Object) any {
 	t.Helper()
-	out, err := phase.TrimForCache(o.DeepCopyObject())
+	out, err := runcache.TrimForCache(o.DeepCopyObject())
 	require.NoError(t, err)
 	return out
 }

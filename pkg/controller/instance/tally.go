@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 )
@@ -20,12 +21,12 @@ type tally struct {
 
 // instanceTally is one instance's tally.
 type instanceTally struct {
-	// Counts counts every cached run as phase.Count does.
-	Counts phase.InstanceCounts
+	// Counts counts every cached run as runcache.Count does.
+	Counts runcache.InstanceCounts
 	// Serving counts the runs in phase Serving.
 	Serving int32
 	// Kept counts the finished runs not being deleted, by phase: what the
-	// history limits compare (phase.Prune).
+	// history limits compare (runcache.Prune).
 	KeptSucceeded, KeptFailed int
 	// KeptWithTTL counts the kept finished runs with their own
 	// ttlSecondsAfterFinished.
@@ -35,7 +36,7 @@ type instanceTally struct {
 func newTally() *tally { return &tally{by: map[string]*instanceTally{}} }
 
 // add counts the run obj (a run of the store: *v1alpha1.AgentRun or
-// *phase.FinishedRun) with sign +1 or -1.
+// *runcache.FinishedRun) with sign +1 or -1.
 func (t *tally) add(obj any, sign int) {
 	ns, inst, ok := index.InstanceOf(obj)
 	h, ok2 := index.History(obj)
@@ -56,9 +57,9 @@ func (t *tally) add(obj any, sign int) {
 	}
 }
 
-func (it *instanceTally) count(h phase.HistoryRun, sign int) {
+func (it *instanceTally) count(h runcache.HistoryRun, sign int) {
 	s32 := int32(sign)
-	c := phase.Count([]phase.HistoryRun{h})
+	c := runcache.Count([]runcache.HistoryRun{h})
 	it.Counts.Active += c.Active * s32
 	it.Counts.Waiting += c.Waiting * s32
 	it.Counts.Succeeded += c.Succeeded * s32
@@ -95,7 +96,7 @@ func (t *tally) of(key string) instanceTally {
 	return instanceTally{}
 }
 
-// historyDue reports whether phase.Expire may find something to do for
+// historyDue reports whether runcache.Expire may find something to do for
 // the instance: more kept finished runs than a history limit allows, or a
 // kept finished run with a TTL (its own, or the instance's). When it is
 // false, Expire would delete nothing and set no timer, so the sync skips
