@@ -46,6 +46,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/skillpack"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sympoziumscheme "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/scheme"
@@ -364,8 +365,8 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	sf := sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
 		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(runcache.TrimForCache))
 	// The runs' informer keeps no namespace index (the factory's default):
-	// runs are looked up through the controllers' own indexes
-	// (pkg/controller/index), and a namespace index would hold an entry for
+	// runs are looked up through the run store's own indexes
+	// (pkg/controller/runstore), and a namespace index would hold an entry for
 	// every kept run, tens of thousands in one instance.
 	sf.InformerFor(&v1alpha1.AgentRun{}, func(c clientset.Interface, resync time.Duration) cache.SharedIndexInformer {
 		return sv1alpha1.NewFilteredAgentRunInformer(c, cfg.Namespace, resync, cache.Indexers{}, nil)
@@ -461,7 +462,11 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	p.metrics.RegisterRunsByPhase(inf.Runs.Informer().GetStore())
+	runs, err := runstore.New(inf.Runs.Informer())
+	if err != nil {
+		return err
+	}
+	p.metrics.RegisterRunsByPhase(runs)
 	p.mu.Lock()
 	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
 	p.mu.Unlock()

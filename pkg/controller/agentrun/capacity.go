@@ -7,7 +7,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // allRunsLock is the admission lock key of the controller-wide run limit.
@@ -27,7 +27,7 @@ func (c *Controller) admissionLock(run *v1alpha1.AgentRun, inst *v1alpha1.Sympoz
 		return allRunsLock
 	}
 	if run.Spec.Parent != nil || phase.MaxConcurrentRuns(inst) > 0 {
-		return index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
+		return runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	}
 	return ""
 }
@@ -41,18 +41,16 @@ func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed
 	}
 	unseen := c.admissions.all(run.UID)
 	if phase.MaxConcurrentRuns(obs.Instance) > 0 {
-		objs, _ := c.runIndex.ByIndex(index.LiveRunsByInstance, index.InstanceKey(run.Namespace, run.Spec.InstanceRef))
-		obs.Runs = c.load(run, objs, unseen, func(r *v1alpha1.AgentRun) bool {
+		obs.Runs = c.load(run, c.runs.LiveOfInstance(run.Namespace, run.Spec.InstanceRef), unseen, func(r *v1alpha1.AgentRun) bool {
 			return r.Spec.InstanceRef == run.Spec.InstanceRef && r.Namespace == run.Namespace
 		})
 	}
 	if c.opts.Phase.MaxConcurrentRuns > 0 {
-		objs, _ := c.runIndex.ByIndex(index.LiveRuns, index.LiveRunsKey)
-		obs.AllRuns = c.load(run, objs, unseen, func(*v1alpha1.AgentRun) bool { return true })
+		obs.AllRuns = c.load(run, c.runs.Live(), unseen, func(*v1alpha1.AgentRun) bool { return true })
 	}
 }
 
-// load counts, among the live runs objs, those holding a slot (admitted in
+// load counts, among the live runs, those holding a slot (admitted in
 // the cache, admitted by this controller and not seen yet, or whose
 // workload the cache holds although its status does not say so: the
 // controller stopped between creating it and recording it), and those
@@ -60,21 +58,20 @@ func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed
 // waiting run held back by another limit does not count ahead: a sub-agent
 // run beyond its instance's sub-agent maxConcurrent, and (for the runs of
 // other instances) a run beyond its own instance's maxConcurrentRuns.
-func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.UID]string, within func(*v1alpha1.AgentRun) bool) phase.Load {
+func (c *Controller) load(run *v1alpha1.AgentRun, live []*v1alpha1.AgentRun, unseen map[types.UID]string, within func(*v1alpha1.AgentRun) bool) phase.Load {
 	var l phase.Load
 	counted := map[types.UID]bool{}
 	var waiting []*v1alpha1.AgentRun
 	active := map[string]int{}    // by instance key
 	activeSub := map[string]int{} // sub-agent runs, by instance key
-	for _, o := range objs {
-		r, ok := o.(*v1alpha1.AgentRun)
-		if !ok || r.UID == run.UID || r.Status.Phase.IsTerminal() {
+	for _, r := range live {
+		if r.UID == run.UID {
 			continue
 		}
 		if _, ok := unseen[r.UID]; ok || phase.IsAdmitted(r) || c.workloadCached(r) {
 			l.Active++
 			counted[r.UID] = true
-			key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
+			key := runstore.InstanceKey(r.Namespace, r.Spec.InstanceRef)
 			active[key]++
 			if r.Spec.Parent != nil {
 				activeSub[key]++
@@ -92,7 +89,7 @@ func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.U
 		}
 	}
 	for _, r := range waiting {
-		key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
+		key := runstore.InstanceKey(r.Namespace, r.Spec.InstanceRef)
 		inst, err := c.instances.SympoziumInstances(r.Namespace).Get(r.Spec.InstanceRef)
 		if err != nil {
 			continue // waits for its instance, not for a slot
@@ -139,7 +136,7 @@ func (c *Controller) wakeForCapacity(namespace, instance string) {
 		c.wakeWaiting(namespace, instance)
 		return
 	}
-	for _, key := range c.runIndex.ListIndexFuncValues(index.WaitingRunsByInstance) {
+	for _, key := range c.runs.WaitingInstances() {
 		c.wakeWaitingKey(key)
 	}
 }
@@ -147,13 +144,7 @@ func (c *Controller) wakeForCapacity(namespace, instance string) {
 // wakeChildren enqueues the unfinished sub-agent runs of parent: it
 // finished, and so do they.
 func (c *Controller) wakeChildren(parent *v1alpha1.AgentRun) {
-	objs, err := c.runIndex.ByIndex(index.RunsByParent, parent.Namespace+"/"+parent.Name)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && !r.Status.Phase.IsTerminal() {
-			c.enqueue(cache.MetaObjectToName(r))
-		}
+	for _, r := range c.runs.LiveChildren(parent.Namespace, parent.Name) {
+		c.enqueue(cache.MetaObjectToName(r))
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // expectationTTL bounds how long a write this controller made is assumed to
@@ -195,7 +195,7 @@ func (a *admissions) admitted(instance string, run types.UID, subagent bool) {
 func (a *admissions) observed(run *v1alpha1.AgentRun) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	key := runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	if m, ok := a.pending[key]; ok {
 		delete(m, run.UID)
 		if len(m) == 0 {

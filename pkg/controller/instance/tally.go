@@ -6,7 +6,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // tally keeps each instance's run counts up to date from the run
@@ -16,7 +16,7 @@ import (
 // what changed, not the history (TestTallyMatchesRecount).
 type tally struct {
 	mu sync.Mutex
-	by map[string]*instanceTally // by index.InstanceKey
+	by map[string]*instanceTally // by runstore.InstanceKey
 }
 
 // instanceTally is one instance's tally.
@@ -35,15 +35,14 @@ type instanceTally struct {
 
 func newTally() *tally { return &tally{by: map[string]*instanceTally{}} }
 
-// add counts the run obj (a run of the store: *v1alpha1.AgentRun or
-// *runcache.FinishedRun) with sign +1 or -1.
-func (t *tally) add(obj any, sign int) {
-	ns, inst, ok := index.InstanceOf(obj)
-	h, ok2 := index.History(obj)
+// add counts the run e with sign +1 or -1.
+func (t *tally) add(e runstore.Entry, sign int) {
+	ns, inst, ok := e.Instance()
+	h, ok2 := e.History()
 	if !ok || !ok2 {
 		return
 	}
-	key := index.InstanceKey(ns, inst)
+	key := runstore.InstanceKey(ns, inst)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	it := t.by[key]
@@ -81,7 +80,7 @@ func (it *instanceTally) count(h runcache.HistoryRun, sign int) {
 }
 
 // update moves a run from its old to its new state.
-func (t *tally) update(old, cur any) {
+func (t *tally) update(old, cur runstore.Entry) {
 	t.add(old, -1)
 	t.add(cur, +1)
 }

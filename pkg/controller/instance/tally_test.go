@@ -12,7 +12,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // The tally the run handlers keep agrees, after any sequence of events,
@@ -80,16 +80,16 @@ func TestTallyMatchesRecount(t *testing.T) {
 			var runs []runcache.HistoryRun
 			var serving int32
 			for _, o := range store.List() {
-				if _, in, _ := index.InstanceOf(o); in != "inst" {
+				if _, in, _ := runstore.EntryOf(o).Instance(); in != "inst" {
 					continue
 				}
-				h, _ := index.History(o)
+				h, _ := runstore.EntryOf(o).History()
 				runs = append(runs, h)
 				if h.Phase == v1alpha1.PhaseServing {
 					serving++
 				}
 			}
-			tl := f.c.tally.of(index.InstanceKey(testNS, "inst"))
+			tl := f.c.tally.of(runstore.InstanceKey(testNS, "inst"))
 			at := fmt.Sprintf("round %d step %d", round, step)
 			require.Equal(t, runcache.Count(runs), tl.Counts, at)
 			require.Equal(t, serving, tl.Serving, at)
