@@ -117,13 +117,9 @@ type Controller struct {
 	synced []cache.InformerSynced
 	worker *worker.Worker
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	// wakes times the wake-ups live runs' decisions ask for (deadlines,
-	// grace periods) apart from queue; see wakeAfter.
-	wakes *worker.Timers
 
-	expectations *expectations
-	admissions   *admissions
-	writes       *ownWrites
+	// stores are what the controller keeps in memory (stores.go).
+	stores
 
 	clock clock.WithTicker
 }
@@ -149,13 +145,12 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		pods:        inf.Pods.Lister(),
 		podIndex:    inf.Pods.Informer().GetIndexer(),
 		configMaps:  inf.ConfigMaps.Lister(),
-		writes:      newOwnWrites(),
 		clock:       opts.Clock,
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
-	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
+	c.stores = newStores(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
 	c.identityKinds(c.kinds)
 	if inf.SystemSkillPacks != nil {
@@ -169,7 +164,6 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.worker = worker.NewWithQueue("agentrun", opts.RateLimiter, c.clock, worker.NewFrontQueue(c.admissionRank), c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
-	c.wakes = worker.NewTimers(c.clock)
 	var err error
 	if c.runs, err = runstore.New(inf.Runs.Informer()); err != nil {
 		return nil, err

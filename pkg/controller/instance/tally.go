@@ -13,7 +13,9 @@ import (
 // informer's events, so that an instance's sync reads its counts, and
 // learns whether its history policy has anything to do, without going over
 // every run it ever kept: with 50,000 finished runs an instance sync costs
-// what changed, not the history (TestTallyMatchesRecount).
+// what changed, not the history (TestTallyMatchesRecount). It is one of
+// the process's in-memory stores, declared with the others in the table of
+// pkg/controller/agentrun/stores.go.
 type tally struct {
 	mu sync.Mutex
 	by map[string]*instanceTally // by runstore.InstanceKey
