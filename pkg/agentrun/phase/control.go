@@ -94,12 +94,3 @@ func (m *machine) stoppedWhile() string {
 	}
 	return " before it was admitted"
 }
-
-// Older orders runs by creation, then name: the order in which waiting runs
-// are admitted and children are counted.
-func Older(a, b *v1alpha1.AgentRun) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
-}

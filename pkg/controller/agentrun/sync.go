@@ -413,7 +413,7 @@ func (c *Controller) observeSubagents(run *v1alpha1.AgentRun, obs *phase.Observe
 		case phase.IsAdmitted(r) || unseen[r.UID]:
 			obs.ActiveSubagents++
 			counted[r.UID] = true
-		case r.DeletionTimestamp == nil && phase.Older(r, run):
+		case phase.AheadForSubagentLimit(run, r):
 			obs.WaitingAhead++
 		}
 	}
