@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -177,6 +181,81 @@ func TestSmoke(t *testing.T) {
 		}
 		if got.Status.Phase != corev1.PodPending {
 			t.Errorf("pod phase = %s, want Pending", got.Status.Phase)
+		}
+	})
+
+	t.Run("an evicted pod stays until its Job has counted it", func(t *testing.T) {
+		// The Job controller is paused while the pod is evicted: kwok
+		// kills the agent (137, Failed) and makes the kubelet's final
+		// delete, and the pod must then still be there with the Job's
+		// tracking finalizer, as on a real node. Stages that cleared the
+		// finalizers let a loaded Job controller miss the failure: the
+		// Job replaced the pod without counting it.
+		job := newJob("evicted", corev1.Container{Name: "agent", Image: "agent:sim", Env: []corev1.EnvVar{{Name: "SIM_DURATION", Value: "1h"}}})
+		job.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+			Action:          batchv1.PodFailurePolicyActionCount,
+			OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
+		}}}
+		if _, err := client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := waitPod(ctx, t, client, ns, "job-name=evicted", func(p *corev1.Pod) bool {
+			s := containerStatus(p, "agent")
+			return s != nil && s.State.Running != nil && slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer)
+		})
+		kcm := pids["kube-controller-manager"]
+		if err := syscall.Kill(kcm, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if err := syscall.Kill(kcm, syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+		if err := client.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		err := poll(ctx, 30*time.Second, func() (bool, string, error) {
+			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, "", fmt.Errorf("pod %s was removed before the Job controller counted it", pod.Name)
+			}
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			final := p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds == 0
+			return p.Status.Phase == corev1.PodFailed && final, fmt.Sprintf("phase %s, grace %v", p.Status.Phase, p.DeletionGracePeriodSeconds), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || !slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer) {
+			t.Fatalf("after the final delete, pod = %v, %v; want it kept with the Job's tracking finalizer", p, err)
+		}
+		resume()
+		// The Job counts the disruption against backoffLimit 0 and fails;
+		// no second pod.
+		waitJobCondition(ctx, t, client, ns, "evicted", batchv1.JobFailed)
+		got, err := client.BatchV1().Jobs(ns).Get(ctx, "evicted", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Failed != 1 || got.Status.Succeeded != 0 {
+			t.Errorf("Job status failed %d, succeeded %d; want 1, 0", got.Status.Failed, got.Status.Succeeded)
+		}
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=evicted"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Name != pod.Name {
+				t.Errorf("the Job started a second pod %s", p.Name)
+			}
 		}
 	})
 
