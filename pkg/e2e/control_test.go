@@ -3,6 +3,7 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -234,6 +235,8 @@ func TestParentBoundsChildren(t *testing.T) {
 	}
 }
 
+var limitsSeed = flag.Uint64("limits-seed", 0, "seed of TestRunLimitsControllerKilled's kill schedule (0: $SYMPOZIUM_LIMITS_SEED, else the clock)")
+
 // TestRunLimitsControllerKilled: an instance's maxConcurrentRuns (2) and
 // the controller's --max-concurrent-runs (3) hold with two workers while
 // the controller is killed with SIGKILL and restarted. Runs are timed by
@@ -245,8 +248,8 @@ func TestRunLimitsControllerKilled(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := chaosSize(*limitsSeed, "SYMPOZIUM_LIMITS_SEED", uint64(time.Now().UnixNano()))
+	t.Logf("seed %d (rerun with SYMPOZIUM_LIMITS_SEED=%d or -limits-seed %d)", seed, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0xcafe))
 	e.apply(t, instanceYAML(ns, "capped", "  maxConcurrentRuns: 2\n  runHistoryLimit: 100\n"))
 	e.apply(t, instanceYAML(ns, "open", "  runHistoryLimit: 100\n"))
