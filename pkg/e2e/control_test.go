@@ -218,7 +218,7 @@ func TestParentBoundsChildren(t *testing.T) {
 	e.waitPhase(t, ns, "boss", v1alpha1.PhaseRunning, 30*time.Second)
 	e.apply(t, child("worker", "boss"))
 	e.waitPhase(t, ns, "worker", v1alpha1.PhaseRunning, 30*time.Second)
-	time.Sleep(1100 * time.Millisecond)
+	e.afterCreationSecondOf(t, ns, "worker") // distinct creation seconds: the older child holds the slot
 	e.apply(t, child("queued", "boss"))
 	e.waitWaiting(t, ns, "queued", v1alpha1.ReasonWaitingForCapacity)
 	out, errOut, code := e.agentrun(t, "cancel", "-n", ns, "boss")
@@ -267,9 +267,10 @@ func TestRunLimitsControllerKilled(t *testing.T) {
 			e.apply(t, runYAML(ns, name, inst, map[string]string{"SIM_DURATION": "2s", "SIM_MESSAGE": successReport}, "  timeout: 5m\n"))
 		}
 		if i%3 == 2 {
-			time.Sleep(1100 * time.Millisecond) // some distinct creation seconds
+			e.afterCreationSecondOf(t, ns, names[len(names)-1]) // some distinct creation seconds
 		}
 	}
+	// The kill schedule is the test's input, drawn from the seed.
 	for k := range 3 {
 		time.Sleep(time.Duration(1500+rng.IntN(2500)) * time.Millisecond)
 		ctl.kill()

@@ -526,11 +526,11 @@ func TestSubagentLimits(t *testing.T) {
 	// Three children in order; the third must wait for a slot.
 	hold := map[string]string{"SIM_DURATION": "1h"}
 	e.apply(t, child("c1", 1, hold))
-	time.Sleep(1100 * time.Millisecond) // distinct creation seconds: oldest first is well defined
+	e.afterCreationSecondOf(t, ns, "c1") // distinct creation seconds: oldest first is well defined
 	e.apply(t, child("c2", 1, hold))
-	time.Sleep(1100 * time.Millisecond)
+	e.afterCreationSecondOf(t, ns, "c2")
 	e.apply(t, child("c3", 1, map[string]string{"SIM_MESSAGE": successReport}))
-	time.Sleep(1100 * time.Millisecond)
+	e.afterCreationSecondOf(t, ns, "c3")
 	e.apply(t, child("c4", 1, nil))
 	e.waitPhase(t, ns, "c1", v1alpha1.PhaseRunning, 30*time.Second)
 	e.waitPhase(t, ns, "c2", v1alpha1.PhaseRunning, 30*time.Second)
