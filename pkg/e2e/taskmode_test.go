@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -283,7 +284,12 @@ func TestTaskRunFewerEvents(t *testing.T) {
 	r := e.waitPhase(t, ns, "ok", v1alpha1.PhaseSucceeded, 60*time.Second)
 	assert.Equal(t, []string{v1alpha1.ReasonSucceeded}, e.runEvents(t, ns, "ok", 1))
 	assert.Equal(t, v1alpha1.ReasonJobCreated, condition(r, v1alpha1.ConditionAdmitted).Reason, "the admission is in the conditions")
-	time.Sleep(2 * time.Second) // Events are written by a background writer
+	// No other Event comes. Events are written by one background writer,
+	// in the order they were recorded: once a run created after ok was
+	// cleaned up has its own Event written, every Event recorded for ok
+	// is written too (a barrier, not a sleep).
+	e.waitNoChildren(t, ns, "ok", 60*time.Second)
+	e.runEvents(t, ns, e.barrierRun(t, ns, "inst"), 1)
 	assert.Equal(t, []string{v1alpha1.ReasonSucceeded}, e.runEvents(t, ns, "ok", 1), "no other Event came")
 }
 
@@ -441,9 +447,25 @@ func TestTaskRunCleanupKeep(t *testing.T) {
 	e.waitPhase(t, ns, "kept", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "deleted", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitNoChildren(t, ns, "deleted", 30*time.Second)
-	// The kept Job stays (give the controller time to do something wrong).
-	time.Sleep(2 * time.Second)
-	_, err := e.kube.BatchV1().Jobs(ns).Get(context.Background(), "kept", metav1.GetOptions{})
+	// The kept Job stays. Not a sleep but a barrier: once the kept Job is
+	// complete (the last change of the run's children) and the controller
+	// has carried a later run through its life, it has handled every event
+	// of the kept run, and had every chance to do something wrong.
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		j, err := e.kube.BatchV1().Jobs(ns).Get(ctx, "kept", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range j.Status.Conditions {
+			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	require.NoError(t, err, "the kept Job did not complete")
+	e.barrierRun(t, ns, "inst")
+	_, err = e.kube.BatchV1().Jobs(ns).Get(context.Background(), "kept", metav1.GetOptions{})
 	assert.NoError(t, err)
 	assert.NotNil(t, e.agentPod(t, ns, "kept"))
 }
@@ -546,9 +568,13 @@ func TestSubagentLimits(t *testing.T) {
 	require.Len(t, c1.OwnerReferences, 1)
 	assert.Equal(t, "parent", c1.OwnerReferences[0].Name)
 
-	// Free a slot: c3 starts and succeeds.
-	time.Sleep(2 * time.Second)
+	// c3 must still wait: checked after a barrier, not a sleep (the
+	// controller has carried a later run through its life; that run's end
+	// and deletion also woke the runs waiting for capacity, c3 among them).
+	e.barrierRun(t, ns, "inst")
 	assert.Equal(t, v1alpha1.PhasePending, e.getRun(t, ns, "c3").Status.Phase, "c3 must still wait")
+
+	// Free a slot: c3 starts and succeeds.
 	e.kubectl(t, "delete", "agentrun", "-n", ns, "c1", "--wait=false")
 	e.waitPhase(t, ns, "c3", v1alpha1.PhaseSucceeded, 60*time.Second)
 
