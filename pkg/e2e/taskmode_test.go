@@ -612,8 +612,7 @@ func TestControllerRestartMidRun(t *testing.T) {
 	r := e.waitPhase(t, ns, "survivor", v1alpha1.PhaseRunning, 60*time.Second)
 	job, err := e.kube.BatchV1().Jobs(ns).Get(context.Background(), "survivor", metav1.GetOptions{})
 	require.NoError(t, err)
-	ctl.kill()
-	time.Sleep(time.Second)
+	ctl.kill() // returns once the process has exited
 	ctl = e.startController(t, ns)
 	r = e.waitPhase(t, ns, "survivor", v1alpha1.PhaseSucceeded, 60*time.Second)
 	assert.Equal(t, "the cluster is healthy", r.Status.Result)
@@ -626,7 +625,8 @@ func TestControllerRestartMidRun(t *testing.T) {
 	// with one Job.
 	ctl.kill()
 	e.apply(t, runYAML(ns, "late", "inst", map[string]string{"SIM_MESSAGE": successReport}, "  cleanup: keep\n"))
-	time.Sleep(time.Second)
+	// No sleep: kill waited for the process to exit, and no other
+	// controller watches this namespace, so nothing can have touched it.
 	assert.Empty(t, e.getRun(t, ns, "late").Status.Phase)
 	e.startController(t, ns)
 	e.waitPhase(t, ns, "late", v1alpha1.PhaseSucceeded, 60*time.Second)
