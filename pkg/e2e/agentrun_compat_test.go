@@ -315,7 +315,7 @@ func TestAdoptsRunsTheOriginalStarted(t *testing.T) {
 	// cleanup (the default) removes sympozium's Jobs like ours, and no
 	// other Job was ever made.
 	for _, name := range []string{"inflight", "done"} {
-		e.waitNoChildren(t, ns, name, 30*time.Second)
+		e.waitNoChildren(t, ns, name, 60*time.Second)
 	}
 	out := e.kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=AgentRun", "-o", "jsonpath={.items[*].reason}")
 	assert.NotContains(t, out, v1alpha1.ReasonChildNameConflict)

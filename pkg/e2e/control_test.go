@@ -45,7 +45,7 @@ func (e *env) waitFailed(t *testing.T, ns, name, reason string, timeout time.Dur
 // waitWaiting waits for the run to wait (Admitted False) for reason.
 func (e *env) waitWaiting(t *testing.T, ns, name, reason string) {
 	t.Helper()
-	e.waitRun(t, ns, name, 30*time.Second, reason, func(r *v1alpha1.AgentRun) bool {
+	e.waitRun(t, ns, name, 60*time.Second, reason, func(r *v1alpha1.AgentRun) bool {
 		c := condition(r, v1alpha1.ConditionAdmitted)
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason
 	})
@@ -118,6 +118,7 @@ func TestCancel(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Equal(t, "agentrun/long cancelled: the run was cancelled (spec.cancel) while running\n", out)
 	assert.Contains(t, errOut, "agentrun/long Failed (Cancelled)")
+	// 1s is a read, not a wait: cancel --wait returned, so the run is Failed.
 	r := e.waitFailed(t, ns, "long", v1alpha1.ReasonCancelled, time.Second)
 	assert.Equal(t, "Cancelled: the run was cancelled (spec.cancel) while running", r.Status.Error)
 	assert.NotNil(t, r.Status.StartedAt)

@@ -25,7 +25,7 @@ var servingRE = regexp.MustCompile(`"Serving" logger="[^"]*" address="([^"]+)"`)
 func (c *controller) endpoints(t *testing.T) (probes, metrics string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return len(servingRE.FindAllStringSubmatch(c.log.String(), -1)) >= 2 },
-		20*time.Second, 50*time.Millisecond, "the controller did not log its endpoints:\n%s", c.log.String())
+		60*time.Second, 50*time.Millisecond, "the controller did not log its endpoints:\n%s", c.log.String())
 	m := servingRE.FindAllStringSubmatch(c.log.String(), -1)
 	return "http://" + m[0][1], "http://" + m[1][1]
 }
@@ -69,7 +69,7 @@ func TestProbesAndMetrics(t *testing.T) {
 
 	ctl := e.startController(t, ns, endpointFlags()...)
 	probes, metrics := ctl.endpoints(t)
-	require.Eventually(t, func() bool { code, _ := httpGet(probes + "/readyz"); return code == http.StatusOK }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { code, _ := httpGet(probes + "/readyz"); return code == http.StatusOK }, 60*time.Second, 100*time.Millisecond)
 	e.apply(t, instanceYAML(ns, "inst", ""))
 	e.apply(t, runYAML(ns, "m", "inst", map[string]string{"SIM_MESSAGE": successReport}, ""))
 	e.apply(t, runYAML(ns, "f", "inst", map[string]string{"SIM_EXIT_CODE": "2"}, ""))

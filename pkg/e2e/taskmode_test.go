@@ -133,7 +133,7 @@ func (e *env) waitNoChildren(t *testing.T, ns, run string, timeout time.Duration
 func (e *env) agentPod(t *testing.T, ns, run string) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
 		if err != nil || len(pods.Items) == 0 {
 			return false, nil
@@ -177,14 +177,14 @@ func TestTaskRunSucceeds(t *testing.T) {
 	require.Eventually(t, func() bool {
 		p := phases.get()
 		return len(p) > 0 && p[len(p)-1] == v1alpha1.PhaseSucceeded
-	}, 10*time.Second, 50*time.Millisecond)
+	}, 30*time.Second, 50*time.Millisecond)
 	assert.Equal(t, []v1alpha1.AgentRunPhase{"", v1alpha1.PhasePending, v1alpha1.PhaseRunning, v1alpha1.PhaseSucceeded}, phases.get())
 	// An Event for each transition (only the outcome with
 	// --progress-events=false, TestTaskRunFewerEvents).
 	// (Events carry seconds: two in the same second come in any order.)
 	assert.ElementsMatch(t, []string{v1alpha1.ReasonJobCreated, v1alpha1.ReasonStarted, v1alpha1.ReasonSucceeded}, e.runEvents(t, ns, "ok", 3))
 	// cleanup: delete (the default) removes the Job and its pod.
-	e.waitNoChildren(t, ns, "ok", 30*time.Second)
+	e.waitNoChildren(t, ns, "ok", 60*time.Second)
 	// The columns show it.
 	cols := strings.Fields(strings.Split(strings.TrimSpace(e.kubectl(t, "get", "agentrun", "ok", "-n", ns)), "\n")[1])
 	assert.Equal(t, []string{"ok", "inst", "Succeeded"}, cols[:3])
@@ -265,7 +265,7 @@ func TestTaskRunAgentFails(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonAgentFailed, failedReason(r))
 	assert.Contains(t, r.Status.Error, "model refused the task")
 	assert.EqualValues(t, 15, r.Status.TokenUsage.TotalTokens)
-	e.waitNoChildren(t, ns, "bad", 30*time.Second)
+	e.waitNoChildren(t, ns, "bad", 60*time.Second)
 	// kubectl describe explains the failure: the Warning and its message.
 	assert.Contains(t, e.runEvents(t, ns, "bad", 3), v1alpha1.ReasonAgentFailed)
 	out := e.kubectl(t, "describe", "agentrun", "-n", ns, "bad")
@@ -306,7 +306,7 @@ func (e *env) runEvents(t *testing.T, ns, run string, n int) []string {
 		}
 		reasons = strings.Fields(out)
 		return len(reasons) >= n
-	}, 20*time.Second, 200*time.Millisecond, "%d Events of %s", n, run)
+	}, 60*time.Second, 200*time.Millisecond, "%d Events of %s", n, run)
 	return reasons
 }
 
@@ -343,15 +343,17 @@ func TestTaskRunTimeouts(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonTimeout, failedReason(r))
 	assert.Contains(t, r.Status.Error, "still running")
 	require.NotNil(t, r.Status.StartedAt)
+	// A product promise, not a wait: the run ends at its timeout (3s of
+	// slack for the API server's whole seconds), however loaded the machine.
 	assert.WithinDuration(t, r.CreationTimestamp.Add(8*time.Second), r.Status.CompletedAt.Time, 3*time.Second)
 	// On expiry the workload is deleted, even with cleanup: keep.
-	e.waitNoChildren(t, ns, "slow", 30*time.Second)
+	e.waitNoChildren(t, ns, "slow", 60*time.Second)
 
 	r = e.waitPhase(t, ns, "stuck", v1alpha1.PhaseFailed, 40*time.Second)
 	assert.Equal(t, v1alpha1.ReasonTimeout, failedReason(r))
 	assert.Contains(t, r.Status.Error, "Unschedulable")
 	assert.Nil(t, r.Status.StartedAt)
-	e.waitNoChildren(t, ns, "stuck", 30*time.Second)
+	e.waitNoChildren(t, ns, "stuck", 60*time.Second)
 }
 
 func TestTaskRunWorkloadLost(t *testing.T) {
@@ -373,8 +375,8 @@ func TestTaskRunWorkloadLost(t *testing.T) {
 	assert.Equal(t, v1alpha1.ReasonPodLost, failedReason(r))
 	r = e.waitPhase(t, ns, "jobgone", v1alpha1.PhaseFailed, 30*time.Second)
 	assert.Equal(t, v1alpha1.ReasonJobLost, failedReason(r))
-	e.waitNoChildren(t, ns, "podgone", 30*time.Second)
-	e.waitNoChildren(t, ns, "jobgone", 30*time.Second)
+	e.waitNoChildren(t, ns, "podgone", 60*time.Second)
+	e.waitNoChildren(t, ns, "jobgone", 60*time.Second)
 }
 
 func TestTaskRunFailsFast(t *testing.T) {
@@ -389,6 +391,8 @@ func TestTaskRunFailsFast(t *testing.T) {
 	for run, reason := range map[string]string{"pull": v1alpha1.ReasonImagePullFailed, "secret": v1alpha1.ReasonConfigError, "skills": v1alpha1.ReasonConfigError} {
 		r := e.waitPhase(t, ns, run, v1alpha1.PhaseFailed, 40*time.Second)
 		assert.Equal(t, reason, failedReason(r), run)
+		// A product promise, not a wait: failing fast (grace 3s) means well
+		// before 30s; do not raise it for a slow machine.
 		assert.Less(t, r.Status.CompletedAt.Sub(r.CreationTimestamp.Time), 30*time.Second, run)
 	}
 	r := e.getRun(t, ns, "skills")
@@ -446,7 +450,7 @@ func TestTaskRunCleanupKeep(t *testing.T) {
 	e.apply(t, runYAML(ns, "deleted", "inst", map[string]string{"SIM_MESSAGE": successReport}, "  cleanup: delete\n"))
 	e.waitPhase(t, ns, "kept", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "deleted", v1alpha1.PhaseSucceeded, 60*time.Second)
-	e.waitNoChildren(t, ns, "deleted", 30*time.Second)
+	e.waitNoChildren(t, ns, "deleted", 60*time.Second)
 	// The kept Job stays. Not a sleep but a barrier: once the kept Job is
 	// complete (the last change of the run's children) and the controller
 	// has carried a later run through its life, it has handled every event
