@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -457,6 +458,9 @@ func TestTaskRunCleanupKeep(t *testing.T) {
 	// of the kept run, and had every chance to do something wrong.
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		j, err := e.kube.BatchV1().Jobs(ns).Get(ctx, "kept", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil // deleted: the check below says so
+		}
 		if err != nil {
 			return false, nil
 		}
