@@ -47,7 +47,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	// A budget for the whole smoke test, cluster start included (its steps
+	// wait up to 60s each): generous, for a loaded 2-core machine; no step
+	// measures a promise.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	c, err := Start(ctx, Options{Dir: dir, Nodes: 1, AuditLog: true, Log: log, BinDir: bin})
@@ -166,8 +169,26 @@ func TestSmoke(t *testing.T) {
 			s := containerStatus(p, "agent")
 			return s != nil && s.State.Running != nil
 		})
-		// They must stay that way.
-		time.Sleep(2 * time.Second)
+		// They must stay that way. kwok's stages are timers on each pod and
+		// nothing marks that one did not fire, so this absence is checked
+		// over an explicit window, polled, failing at the first change.
+		stays(ctx, t, 2*time.Second, func() (bool, string) {
+			l, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + long.Name})
+			if err != nil || len(l.Items) != 1 {
+				return true, "" // a failed read is not a change: look again
+			}
+			if s := containerStatus(&l.Items[0], "agent"); s == nil || s.State.Running == nil || l.Items[0].Status.Phase != corev1.PodRunning {
+				return false, fmt.Sprintf("agent with SIM_DURATION=1h: phase %s, status %+v", l.Items[0].Status.Phase, s)
+			}
+			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return true, ""
+			}
+			if s := containerStatus(p, "main"); s == nil || s.State.Waiting == nil || p.Status.Phase != corev1.PodPending {
+				return false, fmt.Sprintf("waiting pod: phase %s, status %+v", p.Status.Phase, s)
+			}
+			return true, ""
+		})
 		longPod := waitPod(ctx, t, client, ns, "job-name="+long.Name, func(*corev1.Pod) bool { return true })
 		if s := containerStatus(longPod, "agent"); s == nil || s.State.Running == nil || longPod.Status.Phase != corev1.PodRunning {
 			t.Errorf("agent with SIM_DURATION=1h: phase %s, status %+v; want Running, running", longPod.Status.Phase, s)
@@ -294,6 +315,26 @@ func TestSmoke(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, pidsFile)); !os.IsNotExist(err) {
 		t.Errorf("pids file left after Stop: %v", err)
+	}
+}
+
+// stays checks cond every 100ms for the window d and fails the test at the
+// first violation. It is for absences nothing marks; prefer a condition.
+func stays(ctx context.Context, t *testing.T, d time.Duration, cond func() (ok bool, why string)) {
+	t.Helper()
+	start := time.Now()
+	for {
+		if ok, why := cond(); !ok {
+			t.Fatalf("changed after %s of a %s window: %s", time.Since(start).Round(time.Millisecond), d, why)
+		}
+		if time.Since(start) >= d {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

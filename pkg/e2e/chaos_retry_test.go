@@ -43,7 +43,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	e := requireE2E(t)
 	n := int(chaosSize(uint64(max(0, *chaosRuns/3)), "SYMPOZIUM_CHAOS_PREEMPT_RUNS", 45))
 	seed := chaosSize(*chaosSeed, "SYMPOZIUM_CHAOS_SEED", uint64(time.Now().UnixNano()))
-	t.Logf("chaos+preemptions: %d runs, seed %d", n, seed)
+	t.Logf("chaos+preemptions: %d runs, seed %d (rerun with SYMPOZIUM_CHAOS_SEED=%d or -chaos-seed %d)", n, seed, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9ee))
 
 	ns := e.namespace(t, nil)
@@ -109,6 +109,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 		})
 	}
 
+	// The kill schedule is the test's input, drawn from the seed.
 	kills := 6 + rng.IntN(3)
 	for k := range kills {
 		time.Sleep(time.Duration(300+rng.IntN(2700)) * time.Millisecond)
