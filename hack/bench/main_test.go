@@ -55,13 +55,20 @@ func TestCreateGated(t *testing.T) {
 	var mu sync.Mutex
 	done := map[int]bool{}
 	allowed := 3 // at most 3 created ahead of the gate
+	refused := make(chan struct{})
+	var refusedOnce sync.Once
 	gate := func(i int) bool {
 		mu.Lock()
 		defer mu.Unlock()
+		if i >= allowed {
+			refusedOnce.Do(func() { close(refused) })
+		}
 		return i < allowed
 	}
+	// The gate opens once a creator has been held at it (a condition, not
+	// a sleep: the closed gate is really tried, however slow the machine).
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		<-refused
 		mu.Lock()
 		allowed = 10
 		mu.Unlock()

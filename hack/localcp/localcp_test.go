@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -43,7 +47,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	// A budget for the whole smoke test, cluster start included (its steps
+	// wait up to 60s each): generous, for a loaded 2-core machine; no step
+	// measures a promise.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	c, err := Start(ctx, Options{Dir: dir, Nodes: 1, AuditLog: true, Log: log, BinDir: bin})
@@ -162,8 +169,26 @@ func TestSmoke(t *testing.T) {
 			s := containerStatus(p, "agent")
 			return s != nil && s.State.Running != nil
 		})
-		// They must stay that way.
-		time.Sleep(2 * time.Second)
+		// They must stay that way. kwok's stages are timers on each pod and
+		// nothing marks that one did not fire, so this absence is checked
+		// over an explicit window, polled, failing at the first change.
+		stays(ctx, t, 2*time.Second, func() (bool, string) {
+			l, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + long.Name})
+			if err != nil || len(l.Items) != 1 {
+				return true, "" // a failed read is not a change: look again
+			}
+			if s := containerStatus(&l.Items[0], "agent"); s == nil || s.State.Running == nil || l.Items[0].Status.Phase != corev1.PodRunning {
+				return false, fmt.Sprintf("agent with SIM_DURATION=1h: phase %s, status %+v", l.Items[0].Status.Phase, s)
+			}
+			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return true, ""
+			}
+			if s := containerStatus(p, "main"); s == nil || s.State.Waiting == nil || p.Status.Phase != corev1.PodPending {
+				return false, fmt.Sprintf("waiting pod: phase %s, status %+v", p.Status.Phase, s)
+			}
+			return true, ""
+		})
 		longPod := waitPod(ctx, t, client, ns, "job-name="+long.Name, func(*corev1.Pod) bool { return true })
 		if s := containerStatus(longPod, "agent"); s == nil || s.State.Running == nil || longPod.Status.Phase != corev1.PodRunning {
 			t.Errorf("agent with SIM_DURATION=1h: phase %s, status %+v; want Running, running", longPod.Status.Phase, s)
@@ -177,6 +202,81 @@ func TestSmoke(t *testing.T) {
 		}
 		if got.Status.Phase != corev1.PodPending {
 			t.Errorf("pod phase = %s, want Pending", got.Status.Phase)
+		}
+	})
+
+	t.Run("an evicted pod stays until its Job has counted it", func(t *testing.T) {
+		// The Job controller is paused while the pod is evicted: kwok
+		// kills the agent (137, Failed) and makes the kubelet's final
+		// delete, and the pod must then still be there with the Job's
+		// tracking finalizer, as on a real node. Stages that cleared the
+		// finalizers let a loaded Job controller miss the failure: the
+		// Job replaced the pod without counting it.
+		job := newJob("evicted", corev1.Container{Name: "agent", Image: "agent:sim", Env: []corev1.EnvVar{{Name: "SIM_DURATION", Value: "1h"}}})
+		job.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+			Action:          batchv1.PodFailurePolicyActionCount,
+			OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
+		}}}
+		if _, err := client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := waitPod(ctx, t, client, ns, "job-name=evicted", func(p *corev1.Pod) bool {
+			s := containerStatus(p, "agent")
+			return s != nil && s.State.Running != nil && slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer)
+		})
+		kcm := pids["kube-controller-manager"]
+		if err := syscall.Kill(kcm, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if err := syscall.Kill(kcm, syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+		if err := client.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		err := poll(ctx, 30*time.Second, func() (bool, string, error) {
+			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, "", fmt.Errorf("pod %s was removed before the Job controller counted it", pod.Name)
+			}
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			final := p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds == 0
+			return p.Status.Phase == corev1.PodFailed && final, fmt.Sprintf("phase %s, grace %v", p.Status.Phase, p.DeletionGracePeriodSeconds), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || !slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer) {
+			t.Fatalf("after the final delete, pod = %v, %v; want it kept with the Job's tracking finalizer", p, err)
+		}
+		resume()
+		// The Job counts the disruption against backoffLimit 0 and fails;
+		// no second pod.
+		waitJobCondition(ctx, t, client, ns, "evicted", batchv1.JobFailed)
+		got, err := client.BatchV1().Jobs(ns).Get(ctx, "evicted", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Failed != 1 || got.Status.Succeeded != 0 {
+			t.Errorf("Job status failed %d, succeeded %d; want 1, 0", got.Status.Failed, got.Status.Succeeded)
+		}
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=evicted"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Name != pod.Name {
+				t.Errorf("the Job started a second pod %s", p.Name)
+			}
 		}
 	})
 
@@ -215,6 +315,26 @@ func TestSmoke(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, pidsFile)); !os.IsNotExist(err) {
 		t.Errorf("pids file left after Stop: %v", err)
+	}
+}
+
+// stays checks cond every 100ms for the window d and fails the test at the
+// first violation. It is for absences nothing marks; prefer a condition.
+func stays(ctx context.Context, t *testing.T, d time.Duration, cond func() (ok bool, why string)) {
+	t.Helper()
+	start := time.Now()
+	for {
+		if ok, why := cond(); !ok {
+			t.Fatalf("changed after %s of a %s window: %s", time.Since(start).Round(time.Millisecond), d, why)
+		}
+		if time.Since(start) >= d {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

@@ -315,7 +315,7 @@ func TestAdoptsRunsTheOriginalStarted(t *testing.T) {
 	// cleanup (the default) removes sympozium's Jobs like ours, and no
 	// other Job was ever made.
 	for _, name := range []string{"inflight", "done"} {
-		e.waitNoChildren(t, ns, name, 30*time.Second)
+		e.waitNoChildren(t, ns, name, 60*time.Second)
 	}
 	out := e.kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=AgentRun", "-o", "jsonpath={.items[*].reason}")
 	assert.NotContains(t, out, v1alpha1.ReasonChildNameConflict)
@@ -452,8 +452,10 @@ func TestAdoptsServerTheOriginalStarted(t *testing.T) {
 	assert.Equal(t, "Deployment web-server was created by sympozium's own controller; adopted: kept as it is, its availability decides while the run serves",
 		condition(r, v1alpha1.ConditionAdmitted).Message)
 	assert.Equal(t, []string{v1alpha1.FinalizerServer}, r.Finalizers, "sympozium's finalizer replaced by ours")
-	// Left as sympozium built it: never updated.
-	time.Sleep(2 * time.Second)
+	// Left as sympozium built it: never updated. Checked after a barrier,
+	// not a sleep: the controller has carried a later run through its life
+	// since it adopted the server, and had every chance to update it.
+	e.barrierRun(t, ns, "alice")
 	d, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "web-server", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, dep.Generation, d.Generation)

@@ -10,8 +10,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -39,7 +43,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	e := requireE2E(t)
 	n := int(chaosSize(uint64(max(0, *chaosRuns/3)), "SYMPOZIUM_CHAOS_PREEMPT_RUNS", 45))
 	seed := chaosSize(*chaosSeed, "SYMPOZIUM_CHAOS_SEED", uint64(time.Now().UnixNano()))
-	t.Logf("chaos+preemptions: %d runs, seed %d", n, seed)
+	t.Logf("chaos+preemptions: %d runs, seed %d (rerun with SYMPOZIUM_CHAOS_SEED=%d or -chaos-seed %d)", n, seed, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9ee))
 
 	ns := e.namespace(t, nil)
@@ -51,9 +55,11 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 		c.result = "result of " + c.name
 		switch rng.IntN(3) {
 		case 1:
-			// Long enough to be caught running, short enough to finish
-			// after the Job's 10s backoff.
-			fate[i], c.duration = preemptedRetried, "6s"
+			// Long enough to be caught running on a loaded machine
+			// (the disruption races the agent's own exit: see the
+			// agent-exit check below), short enough to finish after
+			// the Job's 10s backoff within the 3-minute timeout.
+			fate[i], c.duration = preemptedRetried, "15s"
 		case 2:
 			fate[i], c.duration = preemptedNoBudget, "1h"
 		default:
@@ -65,6 +71,7 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	}
 
 	jobUIDs := e.recordJobs(t, ns)
+	agents := e.recordAgentExits(t, ns)
 	ctl := e.startController(t, ns)
 	ctx := t.Context()
 	var wg sync.WaitGroup
@@ -84,17 +91,25 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	})
 	// The infrastructure preempts each chosen run's first running pod, in
 	// parallel with the kills.
+	var mu sync.Mutex
+	disruptedPod := map[string]string{} // run → the pod the infrastructure stopped
 	for i, c := range runs {
 		if fate[i] == notPreempted {
 			continue
 		}
+		disrupt := e.preempt // the kubelet's way
 		if i%2 == 0 {
-			wg.Go(func() { e.evict(t, ns, c.name) }) // kubectl drain's way
-		} else {
-			wg.Go(func() { e.preempt(t, ns, c.name) }) // the kubelet's
+			disrupt = e.evict // kubectl drain's
 		}
+		wg.Go(func() {
+			pod := disrupt(t, ns, c.name)
+			mu.Lock()
+			disruptedPod[c.name] = pod
+			mu.Unlock()
+		})
 	}
 
+	// The kill schedule is the test's input, drawn from the seed.
 	kills := 6 + rng.IntN(3)
 	for k := range kills {
 		time.Sleep(time.Duration(300+rng.IntN(2700)) * time.Millisecond)
@@ -115,6 +130,17 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 	for i, c := range runs {
 		r := byName[c.name]
 		if !assert.NotNil(t, r, c.name) {
+			continue
+		}
+		if pod := disruptedPod[c.name]; pod != "" && agents.exitedZero(pod) {
+			// The simulated agent's own exit (kwok's delayed stage, a
+			// timer armed while the pod ran) landed after the
+			// disruption: on the node's record the agent finished
+			// first, so the run succeeded on its first pod.
+			t.Logf("%s: the agent of %s exited 0 after the disruption was written: expecting Succeeded on attempt 1", c.name, pod)
+			assert.Equal(t, v1alpha1.PhaseSucceeded, r.Status.Phase, "%s: %s", c.name, r.Status.Error)
+			assert.Equal(t, int32(1), r.Status.Attempts, "%s: attempts", c.name)
+			assert.Equal(t, c.result, r.Status.Result, "%s: result lost", c.name)
 			continue
 		}
 		switch {
@@ -149,4 +175,49 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 		return err1 == nil && err2 == nil && len(jobs.Items) == 0 && len(pods.Items) == 0, nil
 	})
 	require.NoError(t, err, "Jobs or pods left behind")
+}
+
+// agentExitRecorder remembers, for every pod of a namespace, whether its
+// agent container was ever seen terminated with exit code 0.
+type agentExitRecorder struct {
+	mu   sync.Mutex
+	zero map[string]bool
+}
+
+// recordAgentExits watches the namespace's pods from now on, without gaps
+// across reconnections, until the test ends.
+func (e *env) recordAgentExits(t *testing.T, ns string) *agentExitRecorder {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	list, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return e.kube.CoreV1().Pods(ns).Watch(ctx, o)
+	}}
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw)
+	require.NoError(t, err)
+	r := &agentExitRecorder{zero: map[string]bool{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			for _, s := range p.Status.ContainerStatuses {
+				if s.Name == v1alpha1.AgentContainerName && s.State.Terminated != nil && s.State.Terminated.ExitCode == 0 {
+					r.mu.Lock()
+					r.zero[p.Name] = true
+					r.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return r
+}
+
+func (r *agentExitRecorder) exitedZero(pod string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.zero[pod]
 }

@@ -32,8 +32,8 @@ import (
 )
 
 var (
-	chaosRuns = flag.Int("chaos-runs", 0, "runs of TestChaosControllerKilled (0: $SYMPOZIUM_CHAOS_RUNS, else 150)")
-	chaosSeed = flag.Uint64("chaos-seed", 0, "seed of TestChaosControllerKilled (0: $SYMPOZIUM_CHAOS_SEED, else the clock)")
+	chaosRuns = flag.Int("chaos-runs", 0, "runs of TestChaosControllerKilled (0: $SYMPOZIUM_CHAOS_RUNS, else 150; a third of it for TestChaosPreemptionsControllerKilled)")
+	chaosSeed = flag.Uint64("chaos-seed", 0, "seed of TestChaosControllerKilled and TestChaosPreemptionsControllerKilled (0: $SYMPOZIUM_CHAOS_SEED, else the clock)")
 )
 
 // chaosSize returns the flag, else the environment variable, else def.
@@ -108,7 +108,7 @@ func TestChaosControllerKilled(t *testing.T) {
 	e := requireE2E(t)
 	n := int(chaosSize(uint64(max(0, *chaosRuns)), "SYMPOZIUM_CHAOS_RUNS", 150))
 	seed := chaosSize(*chaosSeed, "SYMPOZIUM_CHAOS_SEED", uint64(time.Now().UnixNano()))
-	t.Logf("chaos: %d runs, seed %d (rerun with -chaos-seed %d)", n, seed, seed)
+	t.Logf("chaos: %d runs, seed %d (rerun with SYMPOZIUM_CHAOS_SEED=%d or -chaos-seed %d)", n, seed, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 
 	ns := e.namespace(t, nil)
@@ -138,6 +138,9 @@ func TestChaosControllerKilled(t *testing.T) {
 	jobUIDs := e.recordJobs(t, ns)
 	ctl := e.startController(t, ns)
 	// The workload arrives over a few seconds, while the controller dies.
+	// Its pacing, the cancel moments and the kill schedule below are the
+	// test's input (drawn from the seed), not waits for something: the
+	// sleeps stay.
 	var wg sync.WaitGroup
 	createErr := make(chan error, n)
 	wg.Go(func() {

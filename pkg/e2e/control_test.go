@@ -3,6 +3,7 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -44,7 +45,7 @@ func (e *env) waitFailed(t *testing.T, ns, name, reason string, timeout time.Dur
 // waitWaiting waits for the run to wait (Admitted False) for reason.
 func (e *env) waitWaiting(t *testing.T, ns, name, reason string) {
 	t.Helper()
-	e.waitRun(t, ns, name, 30*time.Second, reason, func(r *v1alpha1.AgentRun) bool {
+	e.waitRun(t, ns, name, 60*time.Second, reason, func(r *v1alpha1.AgentRun) bool {
 		c := condition(r, v1alpha1.ConditionAdmitted)
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason
 	})
@@ -117,6 +118,7 @@ func TestCancel(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Equal(t, "agentrun/long cancelled: the run was cancelled (spec.cancel) while running\n", out)
 	assert.Contains(t, errOut, "agentrun/long Failed (Cancelled)")
+	// 1s is a read, not a wait: cancel --wait returned, so the run is Failed.
 	r := e.waitFailed(t, ns, "long", v1alpha1.ReasonCancelled, time.Second)
 	assert.Equal(t, "Cancelled: the run was cancelled (spec.cancel) while running", r.Status.Error)
 	assert.NotNil(t, r.Status.StartedAt)
@@ -217,7 +219,7 @@ func TestParentBoundsChildren(t *testing.T) {
 	e.waitPhase(t, ns, "boss", v1alpha1.PhaseRunning, 30*time.Second)
 	e.apply(t, child("worker", "boss"))
 	e.waitPhase(t, ns, "worker", v1alpha1.PhaseRunning, 30*time.Second)
-	time.Sleep(1100 * time.Millisecond)
+	e.afterCreationSecondOf(t, ns, "worker") // distinct creation seconds: the older child holds the slot
 	e.apply(t, child("queued", "boss"))
 	e.waitWaiting(t, ns, "queued", v1alpha1.ReasonWaitingForCapacity)
 	out, errOut, code := e.agentrun(t, "cancel", "-n", ns, "boss")
@@ -234,6 +236,8 @@ func TestParentBoundsChildren(t *testing.T) {
 	}
 }
 
+var limitsSeed = flag.Uint64("limits-seed", 0, "seed of TestRunLimitsControllerKilled's kill schedule (0: $SYMPOZIUM_LIMITS_SEED, else the clock)")
+
 // TestRunLimitsControllerKilled: an instance's maxConcurrentRuns (2) and
 // the controller's --max-concurrent-runs (3) hold with two workers while
 // the controller is killed with SIGKILL and restarted. Runs are timed by
@@ -245,8 +249,8 @@ func TestRunLimitsControllerKilled(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := chaosSize(*limitsSeed, "SYMPOZIUM_LIMITS_SEED", uint64(time.Now().UnixNano()))
+	t.Logf("seed %d (rerun with SYMPOZIUM_LIMITS_SEED=%d or -limits-seed %d)", seed, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0xcafe))
 	e.apply(t, instanceYAML(ns, "capped", "  maxConcurrentRuns: 2\n  runHistoryLimit: 100\n"))
 	e.apply(t, instanceYAML(ns, "open", "  runHistoryLimit: 100\n"))
@@ -264,9 +268,10 @@ func TestRunLimitsControllerKilled(t *testing.T) {
 			e.apply(t, runYAML(ns, name, inst, map[string]string{"SIM_DURATION": "2s", "SIM_MESSAGE": successReport}, "  timeout: 5m\n"))
 		}
 		if i%3 == 2 {
-			time.Sleep(1100 * time.Millisecond) // some distinct creation seconds
+			e.afterCreationSecondOf(t, ns, names[len(names)-1]) // some distinct creation seconds
 		}
 	}
+	// The kill schedule is the test's input, drawn from the seed.
 	for k := range 3 {
 		time.Sleep(time.Duration(1500+rng.IntN(2500)) * time.Millisecond)
 		ctl.kill()

@@ -14,8 +14,9 @@ import (
 )
 
 // evict evicts the run's first running agent pod through the Eviction API
-// and returns its name. (The kwok Stages pod-evicted and pod-evicted-delete
-// do what a kubelet does next: Failed with 137, then removed.)
+// and returns its name. (The kwok Stages pod-terminate and pod-remove do
+// what a kubelet does next: Failed with 137, then its final delete, which
+// waits for the Job controller to remove its tracking finalizer.)
 func (e *env) evict(t *testing.T, ns, run string) string {
 	t.Helper()
 	return e.onLiveAgentPod(t, ns, run, "evict", func(ctx context.Context, p *corev1.Pod) error {

@@ -50,7 +50,7 @@ func TestKeptLogAfterCleanup(t *testing.T) {
 	e.apply(t, runYAML(ns, "fine", "inst", map[string]string{"SIM_DURATION": "1s"}, ""))
 	r = e.waitPhase(t, ns, "gone", v1alpha1.PhaseFailed, 60*time.Second)
 	e.waitPhase(t, ns, "fine", v1alpha1.PhaseSucceeded, 60*time.Second)
-	e.waitNoChildren(t, ns, "gone", 30*time.Second)
+	e.waitNoChildren(t, ns, "gone", 60*time.Second)
 	cm, err := e.kube.CoreV1().ConfigMaps(ns).Get(context.Background(), "gone-log", metav1.GetOptions{})
 	require.NoError(t, err, "the failed run keeps its log")
 	assert.True(t, metav1.IsControlledBy(cm, r), "owned by the run")

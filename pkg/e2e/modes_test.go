@@ -259,5 +259,5 @@ func TestContainerSandbox(t *testing.T) {
 	// cleanup: delete stops the sidecar by deleting the Job.
 	r = e.waitPhase(t, ns, "sbx-ok", v1alpha1.PhaseSucceeded, 60*time.Second)
 	assert.Equal(t, "the cluster is healthy", r.Status.Result)
-	e.waitNoChildren(t, ns, "sbx-ok", 30*time.Second)
+	e.waitNoChildren(t, ns, "sbx-ok", 60*time.Second)
 }

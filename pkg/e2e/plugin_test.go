@@ -125,7 +125,7 @@ func TestKubectlPlugin(t *testing.T) {
 
 	// logs: the pod of a finished run with cleanup delete is gone, and the
 	// plugin says so rather than failing obscurely.
-	e.waitNoChildren(t, ns, "ok", 30*time.Second)
+	e.waitNoChildren(t, ns, "ok", 60*time.Second)
 	_, errOut, code = e.agentrun(t, "logs", "-n", ns, "ok")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "agentrun/ok finished (Succeeded) and its pod/ok-")

@@ -28,7 +28,7 @@ func TestKeptChildrenRetired(t *testing.T) {
 	e.apply(t, runYAML(ns, "gone", "inst", map[string]string{"SIM_MESSAGE": successReport}, ""))
 	r := e.waitPhase(t, ns, "kept", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "gone", v1alpha1.PhaseSucceeded, 60*time.Second)
-	e.waitNoChildren(t, ns, "gone", 30*time.Second)
+	e.waitNoChildren(t, ns, "gone", 60*time.Second)
 	require.NotEmpty(t, r.Status.Result)
 	ctx := context.Background()
 

@@ -145,7 +145,7 @@ func TestInfrastructureRetry(t *testing.T) {
 	assert.Contains(t, r.Status.Error, "gave up after 2 attempts", "whether the Job or the pod told first")
 	assert.Equal(t, int32(2), r.Status.Attempts)
 	for _, n := range []string{"noretry", "spent"} {
-		e.waitNoChildren(t, ns, n, 30*time.Second)
+		e.waitNoChildren(t, ns, n, 60*time.Second)
 	}
 	// retry is immutable.
 	out, err = e.kubectlErr("patch", "agentrun", "preempted", "-n", ns, "--type=merge", "-p", `{"spec":{"retry":{"infrastructure":5}}}`)
@@ -171,8 +171,7 @@ func TestRunTTLAndHistoryLimits(t *testing.T) {
 	e.waitPhase(t, ns, "live", v1alpha1.PhaseRunning, 60*time.Second)
 	// The timer lives in memory only: a controller SIGKILLed while the TTL
 	// runs finds it again from completedAt.
-	ctl.kill()
-	time.Sleep(500 * time.Millisecond)
+	ctl.kill() // returns once the process has exited: nothing to wait for
 	e.startController(t, ns)
 	var goneAt time.Time
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -183,6 +182,7 @@ func TestRunTTLAndHistoryLimits(t *testing.T) {
 	require.NoError(t, err, "the run with a 6s TTL is deleted")
 	expiry := short.Status.CompletedAt.Add(6 * time.Second)
 	assert.False(t, goneAt.Before(expiry.Add(-time.Second)), "deleted at %s, before its TTL ran out at %s", goneAt, expiry)
+	// A product promise, not a wait: the bound stays tight on a loaded machine.
 	assert.WithinDuration(t, expiry, goneAt, 5*time.Second, "deleted when its TTL ran out (a timer, not a poll)")
 	e.getRun(t, ns, "long")
 	assert.Equal(t, v1alpha1.PhaseRunning, e.getRun(t, ns, "live").Status.Phase, "a TTL never touches a live run")

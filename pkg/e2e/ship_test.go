@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -24,7 +25,7 @@ var servingRE = regexp.MustCompile(`"Serving" logger="[^"]*" address="([^"]+)"`)
 func (c *controller) endpoints(t *testing.T) (probes, metrics string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return len(servingRE.FindAllStringSubmatch(c.log.String(), -1)) >= 2 },
-		20*time.Second, 50*time.Millisecond, "the controller did not log its endpoints:\n%s", c.log.String())
+		60*time.Second, 50*time.Millisecond, "the controller did not log its endpoints:\n%s", c.log.String())
 	m := servingRE.FindAllStringSubmatch(c.log.String(), -1)
 	return "http://" + m[0][1], "http://" + m[1][1]
 }
@@ -58,14 +59,17 @@ func TestProbesAndMetrics(t *testing.T) {
 	probes, _ := blind.endpoints(t)
 	code, _ := httpGet(probes + "/healthz")
 	assert.Equal(t, http.StatusOK, code)
-	time.Sleep(2 * time.Second)
+	// Not ready once it has tried: its informers' lists were refused, so
+	// its caches cannot have synced (a condition, not a sleep).
+	require.Eventually(t, func() bool { return strings.Contains(blind.log.String(), "is forbidden") },
+		60*time.Second, 50*time.Millisecond, "the blind controller never logged a refused list:\n%s", blind.log.String())
 	code, body := httpGet(probes + "/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, code, body)
 	blind.stop()
 
 	ctl := e.startController(t, ns, endpointFlags()...)
 	probes, metrics := ctl.endpoints(t)
-	require.Eventually(t, func() bool { code, _ := httpGet(probes + "/readyz"); return code == http.StatusOK }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { code, _ := httpGet(probes + "/readyz"); return code == http.StatusOK }, 60*time.Second, 100*time.Millisecond)
 	e.apply(t, instanceYAML(ns, "inst", ""))
 	e.apply(t, runYAML(ns, "m", "inst", map[string]string{"SIM_MESSAGE": successReport}, ""))
 	e.apply(t, runYAML(ns, "f", "inst", map[string]string{"SIM_EXIT_CODE": "2"}, ""))
@@ -131,12 +135,28 @@ func TestLeaderElectionHandover(t *testing.T) {
 	for i := range 5 {
 		e.apply(t, runYAML(ns, fmt.Sprintf("during-%d", i), "inst", map[string]string{"SIM_DURATION": "4s", "SIM_MESSAGE": successReport}, "  cleanup: keep\n"))
 	}
-	time.Sleep(500 * time.Millisecond)
+	// In flight: the leader has taken up the new runs (a condition, not a
+	// sleep; each runs 4s, so they are still running when it dies).
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		runs, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, r := range runs.Items {
+			if strings.HasPrefix(r.Name, "during-") && r.Status.Phase != "" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	require.NoError(t, err, "the leader did not take up the runs created while it led")
 	killed := time.Now()
 	leader.kill()
 	require.Eventually(t, func() bool { return leading(standby) }, 15*time.Second, 20*time.Millisecond)
 	handover := time.Since(killed)
 	t.Logf("handover took %s", handover)
+	// A product promise, not a wait: the bound stays lease duration + retry
+	// period (+1s of slack), however loaded the machine.
 	assert.Less(t, handover, 4*time.Second+500*time.Millisecond+time.Second, "handover beyond lease duration + retry period")
 	for i := range 5 {
 		e.waitPhase(t, ns, fmt.Sprintf("during-%d", i), v1alpha1.PhaseSucceeded, 60*time.Second)

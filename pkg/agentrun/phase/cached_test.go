@@ -274,3 +274,28 @@ func TestTrimKeepsIdentityAndShrinks(t *testing.T) {
 		assert.Less(t, len(after), len(before)*2/3, "%s", after)
 	}
 }
+
+// The failed pods a Job has seen but not yet counted in status.failed stay
+// in the cached Job: without them, a disrupted pod gone from the cache
+// looked lost while the Job was about to replace it.
+func TestTrimKeepsUncountedFailures(t *testing.T) {
+	run := trimRun()
+	job := trimJobOf(run)
+	job.Spec.BackoffLimit = new(int32(2))
+	job.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Failed: []types.UID{"gone"}, Succeeded: []types.UID{"p"}}
+	tj := asCached(t, job).(*batchv1.Job)
+	assert.Equal(t, &batchv1.UncountedTerminatedPods{Failed: []types.UID{"gone"}}, tj.Status.UncountedTerminatedPods)
+
+	r := run.DeepCopy()
+	r.Status.Phase, r.Status.PodName, r.Status.Attempts = v1alpha1.PhaseRunning, "r-abcde", 1
+	r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
+	cfg := phase.Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	for name, j := range map[string]*batchv1.Job{"untrimmed": job, "trimmed": tj} {
+		d := phase.Next(phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
+			Objects: phase.Objects{phase.KindJob: j}, Now: trimT0.Add(time.Minute), Config: cfg})
+		assert.Equal(t, v1alpha1.PhaseRunning, d.Status.Phase, "%s: %s", name, d.Status.Error)
+		assert.Equal(t, int32(2), d.Status.Attempts, name)
+	}
+	job.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Succeeded: []types.UID{"p"}}
+	assert.Nil(t, asCached(t, job).(*batchv1.Job).Status.UncountedTerminatedPods, "nothing kept when no failure is uncounted")
+}

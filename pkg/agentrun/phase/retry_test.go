@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -27,6 +28,14 @@ func preempted() podOpt {
 	return func(p *corev1.Pod) {
 		agentExited(137, "")(p)
 		podCond(corev1.DisruptionTarget, corev1.ConditionTrue, "PreemptionByScheduler", "preempted")(p)
+	}
+}
+
+// uncountedFailed is a Job that has seen failed pods and not yet added
+// them to status.failed (it does so after removing their finalizers).
+func uncountedFailed(uids ...types.UID) func(*batchv1.Job) {
+	return func(j *batchv1.Job) {
+		j.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Failed: uids}
 	}
 }
 
@@ -76,9 +85,43 @@ func TestRetryInfrastructure(t *testing.T) {
 			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: newPod(agentExited(3, ""))},
 			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonAgentFailed, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonAgentFailed},
 		},
-		"a pod merely deleted is not retried: PodLost": {
-			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}},
+		"the pod is gone before the Job counted it, budget left: the Job decides, the run waits": {
+			in:    Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}},
+			phase: v1alpha1.PhaseRunning, attempt: 1, podName: "run-pod",
+		},
+		"the pod is gone, the Job recorded it as an uncounted failure: waits, attempt 2": {
+			in:    Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0), uncountedFailed("pod-uid"))}},
+			phase: v1alpha1.PhaseRunning, attempt: 2, podName: "run-pod", events: []string{v1alpha1.ReasonRetrying},
+		},
+		"the pod is gone and the Job failed it (podFailurePolicy): PodLost": {
+			in: Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 1),
+				jobCond("Failed", batchv1.JobReasonPodFailurePolicy))}},
 			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
+			errHas: "failed without an agent result",
+		},
+		"the pod is gone with no budget: PodLost at once": {
+			in:    Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(0, 0))}},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonPodLost, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonPodLost},
+			errHas: "disappeared",
+		},
+		"the pod is gone and the Job never decides: Timeout that says so": {
+			in: Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))},
+				Now: t0.Add(11 * time.Minute)},
+			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonTimeout, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonTimeout},
+			errHas: "pod run-pod disappeared and Job run neither replaced it nor failed",
+		},
+		"a replacement shows before the Job's count: attempt 2 all the same": {
+			in:    Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: replacement(agentRunning(t0.Add(45 * time.Second)))},
+			phase: v1alpha1.PhaseRunning, attempt: 2, podName: "run-pod-2", events: []string{v1alpha1.ReasonRetrying},
+		},
+		"the replacement succeeds before the Job's count shows: Succeeded after 2 attempts": {
+			in:    Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: replacement(agentExited(0, reportJSON))},
+			phase: v1alpha1.PhaseSucceeded, attempt: 2, podName: "run-pod-2", events: []string{v1alpha1.ReasonSucceeded},
+		},
+		"attempt 2 counted while the pod was gone, then its replacement: still attempt 2, the run names it": {
+			in: Observed{Run: newRun(running(), withAttempts(2)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 1))},
+				Pod: replacement(agentRunning(t0.Add(45 * time.Second)))},
+			phase: v1alpha1.PhaseRunning, attempt: 2, podName: "run-pod-2",
 		},
 		"no budget (retry.infrastructure: 0): preemption fails the run": {
 			in:    Observed{Run: newRun(running()), Objects: Objects{KindJob: jobFor(newRun(), budget(0, 0))}, Pod: newPod(preempted())},
@@ -102,6 +145,16 @@ func TestRetryInfrastructure(t *testing.T) {
 				Now: t0.Add(11 * time.Minute)},
 			phase: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonTimeout, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonTimeout},
 			errHas: "replacing a pod",
+		},
+		"the agent exited 0 before the disruption took effect: Succeeded with its report": {
+			in: Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0), jobCond("Complete", ""))},
+				Pod: newPod(agentExited(0, reportJSON), podCond(corev1.DisruptionTarget, corev1.ConditionTrue, "PreemptionByScheduler", "preempted"))},
+			phase: v1alpha1.PhaseSucceeded, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonSucceeded},
+		},
+		"the agent exited 0 on a disrupted pod, the Job not done yet: Succeeded, no wait": {
+			in: Observed{Run: newRun(running(), withAttempts(1)), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))},
+				Pod: newPod(agentExited(0, reportJSON), podCond(corev1.DisruptionTarget, corev1.ConditionTrue, "EvictionByEvictionAPI", "evicted"))},
+			phase: v1alpha1.PhaseSucceeded, attempt: 1, podName: "run-pod", events: []string{v1alpha1.ReasonSucceeded},
 		},
 		"a plain start records attempt 1 with the transition, no write of its own": {
 			in:    Observed{Run: newRun(admitted()), Objects: Objects{KindJob: jobFor(newRun(), budget(2, 0))}, Pod: newPod(agentRunning(t0.Add(5 * time.Second)))},

@@ -71,10 +71,15 @@ func (w taskAdapter) observe() {
 	defer w.countAttempts(job, pod)
 	switch {
 	case w.awaitingReplacement(job, pod):
-		// The infrastructure broke the pod and the Job replaces it
-		// (spec.retry): follow the deadline until the new pod shows.
+		// The infrastructure broke the pod, or the pod is gone, and the
+		// Job has budget left (spec.retry): its verdict, a new pod or
+		// its failure, decides; follow the deadline until it shows.
 		if !m.in.Now.Before(m.deadline()) {
-			m.fail(v1alpha1.ReasonTimeout, m.timeoutMessage(pod, agent)+"; the Job was replacing a pod the infrastructure stopped", nil)
+			why := "; the Job was replacing a pod the infrastructure stopped"
+			if pod == nil {
+				why = fmt.Sprintf("; pod %s disappeared and Job %s neither replaced it nor failed", m.st.PodName, job.Name)
+			}
+			m.fail(v1alpha1.ReasonTimeout, m.timeoutMessage(pod, agent)+why, nil)
 			return
 		}
 		m.requeueAt(m.deadline())
@@ -86,7 +91,7 @@ func (w taskAdapter) observe() {
 		// Disrupted again with the budget spent (the Job may not say so
 		// yet): the same outcome as the Job's BackoffLimitExceeded.
 		exit := exitCode(agent)
-		m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("%s; gave up after %d attempts", podLostMessage(pod), max(m.st.Attempts, job.Status.Failed, 1)), exit)
+		m.fail(v1alpha1.ReasonPodLost, fmt.Sprintf("%s; gave up after %d attempts", podLostMessage(pod), max(m.st.Attempts, failures(job), 1)), exit)
 		return
 	case agent != nil && agent.State.Terminated != nil:
 		m.agentTerminated(pod, agent.State.Terminated)

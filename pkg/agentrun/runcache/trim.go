@@ -131,14 +131,20 @@ func trimPod(p *corev1.Pod) {
 
 // trimJob reduces a cached Job to its identity, ownership, deletion, this
 // controller's labels and annotations, its status (the phase machine
-// reads its conditions and failure count) and its backoffLimit (the run's
-// retry budget, see retry.go); the rest of the spec is never read.
+// reads its conditions and failure count, including the failed pods the
+// Job has seen but not yet added to status.failed) and its backoffLimit
+// (the run's retry budget, see retry.go); the rest of the spec is never
+// read.
 func trimJob(j *batchv1.Job) {
 	j.Labels = ownKeys(j.Labels, true)
 	j.Annotations = ownKeys(j.Annotations, false)
 	j.Finalizers = nil
 	j.Spec = batchv1.JobSpec{BackoffLimit: j.Spec.BackoffLimit}
-	j.Status.UncountedTerminatedPods = nil
+	if u := j.Status.UncountedTerminatedPods; u != nil && len(u.Failed) > 0 {
+		j.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Failed: u.Failed}
+	} else {
+		j.Status.UncountedTerminatedPods = nil
+	}
 }
 
 // ownKeys returns the entries of m whose key starts with ownKeyPrefix (and,

@@ -338,7 +338,17 @@ func TestStatusOnlyUpdateIsCoalesced(t *testing.T) {
 		i, err := sv.SympoziumInstances().Lister().SympoziumInstances(testNS).Get("inst")
 		return err == nil && i.Status.ActiveRuns == 7
 	}, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(100 * time.Millisecond)
+	// A barrier, not a sleep: the informer hands its events to the handler
+	// in order, so once the add of another instance, made after the status
+	// update, is queued, the update has been handled; had it queued inst at
+	// once, inst would be served first.
+	other := newInstance(func(i *v1alpha1.SympoziumInstance) { i.Name, i.UID = "other", "other-uid" })
+	_, err = client.SympoziumV1alpha1().SympoziumInstances(testNS).Create(ctx, other, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.queue.Len() > 0 }, 10*time.Second, 10*time.Millisecond)
+	got, _ := c.queue.Get()
+	c.queue.Done(got)
+	assert.Equal(t, cache.ObjectName{Namespace: testNS, Name: "other"}, got, "a status-only update waits for the coalescing period")
 	assert.Zero(t, c.queue.Len(), "a status-only update waits for the coalescing period")
 
 	inst.ResourceVersion = "3"
