@@ -130,7 +130,7 @@ func setup(ctx context.Context) (*env, error) {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: control plane binaries ready in %s\n", time.Since(start).Round(time.Millisecond))
 	e.controllerPath = filepath.Join(tmp, "sympozium-controller")
-	build := exec.CommandContext(ctx, "go", "build", "-o", e.controllerPath, "./cmd/sympozium-controller")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", e.controllerPath, "./cmd/sympozium-controller")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

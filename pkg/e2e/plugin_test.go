@@ -29,7 +29,7 @@ func (e *env) plugin(t *testing.T) string {
 	t.Helper()
 	pluginOnce.Do(func() {
 		pluginPath = filepath.Join(filepath.Dir(e.controllerPath), "kubectl-agentrun")
-		build := exec.Command("go", "build", "-o", pluginPath, "./cmd/kubectl-agentrun")
+		build := exec.Command("go", "build", "-trimpath", "-o", pluginPath, "./cmd/kubectl-agentrun")
 		build.Dir = e.root
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
