@@ -41,10 +41,12 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/skillpack"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sympoziumscheme "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/scheme"
@@ -361,23 +363,23 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		o.LabelSelector = agentrun.ChildSelector
 	}
 	sf := sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
-		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(phase.TrimForCache))
+		sinformers.WithNamespace(cfg.Namespace), sinformers.WithTransform(runcache.TrimForCache))
 	// The runs' informer keeps no namespace index (the factory's default):
-	// runs are looked up through the controllers' own indexes
-	// (pkg/controller/index), and a namespace index would hold an entry for
+	// runs are looked up through the run store's own indexes
+	// (pkg/controller/runstore), and a namespace index would hold an entry for
 	// every kept run, tens of thousands in one instance.
 	sf.InformerFor(&v1alpha1.AgentRun{}, func(c clientset.Interface, resync time.Duration) cache.SharedIndexInformer {
 		return sv1alpha1.NewFilteredAgentRunInformer(c, cfg.Namespace, resync, cache.Indexers{}, nil)
 	})
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
-		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(phase.TrimForCache))
+		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(childSelector), informers.WithTransform(runcache.TrimForCache))
 	mf := metadatainformer.NewFilteredSharedInformerFactory(meta, cfg.ResyncPeriod, cfg.Namespace, nil)
 	// The cluster-scoped grants of runs (of the watched namespace only).
 	cf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = agentrun.IdentitySelector(cfg.Namespace)
-	}), informers.WithTransform(phase.TrimForCache))
+	}), informers.WithTransform(runcache.TrimForCache))
 	configMaps := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
-	if err := configMaps.Informer().SetTransform(phase.TrimForCache); err != nil {
+	if err := configMaps.Informer().SetTransform(runcache.TrimForCache); err != nil {
 		return err
 	}
 
@@ -445,7 +447,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	var skillsFactory sinformers.SharedInformerFactory
 	if cfg.Namespace != "" && cfg.SkillsNamespace != "" && cfg.SkillsNamespace != cfg.Namespace {
 		skillsFactory = sinformers.NewSharedInformerFactoryWithOptions(client, cfg.ResyncPeriod,
-			sinformers.WithNamespace(cfg.SkillsNamespace), sinformers.WithTransform(phase.TrimForCache))
+			sinformers.WithNamespace(cfg.SkillsNamespace), sinformers.WithTransform(runcache.TrimForCache))
 		inf.SystemSkillPacks = sv1alpha1.ToTypedSkillPackInformer(skillsFactory.Sympozium().V1alpha1().SkillPacks())
 	}
 	runCtl, err := agentrun.NewController(ctx, client, kube, inf, recorder, opts)
@@ -460,7 +462,11 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	p.metrics.RegisterRunsByPhase(inf.Runs.Informer().GetStore())
+	runs, err := runstore.New(inf.Runs.Informer())
+	if err != nil {
+		return err
+	}
+	p.metrics.RegisterRunsByPhase(runs)
 	p.mu.Lock()
 	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
 	p.mu.Unlock()

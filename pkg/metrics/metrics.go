@@ -14,11 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 const namespace = "sympozium"
@@ -97,15 +96,14 @@ func (m *Metrics) ObserveTransition(run *v1alpha1.AgentRun, next *v1alpha1.Agent
 }
 
 // RegisterRunsByPhase adds a gauge of AgentRuns by phase, read from the
-// run informer's store at scrape time (live runs as *v1alpha1.AgentRun,
-// finished runs as *phase.FinishedRun records).
-func (m *Metrics) RegisterRunsByPhase(runs cache.Store) {
+// run store at scrape time.
+func (m *Metrics) RegisterRunsByPhase(runs *runstore.Store) {
 	m.Registry.MustRegister(&phaseCollector{runs: runs, desc: prometheus.NewDesc(namespace+"_agentruns",
 		"AgentRuns in the controller's cache, by phase and, for finished runs, reason.", []string{"phase", "reason"}, nil)})
 }
 
 type phaseCollector struct {
-	runs cache.Store
+	runs *runstore.Store
 	desc *prometheus.Desc
 }
 
@@ -114,23 +112,12 @@ func (c *phaseCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ phase, reason string }
 	counts := map[key]int{}
-	for _, obj := range c.runs.List() {
-		var k key
-		switch r := obj.(type) {
-		case *phase.FinishedRun:
-			k = key{phase: string(r.Phase()), reason: r.OutcomeReason()}
-		case *v1alpha1.AgentRun:
-			k = key{phase: string(r.Status.Phase)}
-			if r.Status.Phase.IsTerminal() {
-				k.reason = phase.OutcomeReason(r.Status.Conditions)
-			}
-		default:
-			continue
-		}
+	for pr, n := range c.runs.CountByPhase() {
+		k := key{phase: string(pr.Phase), reason: pr.Reason}
 		if k.phase == "" {
 			k.phase = "New"
 		}
-		counts[k]++
+		counts[k] += n
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.phase, k.reason)

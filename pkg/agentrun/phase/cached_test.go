@@ -1,4 +1,4 @@
-package phase
+package phase_test
 
 import (
 	"encoding/json"
@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -125,7 +127,7 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 		"running, recorded": {job, trimPodOf(job, corev1.PodRunning, running), trimT0.Add(3 * time.Second), v1alpha1.PhaseRunning},
 		"succeeded, keep":   {job, trimPodOf(job, corev1.PodSucceeded, exited(0, report)), trimT0.Add(6 * time.Second), v1alpha1.PhaseSucceeded},
 	}
-	cfg := Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	cfg := phase.Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := run.DeepCopy()
@@ -134,12 +136,12 @@ func TestTrimmedChildrenDecideAlike(t *testing.T) {
 				r.Status.PodName = tc.pod.Name
 				r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
 			}
-			full := Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
-				Objects: Objects{KindJob: tc.job}, Pod: tc.pod, Config: cfg, Now: tc.now}
+			full := phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
+				Objects: phase.Objects{phase.KindJob: tc.job}, Pod: tc.pod, Config: cfg, Now: tc.now}
 			trimmed := full
-			trimmed.Objects = Objects{KindJob: asCached(t, tc.job).(*batchv1.Job)}
+			trimmed.Objects = phase.Objects{phase.KindJob: asCached(t, tc.job).(*batchv1.Job)}
 			trimmed.Pod = asCached(t, tc.pod).(*corev1.Pod)
-			assert.Equal(t, Next(full), Next(trimmed))
+			assert.Equal(t, phase.Next(full), phase.Next(trimmed))
 		})
 	}
 }
@@ -151,7 +153,7 @@ func asCached(t *testing.T, obj any) any {
 	switch o := obj.(type) {
 	case runtime.Object:
 		cp = o.DeepCopyObject()
-	case *SandboxObject:
+	case *phase.SandboxObject:
 		// Already what the dynamic informers keep (stripUnstructured).
 		c := *o
 		c.ObjectMeta = *o.ObjectMeta.DeepCopy()
@@ -159,9 +161,9 @@ func asCached(t *testing.T, obj any) any {
 	default:
 		t.Fatalf("cannot copy %T", obj)
 	}
-	out, err := TrimForCache(cp)
+	out, err := runcache.TrimForCache(cp)
 	require.NoError(t, err)
-	if f, ok := out.(*FinishedRun); ok {
+	if f, ok := out.(*runcache.FinishedRun); ok {
 		return f.AgentRun() // what the controllers read of the record
 	}
 	return out
@@ -170,37 +172,35 @@ func asCached(t *testing.T, obj any) any {
 // Every backend's lifecycle decides alike on its objects as the informer
 // caches hold them (TrimForCache) and on the full objects.
 func TestCachedObjectsDecideAlike(t *testing.T) {
-	for _, k := range kits {
-		for _, step := range lifecycle {
-			t.Run(string(k.backend)+"/"+step.name, func(t *testing.T) {
-				full := stepInput(k, step.in)
-				// The full objects carry what the API server adds and the
-				// cache drops.
-				full.Objects = maps.Clone(full.Objects)
-				for kind, obj := range full.Objects {
-					if o, ok := obj.(runtime.Object); ok {
-						full.Objects[kind] = withBulk(o.DeepCopyObject().(metav1.Object))
-					}
+	for _, step := range phase.LifecycleSteps() {
+		t.Run(step.Name, func(t *testing.T) {
+			full := step.In()
+			// The full objects carry what the API server adds and the
+			// cache drops.
+			full.Objects = maps.Clone(full.Objects)
+			for kind, obj := range full.Objects {
+				if o, ok := obj.(runtime.Object); ok {
+					full.Objects[kind] = withBulk(o.DeepCopyObject().(metav1.Object))
 				}
-				if full.Pod != nil {
-					full.Pod = withBulk(full.Pod.DeepCopy()).(*corev1.Pod)
-				}
-				trimmed := full
-				trimmed.Objects = Objects{}
-				for kind, obj := range full.Objects {
-					trimmed.Objects[kind] = asCached(t, obj).(metav1.Object)
-				}
-				if full.Pod != nil {
-					trimmed.Pod = asCached(t, full.Pod).(*corev1.Pod)
-					require.False(t, apiequality.Semantic.DeepEqual(full.Pod, trimmed.Pod), "nothing was trimmed")
-				}
-				decideAlike(t, full, trimmed)
-				// And the pass after, on what the first one wrote: a
-				// finished run is cached compacted.
-				d := Next(full)
-				decideAlike(t, applied(full, d), applied(trimmed, d))
-			})
-		}
+			}
+			if full.Pod != nil {
+				full.Pod = withBulk(full.Pod.DeepCopy()).(*corev1.Pod)
+			}
+			trimmed := full
+			trimmed.Objects = phase.Objects{}
+			for kind, obj := range full.Objects {
+				trimmed.Objects[kind] = asCached(t, obj).(metav1.Object)
+			}
+			if full.Pod != nil {
+				trimmed.Pod = asCached(t, full.Pod).(*corev1.Pod)
+				require.False(t, apiequality.Semantic.DeepEqual(full.Pod, trimmed.Pod), "nothing was trimmed")
+			}
+			decideAlike(t, full, trimmed)
+			// And the pass after, on what the first one wrote: a
+			// finished run is cached compacted.
+			d := phase.Next(full)
+			decideAlike(t, phase.Applied(full, d), phase.Applied(trimmed, d))
+		})
 	}
 }
 
@@ -208,10 +208,10 @@ func TestCachedObjectsDecideAlike(t *testing.T) {
 // whose run is taken as the informer cache holds it: a finished run
 // compacted. Only the status differs then, and neither decision writes it
 // (the controller writes a finished run's status only from a live read).
-func decideAlike(t *testing.T, full, trimmed Observed) {
+func decideAlike(t *testing.T, full, trimmed phase.Observed) {
 	t.Helper()
 	trimmed.Run = asCached(t, trimmed.Run).(*v1alpha1.AgentRun)
-	df, dt := Next(full), Next(trimmed)
+	df, dt := phase.Next(full), phase.Next(trimmed)
 	if full.Run.Status.Phase.IsTerminal() {
 		require.NotEqual(t, full.Run.Status, trimmed.Run.Status, "nothing was compacted")
 		assert.Equal(t, full.Run.Status, df.Status, "a finished run's status is written")
@@ -289,10 +289,10 @@ func TestTrimKeepsUncountedFailures(t *testing.T) {
 	r := run.DeepCopy()
 	r.Status.Phase, r.Status.PodName, r.Status.Attempts = v1alpha1.PhaseRunning, "r-abcde", 1
 	r.Status.StartedAt = new(metav1.NewTime(trimT0.Add(2 * time.Second)))
-	cfg := Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
+	cfg := phase.Config{Workload: workload.Config{AgentImage: "img", DefaultTimeout: 10 * time.Minute}, Grace: time.Minute}
 	for name, j := range map[string]*batchv1.Job{"untrimmed": job, "trimmed": tj} {
-		d := Next(Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
-			Objects: Objects{KindJob: j}, Now: trimT0.Add(time.Minute), Config: cfg})
+		d := phase.Next(phase.Observed{Run: r, Instance: &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: "ns"}},
+			Objects: phase.Objects{phase.KindJob: j}, Now: trimT0.Add(time.Minute), Config: cfg})
 		assert.Equal(t, v1alpha1.PhaseRunning, d.Status.Phase, "%s: %s", name, d.Status.Error)
 		assert.Equal(t, int32(2), d.Status.Attempts, name)
 	}

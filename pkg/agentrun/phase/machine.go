@@ -56,7 +56,7 @@ type Observed struct {
 	// Objects are the run's workload objects as the caches hold them, by
 	// kind (the kinds of its backend, see Children); a kind is absent when
 	// the cache has none. A cached Deployment may have its pod template
-	// trimmed (see TrimForCache).
+	// trimmed (see runcache.TrimForCache).
 	Objects Objects
 	// WorkloadExpected is true when this controller created the run's
 	// workload and the cache has not shown it yet: a missing workload is

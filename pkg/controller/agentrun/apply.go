@@ -18,7 +18,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // apply carries out a decision: the run's metadata first (its parent as
@@ -178,7 +178,7 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 			return false, "", fmt.Errorf("creating %s %s: %w", a.Kind, name, err)
 		}
 		if a.Kind == workload {
-			c.admissions.admitted(index.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID, run.Spec.Parent != nil)
+			c.admissions.admitted(runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID, run.Spec.Parent != nil)
 		}
 	}
 	return false, "", nil

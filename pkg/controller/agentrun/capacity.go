@@ -7,7 +7,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // allRunsLock is the admission lock key of the controller-wide run limit.
@@ -27,7 +27,7 @@ func (c *Controller) admissionLock(run *v1alpha1.AgentRun, inst *v1alpha1.Sympoz
 		return allRunsLock
 	}
 	if run.Spec.Parent != nil || phase.MaxConcurrentRuns(inst) > 0 {
-		return index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
+		return runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	}
 	return ""
 }
@@ -40,83 +40,67 @@ func (c *Controller) observeCapacity(run *v1alpha1.AgentRun, obs *phase.Observed
 		c.observeSubagents(run, obs)
 	}
 	unseen := c.admissions.all(run.UID)
+	own := runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	if phase.MaxConcurrentRuns(obs.Instance) > 0 {
-		objs, _ := c.runIndex.ByIndex(index.LiveRunsByInstance, index.InstanceKey(run.Namespace, run.Spec.InstanceRef))
-		obs.Runs = c.load(run, objs, unseen, func(r *v1alpha1.AgentRun) bool {
-			return r.Spec.InstanceRef == run.Spec.InstanceRef && r.Namespace == run.Namespace
-		})
+		obs.Runs = c.load(run, c.runs.LiveOfInstance(run.Namespace, run.Spec.InstanceRef), unseen, func(inst string) bool { return inst == own })
 	}
 	if c.opts.Phase.MaxConcurrentRuns > 0 {
-		objs, _ := c.runIndex.ByIndex(index.LiveRuns, index.LiveRunsKey)
-		obs.AllRuns = c.load(run, objs, unseen, func(*v1alpha1.AgentRun) bool { return true })
+		obs.AllRuns = c.load(run, c.runs.Live(), unseen, func(string) bool { return true })
 	}
 }
 
-// load counts, among the live runs objs, those holding a slot (admitted in
-// the cache, admitted by this controller and not seen yet, or whose
-// workload the cache holds although its status does not say so: the
+// load counts, by instance, the live runs of a limit (and the admissions
+// not seen yet of the instances within it): those holding a slot
+// (admitted in the cache, admitted by this controller and not seen yet, or
+// whose workload the cache holds although its status does not say so: the
 // controller stopped between creating it and recording it), and those
-// waiting that are older than run and would take a slot before it. A
-// waiting run held back by another limit does not count ahead: a sub-agent
-// run beyond its instance's sub-agent maxConcurrent, and (for the runs of
-// other instances) a run beyond its own instance's maxConcurrentRuns.
-func (c *Controller) load(run *v1alpha1.AgentRun, objs []any, unseen map[types.UID]string, within func(*v1alpha1.AgentRun) bool) phase.Load {
-	var l phase.Load
+// ahead of run (phase.AheadForRunLimit). Who of them counts for the limit
+// is phase.LoadOf's to decide.
+func (c *Controller) load(run *v1alpha1.AgentRun, live []*v1alpha1.AgentRun, unseen map[types.UID]string, within func(inst string) bool) phase.Load {
+	counts := map[string]phase.InstanceLoad{}
 	counted := map[types.UID]bool{}
-	var waiting []*v1alpha1.AgentRun
-	active := map[string]int{}    // by instance key
-	activeSub := map[string]int{} // sub-agent runs, by instance key
-	for _, o := range objs {
-		r, ok := o.(*v1alpha1.AgentRun)
-		if !ok || r.UID == run.UID || r.Status.Phase.IsTerminal() {
+	for _, r := range live {
+		if r.UID == run.UID {
 			continue
 		}
+		key := runstore.InstanceKey(r.Namespace, r.Spec.InstanceRef)
+		n := counts[key]
 		if _, ok := unseen[r.UID]; ok || phase.IsAdmitted(r) || c.workloadCached(r) {
-			l.Active++
 			counted[r.UID] = true
-			key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
-			active[key]++
+			n.Active++
 			if r.Spec.Parent != nil {
-				activeSub[key]++
+				n.ActiveSubagents++
 			}
-			continue
+		} else if phase.AheadForRunLimit(run, r) {
+			if r.Spec.Parent != nil {
+				n.AheadSubagents++
+			} else {
+				n.Ahead++
+			}
 		}
-		if r.DeletionTimestamp == nil && !r.Spec.Cancel && phase.Older(r, run) {
-			waiting = append(waiting, r)
-		}
+		counts[key] = n
 	}
 	for uid, inst := range unseen {
-		if !counted[uid] && c.unseenWithin(inst, within) {
-			l.Active++
-			active[inst]++
+		if !counted[uid] && within(inst) {
+			n := counts[inst]
+			n.Active++
+			counts[inst] = n
 		}
 	}
-	for _, r := range waiting {
-		key := index.InstanceKey(r.Namespace, r.Spec.InstanceRef)
-		inst, err := c.instances.SympoziumInstances(r.Namespace).Get(r.Spec.InstanceRef)
+	for key, n := range counts {
+		if n.Ahead+n.AheadSubagents == 0 {
+			continue
+		}
+		ns, name, err := cache.SplitMetaNamespaceKey(key)
 		if err != nil {
-			continue // waits for its instance, not for a slot
+			continue
 		}
-		if r.Spec.Parent != nil && activeSub[key] >= int(phase.Limits(inst).MaxConcurrent) {
-			continue // held back by the instance's sub-agent limit
+		if inst, err := c.instances.SympoziumInstances(ns).Get(name); err == nil {
+			n.Instance = inst
+			counts[key] = n
 		}
-		sameInstance := r.Spec.InstanceRef == run.Spec.InstanceRef && r.Namespace == run.Namespace
-		if n := phase.MaxConcurrentRuns(inst); !sameInstance && n > 0 && active[key] >= n {
-			continue // held back by its own instance's limit
-		}
-		l.WaitingAhead++
 	}
-	return l
-}
-
-// unseenWithin reports whether an admission not seen yet, of the instance
-// with key inst, counts for a limit whose runs within selects.
-func (c *Controller) unseenWithin(inst string, within func(*v1alpha1.AgentRun) bool) bool {
-	ns, name, err := cache.SplitMetaNamespaceKey(inst)
-	if err != nil {
-		return false
-	}
-	return within(&v1alpha1.AgentRun{ObjectMeta: metav1.ObjectMeta{Namespace: ns}, Spec: v1alpha1.AgentRunSpec{InstanceRef: name}})
+	return phase.LoadOf(runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef), counts)
 }
 
 // workloadCached reports whether the cache holds the run's workload,
@@ -139,7 +123,7 @@ func (c *Controller) wakeForCapacity(namespace, instance string) {
 		c.wakeWaiting(namespace, instance)
 		return
 	}
-	for _, key := range c.runIndex.ListIndexFuncValues(index.WaitingRunsByInstance) {
+	for _, key := range c.runs.WaitingInstances() {
 		c.wakeWaitingKey(key)
 	}
 }
@@ -147,13 +131,7 @@ func (c *Controller) wakeForCapacity(namespace, instance string) {
 // wakeChildren enqueues the unfinished sub-agent runs of parent: it
 // finished, and so do they.
 func (c *Controller) wakeChildren(parent *v1alpha1.AgentRun) {
-	objs, err := c.runIndex.ByIndex(index.RunsByParent, parent.Namespace+"/"+parent.Name)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && !r.Status.Phase.IsTerminal() {
-			c.enqueue(cache.MetaObjectToName(r))
-		}
+	for _, r := range c.runs.LiveChildren(parent.Namespace, parent.Name) {
+		c.enqueue(cache.MetaObjectToName(r))
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -94,7 +95,7 @@ type Controller struct {
 	recorder   record.EventRecorder
 	opts       Options
 
-	runIndex    cache.Indexer
+	runs        *runstore.Store
 	instances   listers.SympoziumInstanceLister
 	skillPacks  listers.SkillPackLister
 	jobs        batchlisters.JobLister
@@ -116,13 +117,9 @@ type Controller struct {
 	synced []cache.InformerSynced
 	worker *worker.Worker
 	queue  workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	// wakes times the wake-ups live runs' decisions ask for (deadlines,
-	// grace periods) apart from queue; see wakeAfter.
-	wakes *worker.Timers
 
-	expectations *expectations
-	admissions   *admissions
-	writes       *ownWrites
+	// stores are what the controller keeps in memory (stores.go).
+	stores
 
 	clock clock.WithTicker
 }
@@ -139,7 +136,6 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		kubeClient:  kube,
 		recorder:    rec,
 		opts:        opts,
-		runIndex:    inf.Runs.Informer().GetIndexer(),
 		instances:   inf.Instances.Lister(),
 		skillPacks:  inf.SkillPacks.Lister(),
 		jobs:        inf.Jobs.Lister(),
@@ -149,13 +145,12 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 		pods:        inf.Pods.Lister(),
 		podIndex:    inf.Pods.Informer().GetIndexer(),
 		configMaps:  inf.ConfigMaps.Lister(),
-		writes:      newOwnWrites(),
 		clock:       opts.Clock,
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
-	c.expectations, c.admissions = newExpectations(c.clock), newAdmissions(c.clock)
+	c.stores = newStores(c.clock)
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
 	c.identityKinds(c.kinds)
 	if inf.SystemSkillPacks != nil {
@@ -169,8 +164,11 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.worker = worker.NewWithQueue("agentrun", opts.RateLimiter, c.clock, worker.NewFrontQueue(c.admissionRank), c.sync)
 	c.worker.OnResult = opts.OnSync
 	c.queue = c.worker.Queue
-	c.wakes = worker.NewTimers(c.clock)
-	if err := index.Add(inf.Runs.Informer(), inf.Pods.Informer()); err != nil {
+	var err error
+	if c.runs, err = runstore.New(inf.Runs.Informer()); err != nil {
+		return nil, err
+	}
+	if err := index.Add(inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
 	regs, err := c.addHandlers(logger, inf)
@@ -232,16 +230,13 @@ func (c *Controller) wakeAfter(key cache.ObjectName, d time.Duration) {
 }
 
 // finishedAtRest reports whether the cache holds the run key finished and
-// not being deleted (index.FinishedAtRest): it has no deadline to wake for.
-func (c *Controller) finishedAtRest(key cache.ObjectName) bool {
-	obj, ok, _ := c.runIndex.GetByKey(key.String())
-	return ok && index.FinishedAtRest(obj)
-}
+// not being deleted (runstore.Entry.FinishedAtRest): it has no deadline to
+// wake for.
+func (c *Controller) finishedAtRest(key cache.ObjectName) bool { return c.runs.FinishedAtRest(key) }
 
-// cancelWake drops the pending wake of the run obj is (a run, a record or
-// a tombstone), if any.
-func (c *Controller) cancelWake(obj any) {
-	if key, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+// cancelWake drops the pending wake of the run e is, if any.
+func (c *Controller) cancelWake(e runstore.Entry) {
+	if key, ok := e.Key(); ok {
 		c.wakes.Cancel(key)
 	}
 }
@@ -269,7 +264,7 @@ func (c *Controller) wake(key cache.ObjectName) {
 // event comes before its own; the sync would wait for the informer). The
 // queue keeps the rest from starving (worker.FrontQueue).
 func (c *Controller) admissionRank(key cache.ObjectName) (front bool, at time.Time) {
-	run, err := index.GetRun(c.runIndex, key.Namespace, key.Name)
+	run, err := c.runs.Get(key.Namespace, key.Name)
 	if err != nil || !phase.AdmissionUndecided(run) || c.writes.stale(run) {
 		return false, time.Time{}
 	}

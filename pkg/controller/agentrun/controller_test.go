@@ -26,8 +26,9 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 )
 
@@ -276,10 +277,10 @@ func TestRunHandlers(t *testing.T) {
 
 	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
 		f := setup(t)
-		f.c.admissions.admitted(index.InstanceKey(testNS, "inst"), runningRun.UID, true)
+		f.c.admissions.admitted(runstore.InstanceKey(testNS, "inst"), runningRun.UID, true)
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
-		assert.Empty(t, f.c.admissions.unseen(index.InstanceKey(testNS, "inst"), ""), "the admission is observed")
+		assert.Empty(t, f.c.admissions.unseen(runstore.InstanceKey(testNS, "inst"), ""), "the admission is observed")
 	})
 	t.Run("a plain update enqueues only the run", func(t *testing.T) {
 		f := setup(t)
@@ -318,25 +319,23 @@ func TestRunHandlers(t *testing.T) {
 		f := setup(t)
 		child := newRun("child", withParent(admitted, 1), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending, JobName: "child"}))
 		f.addToCache(child)
-		names := func(name, key string) []string {
-			objs, err := f.c.runIndex.ByIndex(name, key)
-			require.NoError(t, err)
+		names := func(runs []*v1alpha1.AgentRun) []string {
 			var out []string
-			for _, o := range objs {
-				out = append(out, o.(*v1alpha1.AgentRun).Name)
+			for _, r := range runs {
+				out = append(out, r.Name)
 			}
 			sort.Strings(out)
 			return out
 		}
-		key := index.InstanceKey(testNS, "inst")
-		assert.Equal(t, []string{"capacity", "waiting"}, names(index.WaitingRunsByInstance, key))
-		assert.Equal(t, []string{"elsewhere"}, names(index.WaitingRunsByInstance, index.InstanceKey(testNS, "other")))
-		assert.Equal(t, []string{"child"}, names(index.SubagentsByInstance, key))
+		key := runstore.InstanceKey(testNS, "inst")
+		assert.Equal(t, []string{"capacity", "waiting"}, names(f.c.runs.Waiting(key)))
+		assert.Equal(t, []string{"elsewhere"}, names(f.c.runs.Waiting(runstore.InstanceKey(testNS, "other"))))
+		assert.Equal(t, []string{"child"}, names(f.c.runs.LiveSubagents(testNS, "inst")))
 
 		cur := capacity.DeepCopy()
 		cur.Status.JobName = "capacity"
-		require.NoError(t, f.c.runIndex.Update(cur))
-		assert.Equal(t, []string{"waiting"}, names(index.WaitingRunsByInstance, key), "an admitted run leaves the index")
+		require.NoError(t, f.inf.Runs.Informer().GetIndexer().Update(cur))
+		assert.Equal(t, []string{"waiting"}, names(f.c.runs.Waiting(key)), "an admitted run leaves the index")
 		f.handlers.runs[0].OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/finishing", "ns/waiting"}, f.queued())
 	})
@@ -657,7 +656,7 @@ func TestFinishedRunsWakeIsCancelled(t *testing.T) {
 	done := f.trackedRun("done")
 	done.Status.Phase = v1alpha1.PhaseSucceeded
 	f.update(done)
-	require.IsType(t, &phase.FinishedRun{}, cached("done"))
+	require.IsType(t, &runcache.FinishedRun{}, cached("done"))
 	f.handlers.runs[0].OnUpdate(before, cached("done"))
 	assert.Equal(t, 3, f.c.wakes.Len(), "the finished run's wake is gone")
 

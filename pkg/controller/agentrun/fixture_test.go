@@ -34,6 +34,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
@@ -216,11 +217,11 @@ func (f *fixture) addToCache(objs ...runtime.Object) {
 	}
 }
 
-// asCached is run as the run informer's store holds it (phase.TrimForCache):
-// a finished run as a *phase.FinishedRun record.
+// asCached is run as the run informer's store holds it (runcache.TrimForCache):
+// a finished run as a *runcache.FinishedRun record.
 func asCached(t testing.TB, run *v1alpha1.AgentRun) any {
 	t.Helper()
-	out, err := phase.TrimForCache(run.DeepCopy())
+	out, err := runcache.TrimForCache(run.DeepCopy())
 	require.NoError(t, err)
 	return out
 }
@@ -304,7 +305,7 @@ func (f *fixture) snapshot() map[schema.GroupVersionResource][]runtime.Object {
 			return a < b
 		})
 		for _, o := range objs {
-			if r, ok := o.(*phase.FinishedRun); ok {
+			if r, ok := o.(*runcache.FinishedRun); ok {
 				o = r.AgentRun() // its content, maps and pointers included
 			}
 			out[gvr] = append(out[gvr], o.(runtime.Object).DeepCopyObject())
@@ -484,7 +485,7 @@ func (c capture[T]) AddTypedEventHandler(h cache.TypedResourceEventHandler[T], o
 }
 
 // runInformer captures untyped handlers: the run store holds finished runs
-// as records (phase.FinishedRun), so the run handlers are untyped.
+// as records (runcache.FinishedRun), so the run handlers are untyped.
 type runInformer struct {
 	sv1alpha1.TypedAgentRunInformer
 	got *[]cache.ResourceEventHandler

@@ -19,7 +19,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 )
 
@@ -77,28 +77,28 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 // own informers enqueue it. So a restart or a resync costs one sync per
 // run that has something to do, not one per run of the history.
 //
-// The store holds a finished run as a record (phase.FinishedRun): a
+// The store holds a finished run as a record (read as a runstore.Entry): a
 // restart's list of a long history is handled on the records, without
 // rebuilding a run from each.
 func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if index.FinishedAtRest(obj) {
+	return runstore.Handlers{
+		Add: func(e runstore.Entry) {
+			if e.FinishedAtRest() {
 				return
 			}
-			if name, err := cache.ObjectToName(obj); err == nil {
+			if name, ok := e.Key(); ok {
 				c.enqueue(name)
 			}
 		},
-		UpdateFunc: func(oldObj, curObj any) {
-			if index.FinishedResync(oldObj, curObj) {
+		Update: func(oldEntry, curEntry runstore.Entry) {
+			if runstore.FinishedResync(oldEntry, curEntry) {
 				return // a resync of a finished run
 			}
-			if index.FinishedAtRest(curObj) {
-				c.cancelWake(curObj) // a finished run has no deadline
+			if curEntry.FinishedAtRest() {
+				c.cancelWake(curEntry) // a finished run has no deadline
 			}
-			old, ok := index.Run(oldObj)
-			cur, ok2 := index.Run(curObj)
+			old, ok := oldEntry.Run()
+			cur, ok2 := curEntry.Run()
 			if !ok || !ok2 {
 				return
 			}
@@ -113,19 +113,19 @@ func (c *Controller) runHandlers() cache.ResourceEventHandlerFuncs {
 				c.wakeChildren(cur)
 			}
 		},
-		DeleteFunc: func(obj any) {
-			if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+		Delete: func(e runstore.Entry) {
+			if name, ok := e.Key(); ok {
 				c.wakes.Cancel(name) // enqueued now: its sync sweeps what is left
 				c.enqueue(name)
 			}
-			if r, ok := index.Run(obj); ok {
+			if r, ok := e.Run(); ok {
 				c.expectations.forget(r.UID)
 				c.writes.forget(r.UID)
 				c.admissions.observed(r)
 				c.wakeForCapacity(r.Namespace, r.Spec.InstanceRef)
 			}
 		},
-	}
+	}.Funcs()
 }
 
 // instanceHandlers wake the runs an instance's appearance or change
@@ -137,7 +137,7 @@ func (c *Controller) instanceHandlers() sinformers.SympoziumInstanceHandlerFuncs
 		UpdateFunc: func(old, cur *v1alpha1.SympoziumInstance) {
 			if old.Generation != cur.Generation {
 				c.wakeWaiting(cur.Namespace, cur.Name)
-				c.wakeServers(index.LiveRunsByInstance, index.InstanceKey(cur.Namespace, cur.Name), "")
+				c.wakeServers(c.runs.LiveOfInstance(cur.Namespace, cur.Name), "")
 			}
 		},
 	}
@@ -150,7 +150,7 @@ func (c *Controller) skillPackHandlers() sinformers.SkillPackHandlerFuncs {
 	return sinformers.SkillPackHandlerFuncs{
 		UpdateFunc: func(old, cur *v1alpha1.SkillPack) {
 			if old.Generation != cur.Generation {
-				c.wakeServers(index.LiveRuns, index.LiveRunsKey, cur.Namespace)
+				c.wakeServers(c.runs.Live(), cur.Namespace)
 			}
 		},
 	}
@@ -229,32 +229,21 @@ func releasesCapacity(old, cur *v1alpha1.AgentRun) bool {
 
 // wakeWaiting enqueues the instance's runs that are not admitted yet.
 func (c *Controller) wakeWaiting(namespace, instance string) {
-	c.wakeWaitingKey(index.InstanceKey(namespace, instance))
+	c.wakeWaitingKey(runstore.InstanceKey(namespace, instance))
 }
 
 func (c *Controller) wakeWaitingKey(key string) {
-	objs, err := c.runIndex.ByIndex(index.WaitingRunsByInstance, key)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.IsWaiting(r) {
-			c.enqueue(cache.MetaObjectToName(r))
-		}
+	for _, r := range c.runs.Waiting(key) {
+		c.enqueue(cache.MetaObjectToName(r))
 	}
 }
 
-// wakeServers enqueues the live server-mode runs under key of index (of
+// wakeServers enqueues the server-mode runs among the live runs (of
 // namespace, when not empty). It reads live runs only (an index of
 // unfinished runs): finished ones, however many are kept, cost nothing.
-func (c *Controller) wakeServers(indexName, key, namespace string) {
-	objs, err := c.runIndex.ByIndex(indexName, key)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if r, ok := o.(*v1alpha1.AgentRun); ok && phase.BackendOf(r) == phase.BackendServer && !r.Status.Phase.IsTerminal() &&
-			(namespace == "" || r.Namespace == namespace) {
+func (c *Controller) wakeServers(live []*v1alpha1.AgentRun, namespace string) {
+	for _, r := range live {
+		if phase.BackendOf(r) == phase.BackendServer && (namespace == "" || r.Namespace == namespace) {
 			c.enqueue(cache.MetaObjectToName(r))
 		}
 	}
@@ -263,7 +252,7 @@ func (c *Controller) wakeServers(indexName, key, namespace string) {
 // wakeWaitingInNamespace enqueues every run of the namespace that is not
 // admitted yet (a ConfigMap it waits for may have appeared).
 func (c *Controller) wakeWaitingInNamespace(namespace string) {
-	for _, key := range c.runIndex.ListIndexFuncValues(index.WaitingRunsByInstance) {
+	for _, key := range c.runs.WaitingInstances() {
 		if strings.HasPrefix(key, namespace+"/") {
 			c.wakeWaitingKey(key)
 		}
@@ -306,7 +295,7 @@ func (c *Controller) enqueueOwner(obj metav1.Object) {
 	if ref == nil || ref.Kind != "AgentRun" {
 		return
 	}
-	run, err := index.GetRun(c.runIndex, obj.GetNamespace(), ref.Name)
+	run, err := c.runs.Get(obj.GetNamespace(), ref.Name)
 	if err == nil && run.UID != ref.UID {
 		return
 	}
@@ -334,7 +323,7 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 		if label == "" {
 			return
 		}
-		run, err := index.GetRun(c.runIndex, p.Namespace, label)
+		run, err := c.runs.Get(p.Namespace, label)
 		if err != nil || naming.LabelValue(run.Name) != label {
 			return
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // LogReader reads the end of a container's log.
@@ -81,7 +82,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	start := c.now()
 	defer func() { logger.V(4).Info("Finished syncing", "duration", c.now().Sub(start)) }()
 
-	run, err := index.GetRun(c.runIndex, key.Namespace, key.Name)
+	run, err := c.runs.Get(key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) {
 		// Deleted; its children are garbage-collected through their
 		// ownerReferences, its cluster-scoped grants are swept.
@@ -131,7 +132,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	d := phase.Next(obs)
 	if run.Status.Phase.IsTerminal() && !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
-		// The cache holds finished runs compacted (phase.TrimForCache):
+		// The cache holds finished runs compacted (runcache.TrimForCache):
 		// their status is written only from the run as the API server
 		// has it, never from the cached copy.
 		live, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Get(ctx, run.Name, metav1.GetOptions{})
@@ -194,14 +195,14 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 	}
 	if !phase.IsAdmitted(run) {
 		if p := run.Spec.Parent; p != nil {
-			parent, err := index.GetRun(c.runIndex, run.Namespace, p.RunName)
+			parent, err := c.runs.Get(run.Namespace, p.RunName)
 			if err == nil {
 				obs.Parent = parent
 			}
 			obs.ChildRank = c.childRank(run)
 		}
 	} else if p := run.Spec.Parent; p != nil {
-		if parent, err := index.GetRun(c.runIndex, run.Namespace, p.RunName); err == nil {
+		if parent, err := c.runs.Get(run.Namespace, p.RunName); err == nil {
 			obs.Parent = parent
 		}
 	}
@@ -375,14 +376,9 @@ func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
 // childRank is the run's position among its parent's children, oldest
 // first, not counting children the limits refused.
 func (c *Controller) childRank(run *v1alpha1.AgentRun) int {
-	objs, err := c.runIndex.ByIndex(index.RunsByParent, run.Namespace+"/"+run.Spec.Parent.RunName)
-	if err != nil {
-		return 0
-	}
 	rank := 0
-	for _, o := range objs {
-		r, ok := index.Run(o) // finished siblings count too
-		if !ok || r.UID == run.UID || !phase.Older(r, run) || refusedAsExtraChild(r) {
+	for _, r := range c.runs.Children(run.Namespace, run.Spec.Parent.RunName) { // finished siblings count too
+		if r.UID == run.UID || !phase.Older(r, run) || refusedAsExtraChild(r) {
 			continue
 		}
 		rank++
@@ -406,16 +402,10 @@ func refusedAsExtraChild(r *v1alpha1.AgentRun) bool {
 // admissions the cache does not show yet) and the waiting ones ahead of run.
 // The caller holds the instance's admission lock.
 func (c *Controller) observeSubagents(run *v1alpha1.AgentRun, obs *phase.Observed) {
-	inst := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
-	unseen := c.admissions.unseen(inst, run.UID)
-	objs, err := c.runIndex.ByIndex(index.SubagentsByInstance, inst)
-	if err != nil {
-		return
-	}
+	unseen := c.admissions.unseen(runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID)
 	counted := map[types.UID]bool{}
-	for _, o := range objs {
-		r, ok := o.(*v1alpha1.AgentRun)
-		if !ok || r.UID == run.UID || r.Spec.Parent == nil {
+	for _, r := range c.runs.LiveSubagents(run.Namespace, run.Spec.InstanceRef) {
+		if r.UID == run.UID || r.Spec.Parent == nil {
 			continue
 		}
 		switch {
@@ -423,7 +413,7 @@ func (c *Controller) observeSubagents(run *v1alpha1.AgentRun, obs *phase.Observe
 		case phase.IsAdmitted(r) || unseen[r.UID]:
 			obs.ActiveSubagents++
 			counted[r.UID] = true
-		case r.DeletionTimestamp == nil && phase.Older(r, run):
+		case phase.AheadForSubagentLimit(run, r):
 			obs.WaitingAhead++
 		}
 	}

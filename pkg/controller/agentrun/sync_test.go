@@ -24,6 +24,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -797,7 +798,7 @@ func TestKubeLogReader(t *testing.T) {
 	assert.NotNil(t, opts.TailLines)
 }
 
-// The cache holds finished runs compacted (phase.TrimForCache drops their
+// The cache holds finished runs compacted (runcache.TrimForCache drops their
 // result, error and messages). A finished run whose status must change (its
 // spec was edited: observedGeneration) is written from the run as the API
 // server has it, so that nothing the cache dropped is lost; one whose
@@ -815,7 +816,7 @@ func TestFinishedRunCompactedInCache(t *testing.T) {
 	// What the controller reads of the cache: the record rebuilt. addToCache
 	// caches a run as the informer's transform does, as a record.
 	cachedCopy := func(r *v1alpha1.AgentRun) *v1alpha1.AgentRun {
-		rec, ok := asCached(t, r).(*phase.FinishedRun)
+		rec, ok := asCached(t, r).(*runcache.FinishedRun)
 		require.True(t, ok, "a finished run is cached as a record")
 		return rec.AgentRun()
 	}

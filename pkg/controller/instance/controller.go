@@ -20,10 +20,11 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -42,7 +43,7 @@ const fieldManager = "sympozium-controller"
 type Controller struct {
 	client    clientset.Interface
 	instances listers.SympoziumInstanceLister
-	runIndex  cache.Indexer
+	runs      *runstore.Store
 	synced    []cache.InformerSynced
 	worker    *worker.Worker
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
@@ -64,7 +65,6 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	c := &Controller{
 		client:    client,
 		instances: instances.Lister(),
-		runIndex:  runs.Informer().GetIndexer(),
 		coalesce:  Coalesce,
 		clock:     clk,
 		tally:     newTally(),
@@ -74,7 +74,11 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	}
 	c.worker = worker.New("sympoziuminstance", rl, c.clock, c.sync)
 	c.queue = c.worker.Queue
-	if err := index.Add(runs.Informer(), pods); err != nil {
+	var err error
+	if c.runs, err = runstore.New(runs.Informer()); err != nil {
+		return nil, err
+	}
+	if err := index.Add(pods); err != nil {
 		return nil, err
 	}
 	opts := cache.HandlerOptions{Logger: &logger}
@@ -95,31 +99,28 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	if err != nil {
 		return nil, fmt.Errorf("adding SympoziumInstance event handler: %w", err)
 	}
-	// The run store holds finished runs as records (phase.FinishedRun):
-	// the handlers read both forms through the index package.
+	// The run store holds finished runs as records: the handlers read
+	// either shape through runstore.Entry.
 	// Every event moves the instance's tally; the instance is synced when
 	// a run's phase, TTL or deletion changed what it reports or prunes.
-	c.runEvents = cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			c.tally.add(obj, +1)
-			c.runChanged(obj)
+	c.runEvents = runstore.Handlers{
+		Add: func(e runstore.Entry) {
+			c.tally.add(e, +1)
+			c.runChanged(e)
 		},
-		UpdateFunc: func(oldObj, curObj any) {
-			c.tally.update(oldObj, curObj)
-			old, ok := index.History(oldObj)
-			cur, ok2 := index.History(curObj)
+		Update: func(oldEntry, curEntry runstore.Entry) {
+			c.tally.update(oldEntry, curEntry)
+			old, ok := oldEntry.History()
+			cur, ok2 := curEntry.History()
 			if ok && ok2 && (old.Phase != cur.Phase || old.HasTTL != cur.HasTTL || old.TTL != cur.TTL || old.Deleting != cur.Deleting) {
-				c.runChanged(curObj)
+				c.runChanged(curEntry)
 			}
 		},
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			c.tally.add(obj, -1)
-			c.runChanged(obj)
+		Delete: func(e runstore.Entry) {
+			c.tally.add(e, -1)
+			c.runChanged(e)
 		},
-	}
+	}.Funcs()
 	rreg, err := runs.Informer().AddEventHandlerWithOptions(c.runEvents, opts)
 	if err != nil {
 		return nil, fmt.Errorf("adding AgentRun event handler: %w", err)
@@ -128,11 +129,11 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	return c, nil
 }
 
-// runChanged wakes the instance of the run obj is (the ttlSecondsAfterFinished
+// runChanged wakes the instance of the run e (the ttlSecondsAfterFinished
 // compared above is the one field of a finished run that may change and
 // moves its expiry).
-func (c *Controller) runChanged(obj any) {
-	if ns, inst, ok := index.InstanceOf(obj); ok {
+func (c *Controller) runChanged(e runstore.Entry) {
+	if ns, inst, ok := e.Instance(); ok {
 		c.queue.AddAfter(cache.ObjectName{Namespace: ns, Name: inst}, c.coalesce)
 	}
 }
@@ -165,7 +166,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	// The counts come from the tally; the runs are read only when the
 	// history policy has something to do (a limit exceeded, a TTL to time).
-	tl := c.tally.of(index.InstanceKey(key.Namespace, key.Name))
+	tl := c.tally.of(runstore.InstanceKey(key.Namespace, key.Name))
 	var errs []error
 	if tl.historyDue(inst) {
 		pruned, err := c.expire(ctx, logger, key, inst)
@@ -195,26 +196,20 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	return errors.Join(errs...)
 }
 
-// expire applies the instance's history policy (phase.Expire) to its runs
+// expire applies the instance's history policy (runcache.Expire) to its runs
 // and returns the runs it deleted.
-func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.ObjectName, inst *v1alpha1.SympoziumInstance) ([]phase.HistoryRun, error) {
-	objs, err := c.runIndex.ByIndex(index.RunsByInstance, index.InstanceKey(key.Namespace, key.Name))
+func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.ObjectName, inst *v1alpha1.SympoziumInstance) ([]runcache.HistoryRun, error) {
+	runs, err := c.runs.Histories(key.Namespace, key.Name)
 	if err != nil {
 		return nil, err
 	}
-	runs := make([]phase.HistoryRun, 0, len(objs))
-	for _, o := range objs {
-		if r, ok := index.History(o); ok {
-			runs = append(runs, r)
-		}
-	}
-	expiry := phase.Expire(runs, inst, c.clock.Now())
+	expiry := runcache.Expire(runs, inst, c.clock.Now())
 	if expiry.RequeueAfter > 0 {
 		// The next TTL to run out: a timer, not a poll.
 		c.queue.AddAfter(key, expiry.RequeueAfter)
 	}
 	var errs []error
-	var pruned []phase.HistoryRun
+	var pruned []runcache.HistoryRun
 	for _, r := range expiry.Delete {
 		if err := c.deleteRun(ctx, inst.Namespace, r); err != nil {
 			errs = append(errs, err)
@@ -251,7 +246,7 @@ func sympoziumStatus(inst *v1alpha1.SympoziumInstance, serving bool, active int3
 	}
 }
 
-func (c *Controller) deleteRun(ctx context.Context, namespace string, r phase.HistoryRun) error {
+func (c *Controller) deleteRun(ctx context.Context, namespace string, r runcache.HistoryRun) error {
 	uid := r.UID()
 	policy := metav1.DeletePropagationBackground
 	err := c.client.SympoziumV1alpha1().AgentRuns(namespace).Delete(ctx, r.Name, metav1.DeleteOptions{

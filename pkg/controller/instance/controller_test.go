@@ -22,8 +22,9 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	sfake "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/fake"
 	sympoziuminformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
 	sv1alpha1 "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
@@ -74,7 +75,7 @@ func (f *fixture) add(objs ...runtime.Object) {
 		case *v1alpha1.AgentRun:
 			obj := cached(f.t, o)
 			require.NoError(f.t, f.runs.Add(obj))
-			f.c.tally.add(obj, +1) // what the run handler does with the event
+			f.c.tally.add(runstore.EntryOf(obj), +1) // what the run handler does with the event
 		case *v1alpha1.SympoziumInstance:
 			require.NoError(f.t, f.instances.Add(o.DeepCopyObject()))
 		}
@@ -100,21 +101,21 @@ func (f *fixture) refresh() {
 			// The events the informer would deliver, as the tally sees
 			// them: every old run out, every current one in.
 			for _, old := range f.runs.List() {
-				f.c.tally.add(old, -1)
+				f.c.tally.add(runstore.EntryOf(old), -1)
 			}
 			for _, o := range objs {
-				f.c.tally.add(o, +1)
+				f.c.tally.add(runstore.EntryOf(o), +1)
 			}
 		}
 		require.NoError(f.t, idx.Replace(objs, ""))
 	}
 }
 
-// cached is o as the informers' transform keeps it (phase.TrimForCache): a
-// finished run as a *phase.FinishedRun record.
+// cached is o as the informers' transform keeps it (runcache.TrimForCache): a
+// finished run as a *runcache.FinishedRun record.
 func cached(t *testing.T, o runtime.Object) any {
 	t.Helper()
-	out, err := phase.TrimForCache(o.DeepCopyObject())
+	out, err := runcache.TrimForCache(o.DeepCopyObject())
 	require.NoError(t, err)
 	return out
 }

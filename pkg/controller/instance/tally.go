@@ -4,28 +4,31 @@ import (
 	"sync"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // tally keeps each instance's run counts up to date from the run
 // informer's events, so that an instance's sync reads its counts, and
 // learns whether its history policy has anything to do, without going over
 // every run it ever kept: with 50,000 finished runs an instance sync costs
-// what changed, not the history (TestTallyMatchesRecount).
+// what changed, not the history (TestTallyMatchesRecount). It is one of
+// the process's in-memory stores, declared with the others in the table of
+// pkg/controller/agentrun/stores.go.
 type tally struct {
 	mu sync.Mutex
-	by map[string]*instanceTally // by index.InstanceKey
+	by map[string]*instanceTally // by runstore.InstanceKey
 }
 
 // instanceTally is one instance's tally.
 type instanceTally struct {
-	// Counts counts every cached run as phase.Count does.
-	Counts phase.InstanceCounts
+	// Counts counts every cached run as runcache.Count does.
+	Counts runcache.InstanceCounts
 	// Serving counts the runs in phase Serving.
 	Serving int32
 	// Kept counts the finished runs not being deleted, by phase: what the
-	// history limits compare (phase.Prune).
+	// history limits compare (runcache.Prune).
 	KeptSucceeded, KeptFailed int
 	// KeptWithTTL counts the kept finished runs with their own
 	// ttlSecondsAfterFinished.
@@ -34,15 +37,14 @@ type instanceTally struct {
 
 func newTally() *tally { return &tally{by: map[string]*instanceTally{}} }
 
-// add counts the run obj (a run of the store: *v1alpha1.AgentRun or
-// *phase.FinishedRun) with sign +1 or -1.
-func (t *tally) add(obj any, sign int) {
-	ns, inst, ok := index.InstanceOf(obj)
-	h, ok2 := index.History(obj)
+// add counts the run e with sign +1 or -1.
+func (t *tally) add(e runstore.Entry, sign int) {
+	ns, inst, ok := e.Instance()
+	h, ok2 := e.History()
 	if !ok || !ok2 {
 		return
 	}
-	key := index.InstanceKey(ns, inst)
+	key := runstore.InstanceKey(ns, inst)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	it := t.by[key]
@@ -56,9 +58,9 @@ func (t *tally) add(obj any, sign int) {
 	}
 }
 
-func (it *instanceTally) count(h phase.HistoryRun, sign int) {
+func (it *instanceTally) count(h runcache.HistoryRun, sign int) {
 	s32 := int32(sign)
-	c := phase.Count([]phase.HistoryRun{h})
+	c := runcache.Count([]runcache.HistoryRun{h})
 	it.Counts.Active += c.Active * s32
 	it.Counts.Waiting += c.Waiting * s32
 	it.Counts.Succeeded += c.Succeeded * s32
@@ -80,7 +82,7 @@ func (it *instanceTally) count(h phase.HistoryRun, sign int) {
 }
 
 // update moves a run from its old to its new state.
-func (t *tally) update(old, cur any) {
+func (t *tally) update(old, cur runstore.Entry) {
 	t.add(old, -1)
 	t.add(cur, +1)
 }
@@ -95,7 +97,7 @@ func (t *tally) of(key string) instanceTally {
 	return instanceTally{}
 }
 
-// historyDue reports whether phase.Expire may find something to do for
+// historyDue reports whether runcache.Expire may find something to do for
 // the instance: more kept finished runs than a history limit allows, or a
 // kept finished run with a TTL (its own, or the instance's). When it is
 // false, Expire would delete nothing and set no timer, so the sync skips

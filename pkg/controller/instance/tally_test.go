@@ -10,14 +10,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // The tally the run handlers keep agrees, after any sequence of events,
-// with a recount of the runs the store holds (phase.Count), and its
-// historyDue with what phase.Expire finds to do over those runs: skipping
+// with a recount of the runs the store holds (runcache.Count), and its
+// historyDue with what runcache.Expire finds to do over those runs: skipping
 // the history when it says so changes nothing.
 func TestTallyMatchesRecount(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -77,23 +77,23 @@ func TestTallyMatchesRecount(t *testing.T) {
 				f.c.runEvents.OnAdd(obj, false)
 			}
 
-			var runs []phase.HistoryRun
+			var runs []runcache.HistoryRun
 			var serving int32
 			for _, o := range store.List() {
-				if _, in, _ := index.InstanceOf(o); in != "inst" {
+				if _, in, _ := runstore.EntryOf(o).Instance(); in != "inst" {
 					continue
 				}
-				h, _ := index.History(o)
+				h, _ := runstore.EntryOf(o).History()
 				runs = append(runs, h)
 				if h.Phase == v1alpha1.PhaseServing {
 					serving++
 				}
 			}
-			tl := f.c.tally.of(index.InstanceKey(testNS, "inst"))
+			tl := f.c.tally.of(runstore.InstanceKey(testNS, "inst"))
 			at := fmt.Sprintf("round %d step %d", round, step)
-			require.Equal(t, phase.Count(runs), tl.Counts, at)
+			require.Equal(t, runcache.Count(runs), tl.Counts, at)
 			require.Equal(t, serving, tl.Serving, at)
-			x := phase.Expire(runs, inst, now)
+			x := runcache.Expire(runs, inst, now)
 			if len(x.Delete) > 0 || x.RequeueAfter > 0 {
 				require.True(t, tl.historyDue(inst), "%s: Expire has work the tally does not see: %+v", at, x)
 			}

@@ -1,9 +1,10 @@
-package phase
+package runcache
 
 import (
 	"sort"
 	"time"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -51,7 +52,7 @@ func Expire(runs []HistoryRun, inst *v1alpha1.SympoziumInstance, now time.Time) 
 			}
 		}
 	}
-	add(Prune(runs, HistoryLimit(inst)))
+	add(Prune(runs, phase.HistoryLimit(inst)))
 	if inst != nil {
 		for _, lim := range []struct {
 			phase v1alpha1.AgentRunPhase
@@ -86,8 +87,8 @@ func Expire(runs []HistoryRun, inst *v1alpha1.SympoziumInstance, now time.Time) 
 	}
 	sort.Slice(expired, func(i, j int) bool { return finishedBefore(&expired[i], &expired[j]) })
 	add(expired)
-	if x.RequeueAfter > 0 && x.RequeueAfter < MinRequeue {
-		x.RequeueAfter = MinRequeue
+	if x.RequeueAfter > 0 && x.RequeueAfter < phase.MinRequeue {
+		x.RequeueAfter = phase.MinRequeue
 	}
 	return x
 }

@@ -1,4 +1,4 @@
-package index
+package runstore
 
 import (
 	"encoding/json"
@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -44,16 +43,15 @@ func finishedRun(i int) []byte {
 }
 
 // BenchmarkCachedFinishedRuns reports what one finished run costs the
-// controller's run cache (the informer's store and the indexes of Add), as
+// controller's run cache (the informer's store and the indexes of New), as
 // the API server serves it and as TrimForCache keeps it:
 //
-//	go test -run XXX -bench CachedFinishedRuns -benchtime 20000x ./pkg/controller/index
+//	go test -run XXX -bench CachedFinishedRuns -benchtime 20000x ./pkg/controller/runstore
 func BenchmarkCachedFinishedRuns(b *testing.B) {
 	for _, trim := range []bool{false, true} {
 		b.Run(fmt.Sprintf("trimmed=%v", trim), func(b *testing.B) {
 			runs := cache.NewSharedIndexInformer(&cache.ListWatch{}, &v1alpha1.AgentRun{}, 0, cache.Indexers{})
-			pods := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Pod{}, 0, cache.Indexers{})
-			if err := Add(runs, pods); err != nil {
+			if _, err := New(runs); err != nil {
 				b.Fatal(err)
 			}
 			idx := runs.GetIndexer()
@@ -72,7 +70,7 @@ func BenchmarkCachedFinishedRuns(b *testing.B) {
 				}
 				var obj any = r
 				if trim {
-					obj, _ = phase.TrimForCache(r)
+					obj, _ = runcache.TrimForCache(r)
 				}
 				if err := idx.Add(obj); err != nil {
 					b.Fatal(err)

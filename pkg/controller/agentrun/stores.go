@@ -9,8 +9,63 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 )
+
+// What the controller process keeps in memory besides the informers'
+// caches, in one place: what each store keeps, what bounds it, and the
+// event that forgets each entry. Everything the state machine needs to
+// survive a restart lives in the API (the run's status); these stores only
+// bridge the time between a write and the cache showing it, or time a
+// wake-up. A restart empties them all, and the informers list everything
+// before the first sync.
+//
+//	store (declared)              keeps, per entry                 bound                          forgotten when
+//	----------------------------  -------------------------------  -----------------------------  ---------------------------------------------
+//	expectations.pending          run UID -> when its workload     workloads created in the last   the workload's add/update event
+//	  (below)                     was created                      expectationTTL (1m)             (workloadChanged), the run's delete event, a
+//	                                                                                               read past expectationTTL, the minutely sweep
+//	expectations.deleted          child UID -> when this            deletes made in the last        the child's delete event (childDeleted, the
+//	  (below)                     controller deleted or retired it  expectationTTL                  pod and sandbox handlers), a read past
+//	                                                                                               expectationTTL, the minutely sweep
+//	admissions.locks (below)      instance key (or "*") -> lock    workers holding or waiting      its last holder or waiter unlocks
+//	admissions.pending (below)    instance key -> run UID ->       admissions whose status the     the run's update showing it admitted or
+//	                              when admitted, sub-agent or not  cache does not show yet         finished, its delete event, a read (unseen,
+//	                                                                                               all) past expectationTTL
+//	ownWrites.rv (below)          run UID -> resourceVersion of    one per run written since its   the sync that finds the cache caught up
+//	                              this controller's last status    last sync                       (stale), the run's delete event
+//	                              write
+//	stores.wakes (worker.Timers)  run key -> when a live run's     one per live run                coming due (handed to wake), the run's update
+//	                              decision asks to be synced                                       to finished at rest (cancelWake), its delete
+//	                                                                                               event, wakeAfter on a run cached finished
+//	the queue (worker.FrontQueue  run key waiting to be synced,    runs with pending events        a worker takes it (Get/Done); a delayed key
+//	  and the rate limiter,       its rank; a key delayed by       (a key is queued once)          when it comes due; its failure count on
+//	  Controller.worker)          AddAfter; its failure count                                      success or after maxRetries (Forget)
+//	instance tally (instance.     instance key -> run counts       one per instance with runs in   the events of its runs bring every count to
+//	  tally, instance/tally.go)   (by state, kept finished, TTLs)  the cache                       zero (the entry goes with its last run)
+//	SandboxAPI.infs               resource -> dynamic informer     two (sandboxes, sandboxclaims)  discovery finds the resource gone
+//	  (sandboxapi.go)
+//
+// The informers' caches are bounded by the objects they select: finished
+// runs are kept as records (runcache.FinishedRun) read through the run
+// store (runstore), and kept children are retired (sympozium.ai/retired)
+// out of the child informers' selectors.
+
+// stores are the AgentRun controller's in-memory stores (see the table
+// above).
+type stores struct {
+	expectations *expectations
+	admissions   *admissions
+	writes       *ownWrites
+	// wakes times the wake-ups live runs' decisions ask for (deadlines,
+	// grace periods) apart from the queue; see wakeAfter.
+	wakes *worker.Timers
+}
+
+func newStores(clk clock.WithTicker) stores {
+	return stores{expectations: newExpectations(clk), admissions: newAdmissions(clk), writes: newOwnWrites(), wakes: worker.NewTimers(clk)}
+}
 
 // expectationTTL bounds how long a write this controller made is assumed to
 // be on its way to the cache; past it the cache is trusted again.
@@ -195,7 +250,7 @@ func (a *admissions) admitted(instance string, run types.UID, subagent bool) {
 func (a *admissions) observed(run *v1alpha1.AgentRun) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := index.InstanceKey(run.Namespace, run.Spec.InstanceRef)
+	key := runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef)
 	if m, ok := a.pending[key]; ok {
 		delete(m, run.UID)
 		if len(m) == 0 {

@@ -1,4 +1,4 @@
-package phase
+package runcache
 
 import (
 	"strings"
@@ -14,15 +14,16 @@ import (
 
 // TrimForCache is the informers' transform: it drops what the controllers
 // never read from cached objects, so that the cache stays proportional to
-// the number of objects, not to the size of their tasks. It lives beside
-// the machine because it decides what the machine may read: managedFields
+// the number of objects, not to the size of their tasks. It decides what
+// the machine may read: managedFields
 // everywhere, kubectl's last-applied copy of the spec, the bulk of
 // Deployment specs (a Deployment's template is compared through its
 // spec-hash annotation), and all but what the machine reads of Jobs and
 // Pods (trimJob, trimPod). A finished run is compacted and cached as a
 // *FinishedRun record, not as an AgentRun (see FinishedRun).
-// TestCachedObjectsDecideAlike checks, over every backend's lifecycle, that
-// trimmed objects decide as the full ones do.
+// TestCachedObjectsDecideAlike (beside the machine, in phase) checks, over
+// every backend's lifecycle, that trimmed objects decide as the full ones
+// do.
 func TrimForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

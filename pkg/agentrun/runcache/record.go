@@ -1,4 +1,4 @@
-package phase
+package runcache
 
 import (
 	"encoding/hex"

@@ -1,4 +1,4 @@
-package phase
+package runcache
 
 import (
 	"container/heap"
@@ -183,13 +183,4 @@ func (r *HistoryRun) finishedAt() time.Time {
 		return r.Completed
 	}
 	return r.Created
-}
-
-// Older orders runs by creation, then name: the order in which waiting runs
-// are admitted and children are counted.
-func Older(a, b *v1alpha1.AgentRun) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
