@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer servers()
 
 	if !cfg.LeaderElect {
+		m.SetLeader(true)
 		return p.runControllers(ctx, restCfg)
 	}
 	kube, err := kubernetes.NewForConfig(restCfg)
@@ -213,12 +214,14 @@ func Run(ctx context.Context, cfg Config) error {
 			OnStartedLeading: func(ctx context.Context) {
 				logger.Info("Started leading", "identity", id)
 				p.leading.Store(true)
+				m.SetLeader(true)
 				runErr = p.runControllers(ctx, restCfg)
 				cancel()
 			},
 			OnStoppedLeading: func() {
 				logger.Info("Stopped leading", "identity", id)
 				p.leading.Store(false)
+				m.SetLeader(false)
 				if ctx.Err() == nil && runErr == nil {
 					runErr = errors.New("lost the leader lease")
 				}
@@ -432,6 +435,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		ProgressEvents: cfg.ProgressEvents,
 		OnSync:         p.metrics.ObserveSync,
 		OnTransition:   p.metrics.ObserveTransition,
+		OnStatus:       p.metrics.ObserveStatus,
 		SandboxAPI: agentrun.NewSandboxAPI(kube.Discovery(), dyn, agentrun.SandboxAPIConfig{
 			Group: cfg.SandboxGroup, ClaimGroup: cfg.SandboxClaimGroup, Version: cfg.SandboxVersion,
 			Namespace: cfg.Namespace, Resync: cfg.ResyncPeriod, Recheck: cfg.SandboxRecheck,
@@ -460,7 +464,9 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	p.metrics.RegisterRunsByPhase(inf.Runs.Informer().GetStore())
+	instCtl.ReportSyncs(p.metrics.ObserveSync)
+	packCtl.ReportSyncs(p.metrics.ObserveSync)
+	p.registerMetrics(inf, runCtl)
 	p.mu.Lock()
 	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
 	p.mu.Unlock()
@@ -484,4 +490,22 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	mf.Shutdown()
 	cf.Shutdown()
 	return nil
+}
+
+// registerMetrics adds the metrics read from the caches at scrape time: the
+// runs, and the grants of their identities.
+func (p *process) registerMetrics(inf agentrun.Informers, runCtl *agentrun.Controller) {
+	instances := inf.Instances.Lister()
+	p.metrics.SetInstanceKnown(func(namespace, name string) bool {
+		_, err := instances.SympoziumInstances(namespace).Get(name)
+		return err == nil
+	})
+	p.metrics.RegisterRuns(inf.Runs.Informer().GetStore())
+	p.metrics.RegisterGrants(func() []metrics.GrantCount {
+		var out []metrics.GrantCount
+		for _, g := range runCtl.CountGrants() {
+			out = append(out, metrics.GrantCount{Kind: string(g.Kind), Active: g.Active, Left: g.Left})
+		}
+		return out
+	})
 }

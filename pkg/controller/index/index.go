@@ -219,3 +219,57 @@ func Add(runs, pods cache.SharedIndexInformer) error {
 	}
 	return nil
 }
+
+// Summary is what the metrics read of a run of the store: a few fields,
+// from either form of a run, without rebuilding a finished run's record.
+type Summary struct {
+	Namespace, Instance string
+	Phase               v1alpha1.AgentRunPhase
+	// Reason is a finished run's outcome reason (phase.OutcomeReason); a
+	// Pending run's Admitted condition reason (WaitingForCapacity,
+	// InstanceNotFound, ... while it waits, JobCreated once admitted, ""
+	// before its first decision); "" for the others.
+	Reason string
+	// Live runs only (a finished run's record does not say): the run's
+	// mode, its creation time, and for a server whether it is serving
+	// (phase Serving, condition Serving True).
+	Mode    v1alpha1.AgentRunMode
+	Created metav1.Time
+	Ready   bool
+}
+
+// Summarize returns the Summary of the run obj is; ok is false for
+// anything else.
+func Summarize(obj any) (Summary, bool) {
+	switch o := obj.(type) {
+	case *phase.FinishedRun:
+		return Summary{Namespace: o.Namespace, Instance: o.Instance, Phase: o.Phase(), Reason: o.OutcomeReason()}, true
+	case *v1alpha1.AgentRun:
+		s := Summary{Namespace: o.Namespace, Instance: o.Spec.InstanceRef, Phase: o.Status.Phase, Mode: o.Spec.Mode, Created: o.CreationTimestamp}
+		if s.Mode == "" {
+			s.Mode = v1alpha1.ModeTask
+		}
+		switch {
+		case o.Status.Phase.IsTerminal():
+			s.Reason = phase.OutcomeReason(o.Status.Conditions)
+		case o.Status.Phase == v1alpha1.PhasePending || o.Status.Phase == "":
+			if c := condition(o.Status.Conditions, v1alpha1.ConditionAdmitted); c != nil {
+				s.Reason = c.Reason
+			}
+		case o.Status.Phase == v1alpha1.PhaseServing:
+			c := condition(o.Status.Conditions, v1alpha1.ConditionServing)
+			s.Ready = c != nil && c.Status == metav1.ConditionTrue
+		}
+		return s, true
+	}
+	return Summary{}, false
+}
+
+func condition(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}
