@@ -51,6 +51,7 @@ import (
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
 	sv1alpha1 "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/metrics"
+	"github.com/sympozium-ai/sympozium-controller/pkg/tracing"
 )
 
 // eventCacheSize is the size of each of the event correlator's caches (see
@@ -101,6 +102,10 @@ type Config struct {
 
 	MetricsAddr string
 	ProbeAddr   string
+	// OTLPEndpoint is the OpenTelemetry collector's OTLP/HTTP base URL
+	// (http://collector:4318); empty leaves it to the OTEL_EXPORTER_OTLP_*
+	// environment, and without either no span is exported.
+	OTLPEndpoint string
 	// Profiling serves net/http/pprof under /debug/pprof/ on the metrics
 	// address.
 	Profiling bool
@@ -180,6 +185,19 @@ func Run(ctx context.Context, cfg Config) error {
 	restCfg.Wrap(m.WrapTransport)
 
 	p := &process{cfg: cfg, metrics: m}
+	traces, err := tracing.ConfigFromEnv(cfg.OTLPEndpoint, nil)
+	if err != nil {
+		return err
+	}
+	if traces.Enabled() {
+		p.traces = tracing.New(traces)
+		tctx, stopTraces := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); p.traces.Run(tctx) }()
+		// After the controllers: the spans of their last writes go too.
+		defer func() { stopTraces(); <-done }()
+		logger.Info("Exporting a span per finished run", "endpoint", traces.Endpoint)
+	}
 	servers, err := p.serve(ctx)
 	if err != nil {
 		return err
@@ -245,6 +263,8 @@ func randomSuffix() string {
 type process struct {
 	cfg     Config
 	metrics *metrics.Metrics
+	// traces exports the runs' spans; nil without an OTLP endpoint.
+	traces  *tracing.Exporter
 	leading atomic.Bool
 	mu      sync.Mutex
 	synced  []func() bool
@@ -435,7 +455,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		ProgressEvents: cfg.ProgressEvents,
 		OnSync:         p.metrics.ObserveSync,
 		OnTransition:   p.metrics.ObserveTransition,
-		OnStatus:       p.metrics.ObserveStatus,
+		OnStatus:       p.onStatus(),
 		SandboxAPI: agentrun.NewSandboxAPI(kube.Discovery(), dyn, agentrun.SandboxAPIConfig{
 			Group: cfg.SandboxGroup, ClaimGroup: cfg.SandboxClaimGroup, Version: cfg.SandboxVersion,
 			Namespace: cfg.Namespace, Resync: cfg.ResyncPeriod, Recheck: cfg.SandboxRecheck,
@@ -490,6 +510,18 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	mf.Shutdown()
 	cf.Shutdown()
 	return nil
+}
+
+// onStatus is the hook of every status write: the metrics, and the spans
+// when they are exported (without, the metrics' hook alone: no cost).
+func (p *process) onStatus() func(*v1alpha1.AgentRun, *v1alpha1.AgentRunStatus) {
+	if p.traces == nil {
+		return p.metrics.ObserveStatus
+	}
+	return func(run *v1alpha1.AgentRun, next *v1alpha1.AgentRunStatus) {
+		p.metrics.ObserveStatus(run, next)
+		p.traces.ObserveStatus(run, next)
+	}
 }
 
 // registerMetrics adds the metrics read from the caches at scrape time: the
