@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo sandbox-up sandbox-down bench
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo sandbox-up sandbox-down bench monitoring
 
 all: build
 
@@ -78,3 +78,10 @@ bench:
 # bin/ only: a running sandbox keeps what it needs in .localcp/demo.
 clean:
 	rm -rf bin
+
+# The monitoring mixin alone (manifests/monitoring): the PrometheusRule up
+# to date, promtool check rules and test rules (Debian's prometheus package,
+# installed by hack/prometheus.sh when missing). go test runs it too
+# (pkg/metrics/mixin_test.go).
+monitoring:
+	./hack/monitoring.sh check

@@ -45,6 +45,7 @@ func main() {
 	fs.BoolVar(&cfg.ReadLogs, "read-logs", cfg.ReadLogs, "Read the agent's log tail for the result marker when its termination message has none.")
 	fs.BoolVar(&cfg.ProgressEvents, "progress-events", cfg.ProgressEvents, "Record an Event for every transition, the happy path's too (JobCreated, and Started of a task), as the specification asks. =false leaves those two in the Admitted and Running conditions only: a run that succeeds gets one Event, Succeeded, instead of three, and every Warning, wait and outcome is still recorded.")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "Address of the /metrics endpoint; 0 disables it.")
+	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector's OTLP/HTTP base URL (e.g. http://otel-collector.observability:4318): a span per finished run is sent to its /v1/traces, in the run's trace. Empty: the OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT environment variable, else no spans.")
 	fs.BoolVar(&cfg.Profiling, "profiling", cfg.Profiling, "Serve Go profiles (net/http/pprof) under /debug/pprof/ on the metrics address.")
 	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "Reconcile only while holding the leader Lease.")

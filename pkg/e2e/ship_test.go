@@ -85,12 +85,18 @@ func TestProbesAndMetrics(t *testing.T) {
 		`sympozium_api_requests_total{code="200",resource="agentruns",subresource="status",verb="update"}`,
 		`sympozium_agentrun_phase_transitions_total{from="Running",reason="Succeeded",to="Succeeded"}`,
 		`sympozium_agentrun_phase_transitions_total{from="Running",reason="AgentFailed",to="Failed"}`,
-		`sympozium_agentruns{phase="Succeeded",reason="Succeeded"} 1`,
-		`sympozium_agentruns{phase="Failed",reason="AgentFailed"} 1`,
+		`sympozium_agentruns{namespace="` + ns + `",phase="Succeeded",reason="Succeeded",sympozium_instance="inst"} 1`,
+		`sympozium_agentruns{namespace="` + ns + `",phase="Failed",reason="AgentFailed",sympozium_instance="inst"} 1`,
+		`sympozium_agentruns_finished_total{namespace="` + ns + `",phase="Failed",reason="AgentFailed",sympozium_instance="inst"} 1`,
 		`sympozium_agentrun_duration_seconds_count{phase="Succeeded",reason="Succeeded"} 1`,
-		`sympozium_agentrun_tokens_total{kind="input"} 1500`,
-		`sympozium_agentrun_tokens_total{kind="output"} 800`,
+		`sympozium_agentrun_tokens_total{kind="input",model="gpt-4o",namespace="` + ns + `",provider="openai",sympozium_instance="inst"} 1500`,
+		`sympozium_agentrun_tokens_total{kind="output",model="gpt-4o",namespace="` + ns + `",provider="openai",sympozium_instance="inst"} 800`,
+		`sympozium_agentrun_admission_duration_seconds_count{mode="task"} 2`,
+		`sympozium_agentrun_start_duration_seconds_count{mode="task"}`,
+		`sympozium_is_leader 1`,
+		`sympozium_agentrun_grants{kind="ClusterRole",state="left"} 0`,
 		`sympozium_sync_total{controller="agentrun",result="success"}`,
+		`sympozium_sync_total{controller="sympoziuminstance",result="success"}`,
 		`sympozium_sync_duration_seconds_bucket{controller="agentrun"`,
 	} {
 		assert.Contains(t, body, want)
@@ -130,6 +136,7 @@ func TestLeaderElectionHandover(t *testing.T) {
 	assert.NotContains(t, body, `sympozium_sync_total{controller="agentrun"`)
 	assert.NotContains(t, body, `resource="jobs"`)
 	assert.NotContains(t, body, `resource="agentruns"`)
+	assert.Contains(t, body, "sympozium_is_leader 0")
 
 	// Runs in flight while the leader dies.
 	for i := range 5 {

@@ -53,6 +53,7 @@ import (
 	sinformers "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions"
 	sv1alpha1 "github.com/sympozium-ai/sympozium-controller/pkg/generated/informers/externalversions/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/metrics"
+	"github.com/sympozium-ai/sympozium-controller/pkg/tracing"
 )
 
 // eventCacheSize is the size of each of the event correlator's caches (see
@@ -103,6 +104,10 @@ type Config struct {
 
 	MetricsAddr string
 	ProbeAddr   string
+	// OTLPEndpoint is the OpenTelemetry collector's OTLP/HTTP base URL
+	// (http://collector:4318); empty leaves it to the OTEL_EXPORTER_OTLP_*
+	// environment, and without either no span is exported.
+	OTLPEndpoint string
 	// Profiling serves net/http/pprof under /debug/pprof/ on the metrics
 	// address.
 	Profiling bool
@@ -182,6 +187,19 @@ func Run(ctx context.Context, cfg Config) error {
 	restCfg.Wrap(m.WrapTransport)
 
 	p := &process{cfg: cfg, metrics: m}
+	traces, err := tracing.ConfigFromEnv(cfg.OTLPEndpoint, nil)
+	if err != nil {
+		return err
+	}
+	if traces.Enabled() {
+		p.traces = tracing.New(traces)
+		tctx, stopTraces := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); p.traces.Run(tctx) }()
+		// After the controllers: the spans of their last writes go too.
+		defer func() { stopTraces(); <-done }()
+		logger.Info("Exporting a span per finished run", "endpoint", traces.Endpoint)
+	}
 	servers, err := p.serve(ctx)
 	if err != nil {
 		return err
@@ -189,6 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer servers()
 
 	if !cfg.LeaderElect {
+		m.SetLeader(true)
 		return p.runControllers(ctx, restCfg)
 	}
 	kube, err := kubernetes.NewForConfig(restCfg)
@@ -215,12 +234,14 @@ func Run(ctx context.Context, cfg Config) error {
 			OnStartedLeading: func(ctx context.Context) {
 				logger.Info("Started leading", "identity", id)
 				p.leading.Store(true)
+				m.SetLeader(true)
 				runErr = p.runControllers(ctx, restCfg)
 				cancel()
 			},
 			OnStoppedLeading: func() {
 				logger.Info("Stopped leading", "identity", id)
 				p.leading.Store(false)
+				m.SetLeader(false)
 				if ctx.Err() == nil && runErr == nil {
 					runErr = errors.New("lost the leader lease")
 				}
@@ -244,6 +265,8 @@ func randomSuffix() string {
 type process struct {
 	cfg     Config
 	metrics *metrics.Metrics
+	// traces exports the runs' spans; nil without an OTLP endpoint.
+	traces  *tracing.Exporter
 	leading atomic.Bool
 	mu      sync.Mutex
 	synced  []func() bool
@@ -434,6 +457,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		ProgressEvents: cfg.ProgressEvents,
 		OnSync:         p.metrics.ObserveSync,
 		OnTransition:   p.metrics.ObserveTransition,
+		OnStatus:       p.onStatus(),
 		SandboxAPI: agentrun.NewSandboxAPI(kube.Discovery(), dyn, agentrun.SandboxAPIConfig{
 			Group: cfg.SandboxGroup, ClaimGroup: cfg.SandboxClaimGroup, Version: cfg.SandboxVersion,
 			Namespace: cfg.Namespace, Resync: cfg.ResyncPeriod, Recheck: cfg.SandboxRecheck,
@@ -466,7 +490,9 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	p.metrics.RegisterRunsByPhase(runs)
+	instCtl.ReportSyncs(p.metrics.ObserveSync)
+	packCtl.ReportSyncs(p.metrics.ObserveSync)
+	p.registerMetrics(inf, runs, runCtl)
 	p.mu.Lock()
 	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
 	p.mu.Unlock()
@@ -490,4 +516,34 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	mf.Shutdown()
 	cf.Shutdown()
 	return nil
+}
+
+// onStatus is the hook of every status write: the metrics, and the spans
+// when they are exported (without, the metrics' hook alone: no cost).
+func (p *process) onStatus() func(*v1alpha1.AgentRun, *v1alpha1.AgentRunStatus) {
+	if p.traces == nil {
+		return p.metrics.ObserveStatus
+	}
+	return func(run *v1alpha1.AgentRun, next *v1alpha1.AgentRunStatus) {
+		p.metrics.ObserveStatus(run, next)
+		p.traces.ObserveStatus(run, next)
+	}
+}
+
+// registerMetrics adds the metrics read from the caches at scrape time: the
+// runs, and the grants of their identities.
+func (p *process) registerMetrics(inf agentrun.Informers, runs *runstore.Store, runCtl *agentrun.Controller) {
+	instances := inf.Instances.Lister()
+	p.metrics.SetInstanceKnown(func(namespace, name string) bool {
+		_, err := instances.SympoziumInstances(namespace).Get(name)
+		return err == nil
+	})
+	p.metrics.RegisterRuns(runs)
+	p.metrics.RegisterGrants(func() []metrics.GrantCount {
+		var out []metrics.GrantCount
+		for _, g := range runCtl.CountGrants() {
+			out = append(out, metrics.GrantCount{Kind: string(g.Kind), Active: g.Active, Left: g.Left})
+		}
+		return out
+	})
 }

@@ -69,6 +69,9 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 			return "", run, err
 		}
 		c.writes.wrote(updated.UID, updated.ResourceVersion)
+		if c.opts.OnStatus != nil {
+			c.opts.OnStatus(run, &d.Status)
+		}
 		if run.Status.Phase != d.Status.Phase {
 			logger.V(2).Info("Phase changed", "from", run.Status.Phase, "to", d.Status.Phase)
 			if c.opts.OnTransition != nil {

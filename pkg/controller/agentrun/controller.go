@@ -86,6 +86,9 @@ type Options struct {
 	// OnTransition, when set, is told about each phase transition written
 	// (metrics): the run as it was, and its new status.
 	OnTransition func(run *v1alpha1.AgentRun, next *v1alpha1.AgentRunStatus, reason string)
+	// OnStatus, when set, is told about every status write that succeeded
+	// (metrics, traces): the run as it was, and its new status.
+	OnStatus func(run *v1alpha1.AgentRun, next *v1alpha1.AgentRunStatus)
 }
 
 // Controller reconciles AgentRuns.

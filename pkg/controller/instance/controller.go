@@ -141,6 +141,12 @@ func (c *Controller) runChanged(e runstore.Entry) {
 // Run blocks until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, workers, c.synced...) }
 
+// ReportSyncs has f told the outcome of every sync (metrics); call it
+// before Run.
+func (c *Controller) ReportSyncs(f func(queue string, err error, d time.Duration)) {
+	c.worker.OnResult = f
+}
+
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
 	return worker.AllSynced(c.synced...)

@@ -4,7 +4,7 @@
 // record (runcache.TrimForCache), and only this package tells them apart:
 // the controllers, the metrics and the instance tally ask it typed
 // questions (Get, the live runs of an instance or a parent, Histories,
-// FinishedAtRest, CountByPhase), and the run event handlers get each run as
+// FinishedAtRest, Summaries), and the run event handlers get each run as
 // an Entry. A caller never type-asserts what the cache holds, so a question
 // that must see finished runs cannot skip their records by accident.
 package runstore
@@ -146,35 +146,6 @@ func (s *Store) Histories(namespace, instance string) ([]runcache.HistoryRun, er
 		}
 	}
 	return runs, nil
-}
-
-// PhaseReason is a run's phase and, for a finished run, the reason of its
-// outcome.
-type PhaseReason struct {
-	Phase  v1alpha1.AgentRunPhase
-	Reason string
-}
-
-// CountByPhase counts the store's runs by phase and, for finished runs,
-// the reason of their outcome, reading records without rebuilding them.
-func (s *Store) CountByPhase() map[PhaseReason]int {
-	counts := map[PhaseReason]int{}
-	for _, obj := range s.indexer.List() {
-		var k PhaseReason
-		switch r := obj.(type) {
-		case *runcache.FinishedRun:
-			k = PhaseReason{Phase: r.Phase(), Reason: r.OutcomeReason()}
-		case *v1alpha1.AgentRun:
-			k = PhaseReason{Phase: r.Status.Phase}
-			if r.Status.Phase.IsTerminal() {
-				k.Reason = runcache.OutcomeReason(r.Status.Conditions)
-			}
-		default:
-			continue
-		}
-		counts[k]++
-	}
-	return counts
 }
 
 // InstanceKey is the key of an instance's runs: <namespace>/<instance>.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -97,6 +98,12 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 
 // Run blocks until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) { c.worker.Run(ctx, workers, c.synced...) }
+
+// ReportSyncs has f told the outcome of every sync (metrics); call it
+// before Run.
+func (c *Controller) ReportSyncs(f func(queue string, err error, d time.Duration)) {
+	c.worker.OnResult = f
+}
 
 // HasSynced reports whether the controller's informers have synced.
 func (c *Controller) HasSynced() bool {
