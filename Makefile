@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo sandbox-up sandbox-down bench
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image image-docker verify clean demo sandbox-up sandbox-down bench
 
 all: build
 
@@ -42,7 +42,16 @@ test:
 unit-test:
 	SYMPOZIUM_E2E=0 go test -race -count=1 ./...
 
-image:
+# The controller's image without an image engine: an OCI image layout tar of
+# the static binary of make build, as the Dockerfile builds it (user 65532,
+# no shell), named $(IMG) (Kubernetes reads sympozium-controller:dev as
+# docker.io/library/sympozium-controller:dev). Writes bin/*.oci.tar; the
+# README says how to import them.
+image: build
+	go run ./hack/ociimage/cmd/mkimage -controller $(BIN) -name $(IMG) -out bin
+
+# The same image with a Docker engine, from the Dockerfile.
+image-docker:
 	docker build -t $(IMG) .
 
 verify: verify-codegen lint build test
