@@ -45,10 +45,12 @@ unit-test:
 # The controller's image without an image engine: an OCI image layout tar of
 # the static binary of make build, as the Dockerfile builds it (user 65532,
 # no shell), named $(IMG) (Kubernetes reads sympozium-controller:dev as
-# docker.io/library/sympozium-controller:dev). Writes bin/*.oci.tar; the
+# docker.io/library/sympozium-controller:dev). Also the test agent and the
+# pause image of a real node (hack/testagent). Writes bin/*.oci.tar; the
 # README says how to import them.
 image: build
-	go run ./hack/ociimage/cmd/mkimage -controller $(BIN) -name $(IMG) -out bin
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/sympozium-testagent ./hack/testagent
+	go run ./hack/ociimage/cmd/mkimage -controller $(BIN) -name $(IMG) -testagent bin/sympozium-testagent -out bin
 
 # The same image with a Docker engine, from the Dockerfile.
 image-docker:
