@@ -24,8 +24,9 @@
 // On SIGTERM it says so, writes {"status":"error","error":"terminated"} as
 // its report unless SIM_TERM_GRACE delays that (it then keeps working that
 // long first), and exits 143, as an agent stopped by its pod's deletion does.
-// It answers GET /healthz with 200 on :8080 (SIM_HTTP_PORT) the whole time, so
-// a readiness probe can find it. It says whether it holds a ServiceAccount
+// A server's agent, a sidecar, or any container with SIM_HTTP_PORT answers
+// GET /healthz with 200 on :8080 (SIM_HTTP_PORT) the whole time, so a
+// readiness probe can find it. It says whether it holds a ServiceAccount
 // token; with SIM_API_PROBE (space-separated API paths) it GETs each path
 // with that token every second and logs "api GET <path> <status>" whenever
 // a status changes: what a skill sidecar's token may do, as the API server
@@ -101,7 +102,9 @@ func say(format string, args ...any) {
 func agent() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
-	serveHealth()
+	if os.Getenv("TASK") == "" || serverPod() || os.Getenv("SIM_HTTP_PORT") != "" {
+		serveHealth() // a server's or a sidecar's: the agent of a task pod leaves the port to them
+	}
 	if _, err := os.Stat(filepath.Join(tokenDir, "token")); err == nil {
 		say("service account token: present")
 	} else {
