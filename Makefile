@@ -61,6 +61,9 @@ verify: verify-codegen lint build test
 # The newcomer command: a local control plane, the controller, a sample run to Succeeded.
 # KEEP=1 make demo (= make sandbox-up) leaves the control plane and the controller
 # running in the background; make sandbox-down stops both (it needs nothing in bin/).
+# REAL_NODE=1 (as root): a real node (containerd + kubelet, hack/realnode) instead of
+# kwok, the controller installed with kubectl apply -k as pods of its Deployment, and
+# the agents real containers of the test agent.
 demo:
 	./hack/demo.sh
 

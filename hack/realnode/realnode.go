@@ -210,7 +210,7 @@ func Start(ctx context.Context, opts Options, cluster *localcp.Cluster) (_ *Node
 	if err != nil {
 		return nil, err
 	}
-	lock, err := acquire(ctx, opts.Log, opts.LockWait)
+	lock, err := acquire(ctx, opts.Log, opts.LockWait, false)
 	if err != nil {
 		return nil, err
 	}
@@ -610,7 +610,7 @@ func (n *Node) logf(format string, args ...any) {
 // acquire takes the machine's real-node lock, waiting for another node to
 // stop (saying so every 30 s), then cleans up after a node that was killed
 // without stopping.
-func acquire(ctx context.Context, log io.Writer, wait time.Duration) (*os.File, error) {
+func acquire(ctx context.Context, log io.Writer, wait time.Duration, down bool) (*os.File, error) {
 	began := time.Now()
 	lastSaid := time.Time{}
 	for {
@@ -624,7 +624,7 @@ func acquire(ctx context.Context, log io.Writer, wait time.Duration) (*os.File, 
 			// on an unlinked file is no lock.
 			var held, named syscall.Stat_t
 			if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(LockFile, &named) == nil && held.Ino == named.Ino {
-				if err := cleanupStale(log); err != nil {
+				if err := cleanupStale(log, down); err != nil {
 					release(f)
 					return nil, err
 				}
@@ -665,8 +665,9 @@ func release(f *os.File) {
 }
 
 // cleanupStale undoes what a node left behind when it was killed (its state
-// file outlived it). The caller holds the lock.
-func cleanupStale(log io.Writer) error {
+// file outlived it), or, for down, what the node it stops changed. The
+// caller holds the lock.
+func cleanupStale(log io.Writer, down bool) error {
 	st, err := readState()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -674,8 +675,12 @@ func cleanupStale(log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "realnode: a real node started %s in %s was not stopped; removing what it left (processes, mounts, cgroups, iptables rules, bridge, sysctls, directories)\n",
-		st.Started.Format(time.RFC3339), st.Dir)
+	if down {
+		fmt.Fprintf(log, "realnode: stopping the real node started %s in %s and undoing its changes to the host\n", st.Started.Format(time.RFC3339), st.Dir)
+	} else {
+		fmt.Fprintf(log, "realnode: a real node started %s in %s was not stopped; removing what it left (processes, mounts, cgroups, iptables rules, bridge, sysctls, directories)\n",
+			st.Started.Format(time.RFC3339), st.Dir)
+	}
 	if err := teardown(st, log); err != nil {
 		return fmt.Errorf("cleaning up after the real node in %s: %w", st.Dir, err)
 	}
@@ -698,7 +703,7 @@ func Down(ctx context.Context, log io.Writer) error {
 			return err
 		}
 	}
-	lock, err := acquire(ctx, log, time.Minute) // cleans up what the state records
+	lock, err := acquire(ctx, log, time.Minute, true) // undoes what the state records
 	if err != nil {
 		return err
 	}
