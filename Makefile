@@ -10,7 +10,7 @@ NONGEN = $(shell go list ./... | grep -v /pkg/generated/)
 # Short fuzz runs of the phase state machine (task mode, and every backend) are part of the test suite.
 FUZZTIME ?= 20s
 
-.PHONY: all generate verify-codegen lint test unit-test fuzz build image verify clean demo sandbox-up sandbox-down bench monitoring
+.PHONY: all generate verify-codegen lint test unit-test fuzz build image image-docker verify clean demo sandbox-up sandbox-down bench monitoring
 
 all: build
 
@@ -48,7 +48,18 @@ test:
 unit-test:
 	SYMPOZIUM_E2E=0 go test -race -count=1 ./...
 
-image:
+# The controller's image without an image engine: an OCI image layout tar of
+# the static binary of make build, as the Dockerfile builds it (user 65532,
+# no shell), named $(IMG) (Kubernetes reads sympozium-controller:dev as
+# docker.io/library/sympozium-controller:dev). Also the test agent and the
+# pause image of a real node (hack/testagent). Writes bin/*.oci.tar; the
+# README says how to import them.
+image: build
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/sympozium-testagent ./hack/testagent
+	go run ./hack/ociimage/cmd/mkimage -controller $(BIN) -name $(IMG) -testagent bin/sympozium-testagent -out bin
+
+# The same image with a Docker engine, from the Dockerfile.
+image-docker:
 	docker build -t $(IMG) .
 
 verify: verify-codegen lint build test
@@ -56,6 +67,9 @@ verify: verify-codegen lint build test
 # The newcomer command: a local control plane, the controller, a sample run to Succeeded.
 # KEEP=1 make demo (= make sandbox-up) leaves the control plane and the controller
 # running in the background; make sandbox-down stops both (it needs nothing in bin/).
+# REAL_NODE=1 (as root): a real node (containerd + kubelet, hack/realnode) instead of
+# kwok, the controller installed with kubectl apply -k as pods of its Deployment, and
+# the agents real containers of the test agent.
 demo:
 	./hack/demo.sh
 

@@ -10,6 +10,12 @@
 #                       running in the background: a sandbox (make sandbox-up)
 #   hack/demo.sh down   stops the sandbox: the controller, then the control plane
 #                       (make sandbox-down; works after make clean)
+#   REAL_NODE=1 ...     (as root) the same with a real node instead of kwok's: a
+#                       kubelet and containerd (hack/realnode), the controller
+#                       installed with kubectl apply -k manifests/ as the pods of
+#                       its Deployment (image from make image), the agents real
+#                       containers of the test agent (hack/testagent), which
+#                       follows the same SIM_* variables as kwok
 #
 # Everything of the sandbox lives in $DEMO_DIR (default .localcp/demo): the
 # kubeconfig, the logs, the controller's pid, and copies of the binaries the
@@ -21,6 +27,7 @@ cd "${ROOT}"
 export GOTOOLCHAIN=local
 DIR=${DEMO_DIR:-${ROOT}/.localcp/demo}
 KEEP=${KEEP:-0}
+REAL_NODE=${REAL_NODE:-0}
 # The measured first build of the control plane on 2 cores (hack/localcp:
 # FirstBuildEstimate; the README says the same).
 FIRST_BUILD="about 20 minutes"
@@ -54,13 +61,36 @@ stop_controller() {
 	rm -f "${pidfile}"
 }
 
+# realnode runs the real node's launcher, like localcp above.
+realnode() {
+	if [[ -x "${DIR}/bin/realnode" ]]; then
+		"${DIR}/bin/realnode" "$@"
+	elif [[ -x "${ROOT}/bin/realnode" ]]; then
+		"${ROOT}/bin/realnode" "$@"
+	else
+		go run ./hack/realnode/cmd/realnode "$@"
+	fi
+}
+
+# stop_all stops what runs in DIR: the controller process, then the control
+# plane, or, for a sandbox with a real node, the node (with the controller's
+# pods) and the control plane, undoing every change to the host.
+stop_all() {
+	stop_controller
+	if [[ -f "${DIR}/real-node" ]]; then
+		realnode down --dir "${DIR}"
+		rm -f "${DIR}/real-node"
+	else
+		localcp down --dir "${DIR}"
+	fi
+}
+
 if [[ "${1:-}" == "down" ]]; then
 	if [[ ! -d "${DIR}" ]]; then
 		echo "demo: nothing to stop in ${DIR}"
 		exit 0
 	fi
-	stop_controller
-	localcp down --dir "${DIR}"
+	stop_all
 	echo "demo: stopped the controller and the control plane of ${DIR}"
 	exit 0
 fi
@@ -88,6 +118,17 @@ with_progress() {
 
 cleanup() {
 	local rc=$?
+	if [[ "${KEEP}" == "1" && "${rc}" == "0" && "${REAL_NODE}" == "1" ]]; then
+		cat <<EOF
+
+The sandbox keeps running: the control plane, the real node ${DIR}/node (kubelet and containerd logs there)
+and the controller's Deployment on it (kubectl -n sympozium-system logs deploy/sympozium-controller).
+  export KUBECONFIG=${DIR}/kubeconfig KUBECACHEDIR=${DIR}/kubectl-cache PATH=${ROOT}/bin:\$PATH
+  kubectl agentrun run -n demo "Check the cluster"      # see "Try it" in the README
+Stop everything with: make sandbox-down   (or: hack/demo.sh down)
+EOF
+		return
+	fi
 	if [[ "${KEEP}" == "1" && "${rc}" == "0" ]]; then
 		cat <<EOF
 
@@ -98,8 +139,7 @@ Stop both with: make sandbox-down   (or: hack/demo.sh down)
 EOF
 		return
 	fi
-	stop_controller
-	localcp down --dir "${DIR}" >/dev/null 2>&1 || true
+	stop_all >/dev/null 2>&1 || true
 	if [[ "${KEEP}" == "1" ]]; then
 		echo "demo: failed, so the sandbox was stopped" >&2
 	fi
@@ -107,32 +147,67 @@ EOF
 
 command -v kubectl >/dev/null || { echo "demo: needs kubectl on PATH" >&2; exit 1; }
 
-if [[ -f "${DIR}/controller.pid" || -f "${DIR}/kubeconfig" ]]; then
+if [[ "${REAL_NODE}" == "1" && $(id -u) != 0 ]]; then
+	echo "demo: REAL_NODE=1 needs root (it runs containerd and a kubelet, mounts, and adds a bridge and iptables rules)" >&2
+	exit 1
+fi
+if [[ -f "${DIR}/controller.pid" || -f "${DIR}/kubeconfig" || -f "${DIR}/real-node" ]]; then
 	echo "demo: stopping the previous sandbox in ${DIR}"
-	stop_controller
-	localcp down --dir "${DIR}" >/dev/null 2>&1 || true
+	stop_all >/dev/null 2>&1 || true
 fi
 trap cleanup EXIT
 
 step "Building the controller, kubectl-agentrun and the control-plane launcher (the first time several minutes: client-go and the Kubernetes API)"
 with_progress "compiling the controller" make -s build
 with_progress "compiling the launcher" go build -o bin/localcp ./hack/localcp/cmd/localcp
+if [[ "${REAL_NODE}" == "1" ]]; then
+	with_progress "writing the images" make -s image
+	with_progress "compiling the real node's launcher" go build -o bin/realnode ./hack/realnode/cmd/realnode
+fi
 done_step
 
 step "Building the control plane from pinned Go modules (the first time ${FIRST_BUILD} on 2 cores; cached afterwards)"
 bin/localcp build >/dev/null
 done_step
 
-step "Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback"
 rm -rf "${DIR}"
 mkdir -p "${DIR}/bin"
 # The stop command must work after make clean (which deletes bin/).
 cp bin/localcp bin/sympozium-controller "${DIR}/bin/"
-localcp up --dir "${DIR}" --nodes 1 >/dev/null
+if [[ "${REAL_NODE}" == "1" ]]; then
+	step "Starting the control plane on loopback and a real node (containerd, and a kubelet built from the pinned module: the first time about 10 minutes)"
+	cp bin/realnode "${DIR}/bin/"
+	touch "${DIR}/real-node"
+	with_progress "starting the real node" realnode up --dir "${DIR}" --image bin/sympozium-controller.oci.tar >/dev/null
+else
+	step "Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback"
+	localcp up --dir "${DIR}" --nodes 1 >/dev/null
+fi
 export KUBECONFIG="${DIR}/kubeconfig"
 kubectl() { command kubectl --cache-dir "${DIR}/kubectl-cache" "$@"; }
 done_step
 
+if [[ "${REAL_NODE}" == "1" ]]; then
+	step "Installing the controller with kubectl apply -k (manifests/: its Deployment, two pods on the real node)"
+	# An overlay of manifests/ that names the agent image: the test agent,
+	# which does what SIM_* asks, as kwok does.
+	mkdir -p "${DIR}/overlay"
+	cat > "${DIR}/overlay/kustomization.yaml" <<KUST
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- $(realpath --relative-to="${DIR}/overlay" "${ROOT}/manifests")
+patches:
+- target: {kind: Deployment, name: sympozium-controller}
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
+      value: --agent-image=localhost/sympozium/testagent:dev
+KUST
+	kubectl apply -k "${DIR}/overlay" >/dev/null
+	kubectl -n sympozium-system rollout status deployment/sympozium-controller --timeout=180s >/dev/null
+	done_step
+else
 step "Installing the CRDs, namespace and RBAC from manifests/"
 kubectl apply --server-side -f manifests/crds >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
@@ -162,8 +237,9 @@ setsid "${DIR}/bin/sympozium-controller" --kubeconfig "${DIR}/controller.kubecon
 	</dev/null > "${DIR}/controller.log" 2>&1 &
 echo $! > "${DIR}/controller.pid"
 done_step
+fi
 
-step "Submitting manifests/samples with kubectl (the simulated agent answers after 3s)"
+step "Submitting manifests/samples with kubectl (the agent answers after 3s)"
 kubectl create namespace demo >/dev/null
 # The instance names the Secret with the model provider's API key; the
 # simulated agent needs none, so a placeholder does.

@@ -38,6 +38,9 @@ type Options struct {
 	Dir string
 	// Nodes is the number of kwok fake nodes; 0 means 1.
 	Nodes int
+	// NoKwokNodes registers no kwok node (Nodes is ignored): for a cluster
+	// whose pods run on a real node (hack/realnode). kwok still runs.
+	NoKwokNodes bool
 	// AuditLog makes kube-apiserver log every request at Metadata level, as JSON
 	// lines, to Dir/audit.log.
 	AuditLog bool
@@ -96,7 +99,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	if opts.Nodes <= 0 {
+	switch {
+	case opts.NoKwokNodes:
+		opts.Nodes = 0
+	case opts.Nodes <= 0:
 		opts.Nodes = 1
 	}
 	if opts.BinDir == "" {
