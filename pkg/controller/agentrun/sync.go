@@ -246,7 +246,41 @@ func (c *Controller) observeWorkload(ctx context.Context, run *v1alpha1.AgentRun
 	if obs.Pod != nil && c.expectations.deleting(obs.Pod.UID) {
 		obs.Pod = nil // retired; the cache has not caught up
 	}
+	if obs.Pod != nil && obs.Pod.DeletionTimestamp != nil {
+		c.confirmWorkload(ctx, run, obs)
+	}
 	return nil
+}
+
+// confirmWorkload checks, for a live task or sandbox run whose agent pod is
+// being deleted, that its workload is still on the API server. A workload
+// deleted with background propagation is gone before the garbage
+// collector deletes its pods, but the pods' watch may deliver their
+// deletion before the workload's watch delivers its own: the run lost its
+// workload (JobLost), not only its pod (PodLost). One read, on that path
+// only; a workload that is gone leaves obs.Objects, as if the cache had
+// caught up.
+func (c *Controller) confirmWorkload(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) {
+	children := phase.Children(run)
+	if len(children) == 0 || phase.BackendOf(run) == phase.BackendServer || run.Status.Phase.IsTerminal() || run.DeletionTimestamp != nil {
+		return
+	}
+	child := children[0]
+	cached, ok := obs.Objects[child.Kind]
+	kc := c.kinds[child.Kind]
+	if !ok || cached == nil || kc.read == nil {
+		return
+	}
+	live, err := kc.read(ctx, run.Namespace, child.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return // the cache decides, as without the read
+	case live.GetUID() == cached.GetUID():
+		return
+	}
+	klog.FromContext(ctx).V(2).Info("The run's "+string(child.Kind)+" is gone; the cache does not show it yet", "object", klog.KRef(run.Namespace, child.Name))
+	delete(obs.Objects, child.Kind)
 }
 
 // workloadInFlight reports whether the workload of a live, admitted run,

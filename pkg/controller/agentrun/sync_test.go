@@ -501,6 +501,42 @@ func TestSyncWorkloadLost(t *testing.T) {
 	})
 }
 
+// A pod being deleted because its Job was deleted (background cascade)
+// may reach the cache before the Job's deletion: the API server, asked,
+// says whether the run lost its Job or only its pod.
+func TestSyncDeletedPodConfirmsTheJob(t *testing.T) {
+	deleting := func(p *corev1.Pod) { p.DeletionTimestamp = new(metav1.NewTime(t0.Add(time.Minute))) }
+	for _, tc := range []struct {
+		name       string
+		jobOnAPI   bool
+		wantReason string
+	}{
+		{"the Job is gone on the API server: JobLost", false, v1alpha1.ReasonJobLost},
+		{"the Job is there, the pod alone was deleted: PodLost", true, v1alpha1.ReasonPodLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			run := newRun("run", withStatus(runningStatus("run", "run-pod")))
+			job := jobOf(run, "job-uid")
+			f.add(newInstance("inst"), run)
+			f.addToCache(job, podOf(job, "run-pod", agentExited(137, ""), deleting))
+			if tc.jobOnAPI {
+				f.addToTracker(job)
+			}
+			f.kube.ClearActions()
+
+			require.NoError(t, f.sync("run"))
+
+			assert.Contains(t, describe(f.kube.Actions()), "get jobs ns/run", "the API server is asked")
+			cw := f.clientWrites()
+			require.Equal(t, []string{"update agentruns/status ns/run"}, describe(cw))
+			st := object[*v1alpha1.AgentRun](t, cw[0]).Status
+			assert.Equal(t, v1alpha1.PhaseFailed, st.Phase)
+			assert.Equal(t, tc.wantReason, findCond(st, v1alpha1.ConditionFailed).Reason, st.Error)
+		})
+	}
+}
+
 // admittedJobUnseen syncs a new run "run" once (its Job is created) and
 // lets the run's admitted status reach the cache but not the Job; it
 // returns the run as cached.
