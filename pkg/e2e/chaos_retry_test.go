@@ -178,40 +178,12 @@ func TestChaosPreemptionsControllerKilled(t *testing.T) {
 // for the Job's backoff and a loaded machine.
 func (e *env) finishReplacement(t *testing.T, ns, run, first string) {
 	t.Helper()
-	var name string
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
-		if err != nil {
-			return false, nil
-		}
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if p.Name == first || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-				continue
-			}
-			now := metav1.Now()
-			p.Status.Phase = corev1.PodSucceeded
-			for j := range p.Status.ContainerStatuses {
-				cs := &p.Status.ContainerStatuses[j]
-				started := now
-				if cs.State.Running != nil {
-					started = cs.State.Running.StartedAt
-				}
-				term := &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now}
-				if cs.Name == v1alpha1.AgentContainerName {
-					term.Message = envValue(p, v1alpha1.AgentContainerName, "SIM_MESSAGE")
-				}
-				cs.State, cs.Ready, cs.Started = corev1.ContainerState{Terminated: term}, false, new(false)
-			}
-			if _, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
-				return false, nil // a conflict: read it again
-			}
-			name = p.Name
-			return true, nil
-		}
-		return false, nil
+	name := e.onLivePodBut(t, ns, run, "finish (a replacement of "+first+")", first, 2*time.Minute, func(ctx context.Context, p *corev1.Pod) error {
+		p.Status.Phase = corev1.PodSucceeded
+		terminateContainers(p, metav1.Now(), 0, "Completed", envValue(p, v1alpha1.AgentContainerName, "SIM_MESSAGE"))
+		_, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err // a conflict: read it again
 	})
-	require.NoError(t, err, "no replacement pod of run %s (the first was %s) to finish", run, first)
 	t.Logf("%s: the replacement %s finished (the first pod was %s)", run, name, first)
 }
 

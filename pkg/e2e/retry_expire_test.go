@@ -30,33 +30,51 @@ func (e *env) preempt(t *testing.T, ns, run string) string {
 		p.Status.Phase = corev1.PodFailed
 		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
 			Reason: "PreemptionByScheduler", Message: "preempted by e2e", LastTransitionTime: now})
-		for j := range p.Status.ContainerStatuses {
-			cs := &p.Status.ContainerStatuses[j]
-			started := now
-			if cs.State.Running != nil {
-				started = cs.State.Running.StartedAt
-			}
-			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error", StartedAt: started, FinishedAt: now}}
-			cs.Ready = false
-		}
+		terminateContainers(p, now, 137, "Error", "")
 		_, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 		return err
 	})
+}
+
+// terminateContainers ends every container of p as the kubelet reports
+// it: terminated at now with exit code and reason, not ready; the agent
+// container with agentMessage as its termination message.
+func terminateContainers(p *corev1.Pod, now metav1.Time, exit int32, reason, agentMessage string) {
+	for j := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[j]
+		started := now
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		term := &corev1.ContainerStateTerminated{ExitCode: exit, Reason: reason, StartedAt: started, FinishedAt: now}
+		if cs.Name == v1alpha1.AgentContainerName {
+			term.Message = agentMessage
+		}
+		cs.State = corev1.ContainerState{Terminated: term}
+		cs.Ready = false
+	}
 }
 
 // onLiveAgentPod waits up to 30s for a running, undeleted pod of the run
 // on which act succeeds (to verb it), and returns that pod's name.
 func (e *env) onLiveAgentPod(t *testing.T, ns, run, verb string, act func(context.Context, *corev1.Pod) error) string {
 	t.Helper()
+	return e.onLivePodBut(t, ns, run, verb, "", 30*time.Second, act)
+}
+
+// onLivePodBut is onLiveAgentPod that passes over the pod named skip and
+// waits up to timeout.
+func (e *env) onLivePodBut(t *testing.T, ns, run, verb, skip string, timeout time.Duration, act func(context.Context, *corev1.Pod) error) string {
+	t.Helper()
 	var name string
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelAgentRun + "=" + run})
 		if err != nil {
 			return false, nil
 		}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			if p.Name == skip || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 				continue
 			}
 			if err := act(ctx, p); err != nil {
