@@ -26,8 +26,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -93,7 +95,9 @@ func main() {
 		}
 		args = append(args, pkgs...)
 		start := time.Now()
+		stopSampling := sampleLoad()
 		ok, err := runOnce(ctx, i, args, filepath.Join(*dir, fmt.Sprintf("run-%02d.json", i)), tallies)
+		mean, peak := stopSampling()
 		if err != nil {
 			fatal(err)
 		}
@@ -102,7 +106,8 @@ func main() {
 			verdict = "FAILED"
 			badRuns = append(badRuns, i)
 		}
-		fmt.Printf("gate: run %d/%d %s in %s\n", i, *runs, verdict, time.Since(start).Round(time.Second))
+		fmt.Printf("gate: run %d/%d %s in %s, load average (1 min) mean %.1f, peak %.1f on %d CPUs\n",
+			i, *runs, verdict, time.Since(start).Round(time.Second), mean, peak, runtime.NumCPU())
 		if !ok && *stop {
 			break
 		}
@@ -182,6 +187,56 @@ func runOnce(ctx context.Context, i int, args []string, out string, tallies map[
 		return false, ctx.Err()
 	}
 	return err == nil, nil
+}
+
+// sampleLoad reads the machine's one-minute load average every 10 s until
+// the returned function is called, which reports its mean and peak: how
+// loaded the machine really was during a run (the CPU-bound processes of
+// -load plus whatever else ran).
+func sampleLoad() func() (mean, peak float64) {
+	done := make(chan struct{})
+	result := make(chan [2]float64, 1)
+	go func() {
+		var sum, peak float64
+		var n int
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			if l, ok := loadAverage(); ok {
+				sum += l
+				n++
+				peak = max(peak, l)
+			}
+			select {
+			case <-done:
+				if n > 0 {
+					sum /= float64(n)
+				}
+				result <- [2]float64{sum, peak}
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(done)
+		r := <-result
+		return r[0], r[1]
+	}
+}
+
+// loadAverage is the first field of /proc/loadavg.
+func loadAverage() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	return l, err == nil
 }
 
 func printTable(w io.Writer, tallies map[string]*tally) {
