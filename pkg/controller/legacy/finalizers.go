@@ -21,7 +21,7 @@ const (
 	// FinalizerSkillPack is on every SkillPack it reconciled.
 	FinalizerSkillPack = "sympozium.ai/skillpack-finalizer"
 	// FinalizerAgentRun is on its unfinished AgentRuns.
-	FinalizerAgentRun = "sympozium.ai/agentrun-finalizer"
+	FinalizerAgentRun = "sympozium.ai/agentrun-finalizer" // phase.LegacyFinalizer
 )
 
 type op struct {
