@@ -276,13 +276,19 @@ func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
 	if err != nil {
 		return nil
 	}
+	return newestPod(objs, func(p *corev1.Pod) bool {
+		ref := metav1.GetControllerOf(p)
+		return ref != nil && ref.Kind == "ReplicaSet"
+	})
+}
+
+// newestPod returns the newest of the pods objs that keep accepts (by
+// creation time, then by name), or nil.
+func newestPod(objs []any, keep func(*corev1.Pod) bool) *corev1.Pod {
 	var newest *corev1.Pod
 	for _, o := range objs {
 		p, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if ref := metav1.GetControllerOf(p); ref == nil || ref.Kind != "ReplicaSet" {
+		if !ok || (keep != nil && !keep(p)) {
 			continue
 		}
 		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
@@ -358,18 +364,7 @@ func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
 	if err != nil {
 		return nil
 	}
-	var newest *corev1.Pod
-	for _, o := range objs {
-		p, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
-			(newest.CreationTimestamp.Equal(&p.CreationTimestamp) && newest.Name < p.Name) {
-			newest = p
-		}
-	}
-	return newest
+	return newestPod(objs, nil)
 }
 
 // childRank is the run's position among its parent's children, oldest
