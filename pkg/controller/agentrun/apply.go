@@ -39,7 +39,7 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 		// The patch's own update event brings the run back, without it.
 		_, err := legacy.RemoveFinalizer(ctx, run.Finalizers, phase.LegacyFinalizer, func(ctx context.Context, p []byte) error {
 			_, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.JSONPatchType, p,
-				metav1.PatchOptions{FieldManager: ControllerName})
+				metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 			return err
 		})
 		return phase.Refusal{}, run, err
@@ -90,7 +90,7 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 	if !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
 		cp := run.DeepCopy()
 		cp.Status = d.Status
-		updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: ControllerName})
+		updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager})
 		if err != nil {
 			// Nothing destructive has happened yet: a decision taken on a
 			// stale copy of the run ends here, with a conflict.
@@ -151,7 +151,7 @@ func (c *Controller) patchMeta(ctx context.Context, run *v1alpha1.AgentRun, set 
 		return nil, err
 	}
 	updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: ControllerName})
+		metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 	if err != nil {
 		return nil, fmt.Errorf("patching the run's metadata: %w", err)
 	}
@@ -163,7 +163,7 @@ func (c *Controller) patchMeta(ctx context.Context, run *v1alpha1.AgentRun, set 
 // ends here without error (the namespace is terminating); refused is the
 // API server's refusal of an invalid object or of a grant.
 func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun, d phase.Decision) (stop bool, refused phase.Refusal, err error) {
-	opts := metav1.CreateOptions{FieldManager: ControllerName}
+	opts := metav1.CreateOptions{FieldManager: v1alpha1.FieldManager}
 	logger := klog.FromContext(ctx)
 	workload := phase.Children(run)[0].Kind
 	for _, a := range d.Actions {
@@ -222,7 +222,7 @@ func (c *Controller) sandboxClient(resource string) dynamic.NamespaceableResourc
 // Deployment and Service). The objects carry the cached resourceVersion: a
 // conflict means the cache was stale, and the sync is retried.
 func (c *Controller) updateChildren(ctx context.Context, d phase.Decision) error {
-	opts := metav1.UpdateOptions{FieldManager: ControllerName}
+	opts := metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}
 	logger := klog.FromContext(ctx)
 	for _, a := range d.Actions {
 		if a.Verb != phase.Update {
@@ -244,7 +244,7 @@ func (c *Controller) updateChildren(ctx context.Context, d phase.Decision) error
 // catches up, observe skips it.
 func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error {
 	policy := metav1.DeletePropagationBackground
-	patchOpts := metav1.PatchOptions{FieldManager: ControllerName}
+	patchOpts := metav1.PatchOptions{FieldManager: v1alpha1.FieldManager}
 	for _, a := range d.Actions {
 		words, leaves := leaveWords[a.Verb]
 		if !leaves {

@@ -63,7 +63,7 @@ func (c *Controller) keepLog(ctx context.Context, run *v1alpha1.AgentRun, keep *
 		},
 		Data: map[string]string{KeptLogKey: tail},
 	}
-	_, err := c.kubeClient.CoreV1().ConfigMaps(run.Namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: ControllerName})
+	_, err := c.kubeClient.CoreV1().ConfigMaps(run.Namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: v1alpha1.FieldManager})
 	switch {
 	case err == nil:
 		logger.V(2).Info("Kept the end of the agent's log", "configMap", klog.KObj(cm), "bytes", len(tail))
