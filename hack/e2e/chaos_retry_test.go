@@ -187,6 +187,20 @@ func (e *env) finishReplacement(t *testing.T, ns, run, first string) {
 	t.Logf("%s: the replacement %s finished (the first pod was %s)", run, name, first)
 }
 
+// finishAgent plays the kubelet for the run's running pod: its agent exits
+// 0 with the run's SIM_MESSAGE as termination message, and the pod ends
+// Succeeded. For a test that must check something while the run runs, and
+// so cannot give its agent a duration a loaded machine might outlast.
+func (e *env) finishAgent(t *testing.T, ns, run string) {
+	t.Helper()
+	e.onLiveAgentPod(t, ns, run, "finish", func(ctx context.Context, p *corev1.Pod) error {
+		p.Status.Phase = corev1.PodSucceeded
+		terminateContainers(p, metav1.Now(), 0, "Completed", envValue(p, v1alpha1.AgentContainerName, "SIM_MESSAGE"))
+		_, err := e.kube.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err // a conflict: read it again
+	})
+}
+
 // envValue is the value of env var name in container c of pod p.
 func envValue(p *corev1.Pod, c, name string) string {
 	for _, ct := range p.Spec.Containers {

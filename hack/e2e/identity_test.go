@@ -142,8 +142,11 @@ func TestRunIdentity(t *testing.T) {
 	e.apply(t, kubePack(ns, "greedy", `    rbac: [{apiGroups: [""], resources: [secrets], verbs: [deletecollection]}]
 `))
 
-	// A run that finishes, kept.
-	e.apply(t, runYAML(ns, "kept", "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "4s"},
+	// A run that finishes, kept. Its agent runs until the test has checked
+	// its rights and then ends it (finishAgent): with a 4 s agent, at load
+	// 39 the run had finished, its grants revoked, before the third
+	// kubectl auth can-i.
+	e.apply(t, runYAML(ns, "kept", "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "1h"},
 		"  cleanup: keep\n  skills: [{skillPackRef: kube}]\n"))
 	r := e.waitPhase(t, ns, "kept", v1alpha1.PhaseRunning, 60*time.Second)
 	uid := string(r.UID)
@@ -162,6 +165,7 @@ func TestRunIdentity(t *testing.T) {
 	assert.False(t, *pod.Spec.AutomountServiceAccountToken)
 	assert.Equal(t, []string{"skill-kube"}, tokenHolders(pod), "the token only where the API is needed")
 
+	e.finishAgent(t, ns, "kept")
 	e.waitPhase(t, ns, "kept", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitGrantsGone(t, ns, uid, 30*time.Second, "a finished run's grants are revoked, even with cleanup: keep")
 	assert.Equal(t, "no", e.canI(as, "watch", "configmaps", "-n", "default"))
