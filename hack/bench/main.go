@@ -95,6 +95,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
 		os.Exit(2)
 	}
+	if o.realNodeRuns < 1 {
+		fmt.Fprintln(os.Stderr, "-realnode-runs must be at least 1")
+		os.Exit(2)
+	}
 	var err error
 	if o.memorySteps, err = parseSteps(memoryRuns); err != nil {
 		fmt.Fprintln(os.Stderr, "-memory-runs:", err)
