@@ -425,7 +425,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	broadcaster.StartStructuredLogging(3)
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: agentrun.ControllerName})
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: v1alpha1.FieldManager})
 
 	sv := sf.Sympozium().V1alpha1()
 	inf := agentrun.Informers{

@@ -86,8 +86,12 @@ func TestRefusedIdentityFailsTheRun(t *testing.T) {
 		{"refused by the API server", kubectlPack("ns", false), "Role x (SkillPack kube): forbidden", v1alpha1.ReasonGrantRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Next(Observed{Run: newRun(withSkill("kube")), Instance: newInstance(), Now: now, Config: identityConfig(),
-				SkillPacks: map[string]*v1alpha1.SkillPack{"kube": tc.pack}, GrantRefused: tc.refused})
+			in := Observed{Run: newRun(withSkill("kube")), Instance: newInstance(), Now: now, Config: identityConfig(),
+				SkillPacks: map[string]*v1alpha1.SkillPack{"kube": tc.pack}}
+			if tc.refused != "" {
+				in.Refused = Refusal{Kind: RefusedGrant, Reason: tc.refused}
+			}
+			d := Next(in)
 			assert.Equal(t, v1alpha1.PhaseFailed, d.Status.Phase)
 			assert.Equal(t, tc.reason, failedReason(&d.Status), d.Status.Error)
 			assert.Empty(t, kinds(d.Actions, Create))
@@ -203,4 +207,53 @@ func TestServerKeepsOnlyTheGrantsOfItsPacks(t *testing.T) {
 		removed = append(removed, a.Object.GetName())
 	}
 	assert.Equal(t, []string{"sympozium-run-run.old-0000"}, removed)
+}
+
+// The cluster-scoped grants the garbage collector cannot take: an earlier
+// run's of the same name are revoked by every decision, live or finished;
+// a run being deleted without the server finalizer revokes its own (not
+// its RoleBindings, which go with it) and changes nothing else, not even
+// the observed generation.
+func TestClusterGrantsTheCollectorCannotTake(t *testing.T) {
+	orphans := []Grant{
+		{KindClusterRoleBinding, &metav1.ObjectMeta{Name: "old-crb", UID: "old-crb-uid"}},
+		{KindClusterRole, &metav1.ObjectMeta{Name: "old-cr", UID: "old-cr-uid"}},
+	}
+	own := []Grant{
+		{KindClusterRole, &metav1.ObjectMeta{Name: "cr", UID: "cr-uid"}},
+		{KindRoleBinding, &metav1.ObjectMeta{Name: "rb", Namespace: "ns", UID: "rb-uid"}},
+	}
+	deletes := func(d Decision) []string {
+		var out []string
+		for _, a := range d.Actions {
+			if a.Verb == Delete {
+				out = append(out, string(a.Kind)+"/"+a.Object.GetName())
+			}
+		}
+		return out
+	}
+	t.Run("live run", func(t *testing.T) {
+		run := newRun(running())
+		d := Next(Observed{Run: run, Instance: newInstance(), Pod: newPod(agentRunning(t0)), Objects: Objects{KindJob: jobFor(run)},
+			Now: now, Config: identityConfig(), Grants: own, OrphanGrants: orphans})
+		assert.Equal(t, v1alpha1.PhaseRunning, d.Status.Phase)
+		assert.Equal(t, []string{"ClusterRoleBinding/old-crb", "ClusterRole/old-cr"}, deletes(d))
+	})
+	t.Run("being deleted without the finalizer", func(t *testing.T) {
+		run := newRun(running(), withDeleted())
+		run.Generation = 3
+		d := Next(Observed{Run: run, Instance: newInstance(), Pod: newPod(agentRunning(t0)), Objects: Objects{KindJob: jobFor(run)},
+			Now: now, Config: identityConfig(), Grants: own, OrphanGrants: orphans})
+		assert.Equal(t, run.Status, d.Status)
+		assert.Equal(t, []string{"ClusterRole/cr", "ClusterRoleBinding/old-crb", "ClusterRole/old-cr"}, deletes(d))
+		assert.Len(t, d.Actions, 3)
+		assert.Empty(t, d.Events)
+		assert.False(t, d.RemoveFinalizer || d.AddFinalizer || d.KeepLog != nil || d.RequeueAfter != 0)
+	})
+	t.Run("left by sympozium's controller", func(t *testing.T) {
+		run := newRun(withDeleted())
+		run.Finalizers = []string{v1alpha1.FinalizerServer, LegacyFinalizer}
+		d := Next(Observed{Run: run, Instance: newInstance(), Now: now, Config: identityConfig(), Grants: own, OrphanGrants: orphans})
+		assert.Equal(t, Decision{Status: run.Status, RemoveLegacyFinalizer: true}, d, "the finalizer goes first, alone")
+	})
 }

@@ -81,9 +81,10 @@ type Observed struct {
 	// MissingConfigMaps are the skill ConfigMaps the pod would mount that
 	// do not exist.
 	MissingConfigMaps []string
-	// WorkloadRejected is the API server's reason for refusing an object
-	// this machine asked to create (Invalid); "" when not refused.
-	WorkloadRejected string
+	// Refused is the API server's refusal of a write of the previous
+	// decision on this run, in the same sync (see Refusal); zero when
+	// none was refused.
+	Refused Refusal
 	// Grants are the run's RoleBindings, ClusterRoleBindings and
 	// ClusterRoles as cached (see identity.go).
 	Grants []Grant
@@ -95,10 +96,10 @@ type Observed struct {
 	// that needs one (workload.ServerAPIKeySecret), used only when the
 	// Secret is created.
 	NewAPIKey string
-	// GrantRefused is the API server's refusal of one of the run's
-	// identity objects (Forbidden: it grants more than the controller
-	// holds); "" when not refused.
-	GrantRefused string
+	// OrphanGrants are cluster-scoped grants made for an earlier run of
+	// the same namespace and name (the garbage collector cannot take them:
+	// a cluster-scoped object has no namespaced owner); they are revoked.
+	OrphanGrants []Grant
 
 	// Sub-agent runs only (spec.parent set).
 	// Parent is the parent run; nil when not found.
@@ -156,15 +157,62 @@ type Decision struct {
 	// deletes. A finished decision (terminal phase) carries deletes only.
 	Actions []Action
 	// KeepLog asks to keep the end of the agent's log (ConfigMap
-	// naming.LogName, owned by the run) before the deletes: the run failed
-	// now and its agent pod is about to be deleted with its workload. Only
-	// a failure asks: a successful run spends no write on it.
-	KeepLog bool
+	// naming.LogName, owned by the run) before the status write and the
+	// deletes: the run failed now and its agent pod is about to be deleted
+	// with its workload. Only a failure asks: a successful run spends no
+	// write on it. nil: nothing to keep.
+	KeepLog *KeptLog
+	// RemoveLegacyFinalizer asks to remove LegacyFinalizer (left by
+	// sympozium's own controller) and nothing else: the decision that
+	// asks for it changes nothing more, and the next one is taken on the
+	// run without it.
+	RemoveLegacyFinalizer bool
 	// RequeueAfter is the next deadline or grace expiry; 0 for none.
 	RequeueAfter time.Duration
 	// Events are recorded after the status is written, only on transitions.
 	Events []Event
 }
+
+// KeptLog is the log a failed run keeps: its agent pod's (in the run's
+// namespace) and the end of the log already read for the result marker
+// ("" when none was read: apply reads it).
+type KeptLog struct {
+	Pod  string
+	Tail string
+}
+
+// LegacyFinalizer is the finalizer sympozium's own controller (commit
+// 25c0bb2) put on every run it had not finished; it removes it only when
+// it runs itself. This controller needs none of it (a server run holds its
+// own), so it goes first, also from a run being deleted, which it would
+// otherwise hold forever.
+const LegacyFinalizer = "sympozium.ai/agentrun-finalizer"
+
+// Refusal is the API server's refusal of one of a decision's writes,
+// which the machine decides on once more in the same sync.
+type Refusal struct {
+	Kind RefusalKind
+	// Reason is the API server's message.
+	Reason string
+}
+
+// RefusalKind says which write was refused; "" for none.
+type RefusalKind string
+
+const (
+	// RefusedInvalid: a create of the run's workload (or another child)
+	// was Invalid. The run fails (InvalidSpec).
+	RefusedInvalid RefusalKind = "Invalid"
+	// RefusedGrant: a create of one of the run's identity objects was
+	// Forbidden (it grants more than the controller holds). The run
+	// fails (GrantRefused).
+	RefusedGrant RefusalKind = "GrantForbidden"
+	// RefusedCompacted: the status of a finished run was to change, but
+	// the run was the cache's compacted copy (runcache.TrimForCache),
+	// whose status is never written back; the run is read from the API
+	// server and decided on again. The machine needs nothing from it.
+	RefusedCompacted RefusalKind = "Compacted"
+)
 
 // Verb is what an Action does to its object.
 type Verb string
@@ -195,6 +243,18 @@ const MinRequeue = time.Second
 
 // Next decides the run's next status and actions.
 func Next(in Observed) Decision {
+	if slices.Contains(in.Run.Finalizers, LegacyFinalizer) {
+		return Decision{Status: *in.Run.Status.DeepCopy(), RemoveLegacyFinalizer: true}
+	}
+	if in.Run.DeletionTimestamp != nil && !HasFinalizer(in.Run) {
+		// Left to the garbage collector, but for the cluster-scoped grants,
+		// which it cannot take: nothing else changes, not even the
+		// observed generation.
+		m := &machine{in: in}
+		m.revoke(slices.DeleteFunc(slices.Clone(in.Grants), func(g Grant) bool { return g.Kind == KindRoleBinding }))
+		m.revoke(in.OrphanGrants)
+		return Decision{Status: *in.Run.Status.DeepCopy(), Actions: m.deletes}
+	}
 	m := &machine{in: in, st: *in.Run.Status.DeepCopy()}
 	m.w = newAdapter(m)
 	m.st.ObservedGeneration = in.Run.Generation
@@ -222,6 +282,7 @@ func Next(in Observed) Decision {
 	if m.st.Phase.IsTerminal() || in.Run.DeletionTimestamp != nil {
 		m.revokeGrants()
 	}
+	m.revoke(in.OrphanGrants)
 	m.d.Actions = append(m.d.Actions, m.deletes...)
 	m.d.Status = m.st
 	return m.d
@@ -269,9 +330,9 @@ func (m *machine) step() {
 	if m.st.Phase == "" {
 		m.st.Phase = v1alpha1.PhasePending
 	}
-	if m.in.GrantRefused != "" {
+	if m.in.Refused.Kind == RefusedGrant {
 		// At admission, or when a server's rebuilt pod needs new grants.
-		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.GrantRefused), nil)
+		m.fail(v1alpha1.ReasonGrantRefused, grantRefusedMessage(m.in.Refused.Reason), nil)
 		return
 	}
 	w := m.w
@@ -373,9 +434,6 @@ func forcesCleanup(reason string) bool {
 // never served Failed), its workload deleted, and the finalizer released.
 // Runs without the finalizer are left to the garbage collector.
 func (m *machine) deleted() {
-	if !HasFinalizer(m.run()) {
-		return
-	}
 	switch {
 	case m.st.Phase == v1alpha1.PhaseServing:
 		m.stopped()
@@ -476,8 +534,8 @@ func (m *machine) admit() {
 		m.fail(v1alpha1.ReasonConfigError, msg, nil)
 		return
 	}
-	if m.in.WorkloadRejected != "" {
-		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.WorkloadRejected, nil)
+	if m.in.Refused.Kind == RefusedInvalid {
+		m.fail(v1alpha1.ReasonInvalidSpec, "the API server rejected the run's "+m.w.kind()+": "+m.in.Refused.Reason, nil)
 		return
 	}
 	// The identity is asked for before the workload (a pod naming a
@@ -684,7 +742,10 @@ func (m *machine) fail(reason, msg string, exit *int32) {
 	m.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, reason, msg)
 	m.event(corev1.EventTypeWarning, reason, msg)
 	m.w.remove(forcesCleanup(reason))
-	m.d.KeepLog = m.keepsLog(reason)
+	m.d.KeepLog = nil
+	if m.keepsLog(reason) {
+		m.d.KeepLog = &KeptLog{Pod: m.in.Pod.Name, Tail: m.in.LogTail}
+	}
 }
 
 // keepsLog reports whether a run failing now with reason loses its agent's

@@ -240,7 +240,7 @@ func TestNext(t *testing.T) {
 				check:  func(t *testing.T, d Decision) { assert.Contains(t, d.Status.Error, "k8s-ops") }},
 		},
 		"Job rejected by the API server: InvalidSpec": {
-			in: Observed{Run: newRun(), Instance: newInstance(), WorkloadRejected: "spec.template: invalid"},
+			in: Observed{Run: newRun(), Instance: newInstance(), Refused: Refusal{Kind: RefusedInvalid, Reason: "spec.template: invalid"}},
 			want: want{phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonInvalidSpec, condTrue: true,
 				events: []string{v1alpha1.ReasonInvalidSpec}},
 		},

@@ -18,18 +18,45 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
-// apply carries out a decision: the run's metadata first (its parent as
-// owner, the server finalizer), then the children to create or update,
-// then the status (only when it changed) and the events of the transition,
-// then the children to delete, and last the release of the finalizer. It
-// decides nothing: when the API server refuses a create as Invalid, it
-// stops and returns the reason (rejected) with the run as it now is, for
-// the caller to decide again.
-func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.Decision) (rejected string, now *v1alpha1.AgentRun, err error) {
+// apply carries out a decision: the legacy finalizer's removal alone when
+// asked; else the run's metadata first (its parent as owner, the server
+// finalizer), then the children to create or update, the failed agent's log
+// to keep, then the status (only when it changed) and the events of the
+// transition, then the children to delete (workload, grants), and last the
+// release of the finalizer. It decides nothing: when the API server refuses
+// a create (Invalid, or Forbidden for a grant), it stops and reports the
+// refusal with the run as it now is, for the caller to decide again. So it
+// does for a finished run whose status is to change while run is the
+// cache's compacted copy (not live, not as the API server has it): the
+// refusal then comes with the run read from the API server.
+func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.Decision, live bool) (refused phase.Refusal, now *v1alpha1.AgentRun, err error) {
 	logger := klog.FromContext(ctx)
+	if d.RemoveLegacyFinalizer {
+		// The patch's own update event brings the run back, without it.
+		_, err := legacy.RemoveFinalizer(ctx, run.Finalizers, phase.LegacyFinalizer, func(ctx context.Context, p []byte) error {
+			_, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.JSONPatchType, p,
+				metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
+			return err
+		})
+		return phase.Refusal{}, run, err
+	}
+	if !live && run.Status.Phase.IsTerminal() && !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
+		// The cache holds finished runs compacted (runcache.TrimForCache):
+		// their status is written only from the run as the API server has
+		// it, never from the cached copy.
+		fresh, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Get(ctx, run.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return phase.Refusal{}, run, nil
+		}
+		if err != nil {
+			return phase.Refusal{}, run, err
+		}
+		return phase.Refusal{Kind: phase.RefusedCompacted, Reason: "the cached copy of a finished run is compacted"}, fresh, nil
+	}
 	if d.SetOwner != nil || d.AddFinalizer {
 		set := map[string]any{}
 		if d.SetOwner != nil {
@@ -40,7 +67,7 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 		}
 		updated, err := c.patchMeta(ctx, run, set)
 		if err != nil {
-			return "", run, err
+			return phase.Refusal{}, run, err
 		}
 		if d.SetOwner != nil {
 			logger.V(2).Info("Parent run set as owner", "parent", d.SetOwner.Name)
@@ -51,22 +78,23 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 		run = updated
 	}
 
-	stop, rejected, err := c.createChildren(ctx, run, d)
-	if err != nil || stop || rejected != "" {
-		return rejected, run, err
+	stop, refused, err := c.createChildren(ctx, run, d)
+	if err != nil || stop || refused.Kind != "" {
+		return refused, run, err
 	}
 	if err := c.updateChildren(ctx, d); err != nil {
-		return "", run, err
+		return phase.Refusal{}, run, err
 	}
+	c.keepLog(ctx, run, d.KeepLog)
 
 	if !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
 		cp := run.DeepCopy()
 		cp.Status = d.Status
-		updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: ControllerName})
+		updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager})
 		if err != nil {
 			// Nothing destructive has happened yet: a decision taken on a
 			// stale copy of the run ends here, with a conflict.
-			return "", run, err
+			return phase.Refusal{}, run, err
 		}
 		c.writes.wrote(updated.UID, updated.ResourceVersion)
 		if c.opts.OnStatus != nil {
@@ -89,7 +117,7 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 	// The workload goes only once the outcome is recorded: a decision that
 	// did not reach the API server must not remove what it was based on.
 	if err := c.deleteChildren(ctx, d); err != nil {
-		return "", run, err
+		return phase.Refusal{}, run, err
 	}
 	// And the finalizer last: the run may be gone right after.
 	if d.RemoveFinalizer {
@@ -99,20 +127,16 @@ func (c *Controller) apply(ctx context.Context, run *v1alpha1.AgentRun, d phase.
 		}
 		if _, err := c.patchMeta(ctx, run, map[string]any{"finalizers": keep}); err != nil {
 			if apierrors.IsNotFound(err) {
-				return "", run, nil
+				return phase.Refusal{}, run, nil
 			}
-			return "", run, err
+			return phase.Refusal{}, run, err
 		}
 		logger.V(2).Info("Finalizer removed", "finalizer", v1alpha1.FinalizerServer)
 	}
-	switch {
-	case d.RequeueAfter <= 0:
-	case d.Status.Phase.IsTerminal():
-		c.queue.AddAfter(cache.MetaObjectToName(run), d.RequeueAfter)
-	default:
+	if d.RequeueAfter > 0 { // never for a finished run (phase.Next)
 		c.wakeAfter(cache.MetaObjectToName(run), d.RequeueAfter)
 	}
-	return "", run, nil
+	return phase.Refusal{}, run, nil
 }
 
 // patchMeta sets fields of the run's metadata (ownerReferences,
@@ -127,7 +151,7 @@ func (c *Controller) patchMeta(ctx context.Context, run *v1alpha1.AgentRun, set 
 		return nil, err
 	}
 	updated, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: ControllerName})
+		metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 	if err != nil {
 		return nil, fmt.Errorf("patching the run's metadata: %w", err)
 	}
@@ -136,10 +160,10 @@ func (c *Controller) patchMeta(ctx context.Context, run *v1alpha1.AgentRun, set 
 }
 
 // createChildren creates what the decision asks for. stop means the sync
-// ends here without error (the namespace is terminating); rejected is the
-// API server's reason for refusing an invalid object.
-func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun, d phase.Decision) (stop bool, rejected string, err error) {
-	opts := metav1.CreateOptions{FieldManager: ControllerName}
+// ends here without error (the namespace is terminating); refused is the
+// API server's refusal of an invalid object or of a grant.
+func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun, d phase.Decision) (stop bool, refused phase.Refusal, err error) {
+	opts := metav1.CreateOptions{FieldManager: v1alpha1.FieldManager}
 	logger := klog.FromContext(ctx)
 	workload := phase.Children(run)[0].Kind
 	for _, a := range d.Actions {
@@ -166,25 +190,25 @@ func (c *Controller) createChildren(ctx context.Context, run *v1alpha1.AgentRun,
 			// the next decision checks that it is ours.
 			logger.V(2).Info(string(a.Kind)+" already exists", "object", klog.KRef(run.Namespace, name))
 		case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-			return true, "", nil
+			return true, refused, nil
 		case apierrors.IsInvalid(err):
-			return false, err.Error(), nil
+			return false, phase.Refusal{Kind: phase.RefusedInvalid, Reason: err.Error()}, nil
 		case isIdentityKind(a.Kind) && apierrors.IsForbidden(err):
 			// The run asks for more than the controller may grant:
 			// retrying does not help.
-			return false, "", &grantRefusedError{kind: a.Kind, obj: a.Object, err: err}
+			return false, phase.Refusal{Kind: phase.RefusedGrant, Reason: grantRefusal(a.Kind, a.Object, err)}, nil
 		default:
 			if kc.discovered && apierrors.IsNotFound(err) && c.sandboxes != nil {
 				// The resource went away since discovery: look again.
 				c.sandboxes.invalidate()
 			}
-			return false, "", fmt.Errorf("creating %s %s: %w", a.Kind, name, err)
+			return false, refused, fmt.Errorf("creating %s %s: %w", a.Kind, name, err)
 		}
 		if a.Kind == workload {
 			c.admissions.admitted(runstore.InstanceKey(run.Namespace, run.Spec.InstanceRef), run.UID, run.Spec.Parent != nil)
 		}
 	}
-	return false, "", nil
+	return false, refused, nil
 }
 
 func (c *Controller) sandboxClient(resource string) dynamic.NamespaceableResourceInterface {
@@ -198,7 +222,7 @@ func (c *Controller) sandboxClient(resource string) dynamic.NamespaceableResourc
 // Deployment and Service). The objects carry the cached resourceVersion: a
 // conflict means the cache was stale, and the sync is retried.
 func (c *Controller) updateChildren(ctx context.Context, d phase.Decision) error {
-	opts := metav1.UpdateOptions{FieldManager: ControllerName}
+	opts := metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}
 	logger := klog.FromContext(ctx)
 	for _, a := range d.Actions {
 		if a.Verb != phase.Update {
@@ -220,7 +244,7 @@ func (c *Controller) updateChildren(ctx context.Context, d phase.Decision) error
 // catches up, observe skips it.
 func (c *Controller) deleteChildren(ctx context.Context, d phase.Decision) error {
 	policy := metav1.DeletePropagationBackground
-	patchOpts := metav1.PatchOptions{FieldManager: ControllerName}
+	patchOpts := metav1.PatchOptions{FieldManager: v1alpha1.FieldManager}
 	for _, a := range d.Actions {
 		words, leaves := leaveWords[a.Verb]
 		if !leaves {

@@ -34,9 +34,6 @@ import (
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
 )
 
-// ControllerName is the field manager and the event source.
-const ControllerName = "sympozium-controller"
-
 // Informers are the shared informers the controller reads. Jobs,
 // Deployments, Services and Pods should be filtered to the controller's own
 // children (label app.kubernetes.io/managed-by); ConfigMaps is a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -178,82 +177,100 @@ func (c *Controller) observeGrants(run *v1alpha1.AgentRun, obs *phase.Observed) 
 	}
 }
 
-// sweepClusterGrants deletes the cluster-scoped grants made for the run
-// key names that are not for live, the UID of the run holding the name now
-// ("" when none does, or it is being deleted). A run the cache does not
-// hold is looked up on the API server before its grants go: the run cache
-// may lag the grant caches.
-func (c *Controller) sweepClusterGrants(ctx context.Context, key cache.ObjectName, live types.UID) error {
+// clusterGrants returns the cluster-scoped grants the caches hold that were
+// made for the run key names (any run of that name), but those this
+// controller is deleting.
+func (c *Controller) clusterGrants(key cache.ObjectName) []phase.Grant {
 	if c.grants == nil {
 		return nil
 	}
-	type grant struct {
-		kind phase.Kind
-		obj  metav1.Object
-	}
-	var found []grant
+	var found []phase.Grant
 	for _, src := range []struct {
 		kind phase.Kind
 		inf  cache.SharedIndexInformer
 	}{{phase.KindClusterRoleBinding, c.grants.ClusterRoleBindings}, {phase.KindClusterRole, c.grants.ClusterRoles}} {
 		objs, err := src.inf.GetIndexer().ByIndex(clusterGrantsByRun, key.String())
 		if err != nil {
-			return err
+			continue
 		}
 		for _, o := range objs {
 			if m, err := meta.Accessor(o); err == nil && m.GetDeletionTimestamp() == nil && !c.expectations.deleting(m.GetUID()) {
-				found = append(found, grant{src.kind, m})
+				found = append(found, phase.Grant{Kind: src.kind, Object: m})
 			}
 		}
 	}
+	return found
+}
+
+// clusterGrantRunUID is the UID of the run a cluster-scoped grant was made for.
+func clusterGrantRunUID(g phase.Grant) types.UID {
+	_, _, uid, _ := workload.ClusterGrantRun(g.Object)
+	return types.UID(uid)
+}
+
+// observeOrphanGrants gathers the cluster-scoped grants made for an earlier
+// run of run's name, for the decision to revoke. Not for a run being
+// deleted: a new run of the same name may hold the name on the API server
+// already (the cache lags), and those grants would be its own; they are
+// swept once the run has left the cache (sweepClusterGrants).
+func (c *Controller) observeOrphanGrants(run *v1alpha1.AgentRun, obs *phase.Observed) {
+	if run.DeletionTimestamp != nil {
+		return
+	}
+	for _, g := range c.clusterGrants(cache.MetaObjectToName(run)) {
+		if clusterGrantRunUID(g) != run.UID {
+			obs.OrphanGrants = append(obs.OrphanGrants, g)
+		}
+	}
+}
+
+// sweepClusterGrants deletes the cluster-scoped grants made for the run
+// key names, a run the cache no longer holds. The run cache may lag the
+// grant caches: the run is looked up on the API server first, and the
+// grants of a live run of that name stay.
+func (c *Controller) sweepClusterGrants(ctx context.Context, key cache.ObjectName) error {
+	found := c.clusterGrants(key)
 	if len(found) == 0 {
 		return nil
 	}
-	if live == "" {
-		run, err := c.client.SympoziumV1alpha1().AgentRuns(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return fmt.Errorf("looking up the run of cluster grants: %w", err)
-		case run.DeletionTimestamp == nil:
-			live = run.UID
-		}
+	var live types.UID
+	run, err := c.client.SympoziumV1alpha1().AgentRuns(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("looking up the run of cluster grants: %w", err)
+	case run.DeletionTimestamp == nil:
+		live = run.UID
 	}
 	policy := metav1.DeletePropagationBackground
 	for _, g := range found {
-		if _, _, uid, _ := workload.ClusterGrantRun(g.obj); types.UID(uid) == live {
+		if clusterGrantRunUID(g) == live {
 			continue
 		}
-		uid := g.obj.GetUID()
-		err := c.kinds[g.kind].delete(ctx, "", g.obj.GetName(),
+		uid := g.Object.GetUID()
+		err := c.kinds[g.Kind].delete(ctx, "", g.Object.GetName(),
 			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
 		switch {
 		case err == nil:
-			klog.FromContext(ctx).V(2).Info("Deleted the "+string(g.kind)+" of a gone run", "name", g.obj.GetName())
+			klog.FromContext(ctx).V(2).Info("Deleted the "+string(g.Kind)+" of a gone run", "name", g.Object.GetName())
 			c.expectations.deletedChild(uid)
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		default:
-			return fmt.Errorf("deleting %s %s: %w", g.kind, g.obj.GetName(), err)
+			return fmt.Errorf("deleting %s %s: %w", g.Kind, g.Object.GetName(), err)
 		}
 	}
 	return nil
 }
 
-// grantRefusedError is the API server's refusal (Forbidden) of one of a
-// run's identity objects: the controller may not grant what it asks for.
-type grantRefusedError struct {
-	kind phase.Kind
-	obj  metav1.Object
-	err  error
-}
-
-func (e *grantRefusedError) Error() string {
-	pack := e.obj.GetLabels()[v1alpha1.LabelSkillPack]
-	what := fmt.Sprintf("%s %s", e.kind, e.obj.GetName())
+// grantRefusal words the API server's refusal (Forbidden) of one of a run's
+// identity objects: the controller may not grant what it asks for.
+func grantRefusal(kind phase.Kind, obj metav1.Object, err error) string {
+	pack := obj.GetLabels()[v1alpha1.LabelSkillPack]
+	what := fmt.Sprintf("%s %s", kind, obj.GetName())
 	if pack != "" {
 		what += " (SkillPack " + pack + ")"
 	}
-	return what + ": " + e.err.Error()
+	return what + ": " + err.Error()
 }
 
 func isIdentityKind(k phase.Kind) bool {
@@ -262,12 +279,6 @@ func isIdentityKind(k phase.Kind) bool {
 		return true
 	}
 	return false
-}
-
-func asGrantRefused(err error) (*grantRefusedError, bool) {
-	var r *grantRefusedError
-	ok := errors.As(err, &r)
-	return r, ok
 }
 
 // identityKinds are the clients of the identity objects: created and

@@ -86,6 +86,28 @@ func TestClusterGrantsOfGoneRunsSwept(t *testing.T) {
 	assert.NotContains(t, describe(f.kubeWrites()), "delete clusterrolebindings /grant-of-late")
 }
 
+// A run being deleted without the server finalizer (another one holds it)
+// is left to the garbage collector but for its cluster-scoped grants, which
+// have no namespaced owner: its decision deletes them and writes nothing
+// else, not even the observed generation the deletion bumped.
+func TestDeletedRunWithoutOurFinalizerRevokesItsClusterGrants(t *testing.T) {
+	f := newFixture(t)
+	g := f.withGrants()
+	run := newRun("run", func(r *v1alpha1.AgentRun) {
+		r.UID, r.Generation = "run-uid", 2
+		r.Finalizers = []string{"example.com/hold"}
+		r.DeletionTimestamp = new(metav1.NewTime(t0))
+	})
+	own := clusterGrant("run", "run-uid")
+	require.NoError(t, f.kube.Tracker().Add(own))
+	require.NoError(t, g.ClusterRoleBindings.GetIndexer().Add(own))
+	f.add(newInstance("inst"), run)
+
+	require.NoError(t, f.sync("run"))
+	assert.Equal(t, []string{"delete clusterrolebindings /grant-of-run"}, describe(f.kubeWrites()))
+	assert.Empty(t, f.clientWrites())
+}
+
 // A grant the API server refuses (Forbidden: more than the controller
 // holds) fails the run with GrantRefused at once: no workload, no retry.
 func TestRefusedGrantFailsTheRun(t *testing.T) {

@@ -3,12 +3,12 @@ package agentrun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +22,6 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
@@ -84,29 +83,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 
 	run, err := c.runs.Get(key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) {
-		// Deleted; its children are garbage-collected through their
-		// ownerReferences, its cluster-scoped grants are swept.
-		return c.sweepClusterGrants(ctx, key, "")
+		// Deleted: there is no run to decide on. Its children are
+		// garbage-collected through their ownerReferences; its
+		// cluster-scoped grants, which have no namespaced owner, are swept
+		// here.
+		return c.sweepClusterGrants(ctx, key)
 	}
 	if err != nil {
-		return err
-	}
-	// Migration: sympozium's own controller put a finalizer on every run it
-	// had not finished and is no longer there to remove it. This controller
-	// needs none of it (a server run holds its own), so it goes first, also
-	// from a run being deleted, which it would otherwise hold forever.
-	if sent, err := legacy.RemoveFinalizer(ctx, run.Finalizers, legacy.FinalizerAgentRun, func(ctx context.Context, p []byte) error {
-		_, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Patch(ctx, run.Name, types.JSONPatchType, p,
-			metav1.PatchOptions{FieldManager: ControllerName})
-		return err
-	}); sent {
-		return err
-	}
-	if run.DeletionTimestamp != nil && !phase.HasFinalizer(run) {
-		return c.sweepClusterGrants(ctx, key, "")
-	}
-	// Grants of an earlier run of the same name.
-	if err := c.sweepClusterGrants(ctx, key, run.UID); err != nil {
 		return err
 	}
 	if c.writes.stale(run) {
@@ -130,37 +113,18 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		defer unlock()
 		c.observeCapacity(run, &obs)
 	}
-	d := phase.Next(obs)
-	if run.Status.Phase.IsTerminal() && !apiequality.Semantic.DeepEqual(run.Status, d.Status) {
-		// The cache holds finished runs compacted (runcache.TrimForCache):
-		// their status is written only from the run as the API server
-		// has it, never from the cached copy.
-		live, err := c.client.SympoziumV1alpha1().AgentRuns(run.Namespace).Get(ctx, run.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		run, obs.Run = live, live
-		d = phase.Next(obs)
-	}
-	c.keepLog(ctx, run, &obs, d)
-	rejected, run, err := c.apply(ctx, run, d)
-	if refused, ok := asGrantRefused(err); ok {
-		// The API server refused one of the run's grants (Forbidden):
-		// decide once more, knowing that; the run fails.
-		obs.Run, obs.GrantRefused = run, refused.Error()
-		_, _, err = c.apply(ctx, run, phase.Next(obs))
+	refused, now, err := c.apply(ctx, run, phase.Next(obs), false)
+	if err != nil || refused.Kind == "" {
 		return err
 	}
-	if err != nil || rejected == "" {
-		return err
+	// The API server refused a write (or the cached copy of a finished run
+	// was compacted): decide once more on the run as it is now, knowing
+	// that. Once only: a second refusal is an error, retried with backoff.
+	obs.Run, obs.Refused = now, refused
+	refused, _, err = c.apply(ctx, now, phase.Next(obs), refused.Kind == phase.RefusedCompacted)
+	if err == nil && refused.Kind != "" {
+		err = fmt.Errorf("refused again (%s): %s", refused.Kind, refused.Reason)
 	}
-	// The API server refused to create the workload (Invalid): decide once
-	// more on the run as it is now, knowing that.
-	obs.Run, obs.WorkloadRejected = run, rejected
-	_, _, err = c.apply(ctx, run, phase.Next(obs))
 	return err
 }
 
@@ -182,6 +146,7 @@ func (c *Controller) observe(ctx context.Context, run *v1alpha1.AgentRun) (phase
 		return obs, err
 	}
 	c.observeGrants(run, &obs)
+	c.observeOrphanGrants(run, &obs)
 	if run.Status.Phase.IsTerminal() {
 		return obs, nil
 	}
@@ -311,13 +276,19 @@ func (c *Controller) serverPod(run *v1alpha1.AgentRun) *corev1.Pod {
 	if err != nil {
 		return nil
 	}
+	return newestPod(objs, func(p *corev1.Pod) bool {
+		ref := metav1.GetControllerOf(p)
+		return ref != nil && ref.Kind == "ReplicaSet"
+	})
+}
+
+// newestPod returns the newest of the pods objs that keep accepts (by
+// creation time, then by name), or nil.
+func newestPod(objs []any, keep func(*corev1.Pod) bool) *corev1.Pod {
 	var newest *corev1.Pod
 	for _, o := range objs {
 		p, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if ref := metav1.GetControllerOf(p); ref == nil || ref.Kind != "ReplicaSet" {
+		if !ok || (keep != nil && !keep(p)) {
 			continue
 		}
 		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
@@ -393,18 +364,7 @@ func (c *Controller) agentPod(job *batchv1.Job) *corev1.Pod {
 	if err != nil {
 		return nil
 	}
-	var newest *corev1.Pod
-	for _, o := range objs {
-		p, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
-			(newest.CreationTimestamp.Equal(&p.CreationTimestamp) && newest.Name < p.Name) {
-			newest = p
-		}
-	}
-	return newest
+	return newestPod(objs, nil)
 }
 
 // childRank is the run's position among its parent's children, oldest

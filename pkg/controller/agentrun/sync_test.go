@@ -51,7 +51,7 @@ func TestSyncNewRunCreatesJobAndWritesPending(t *testing.T) {
 	kw := f.kubeWrites()
 	require.Equal(t, []string{"create jobs ns/run"}, describe(kw))
 	create := kw[0].(core.CreateAction)
-	assert.Equal(t, ControllerName, create.(core.CreateActionImpl).CreateOptions.FieldManager)
+	assert.Equal(t, v1alpha1.FieldManager, create.(core.CreateActionImpl).CreateOptions.FieldManager)
 	job := object[*batchv1.Job](t, kw[0])
 	assert.Equal(t, "run", job.Name)
 	assert.Equal(t, testNS, job.Namespace)

@@ -35,10 +35,6 @@ import (
 // synced: a burst of run transitions makes one status write, not one each.
 const Coalesce = time.Second
 
-// fieldManager is the field manager of the status writes (the controller
-// manager's name, as the agentrun and skillpack controllers use).
-const fieldManager = "sympozium-controller"
-
 // Controller reconciles SympoziumInstance status and run history.
 type Controller struct {
 	client    clientset.Interface
@@ -165,7 +161,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	// instance it reconciled and is no longer there to remove it.
 	if sent, err := legacy.RemoveFinalizer(klog.NewContext(ctx, logger), inst.Finalizers, legacy.FinalizerInstance, func(ctx context.Context, p []byte) error {
 		_, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).Patch(ctx, inst.Name, types.JSONPatchType, p,
-			metav1.PatchOptions{FieldManager: fieldManager})
+			metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 		return err
 	}); sent {
 		return err
@@ -195,7 +191,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
-		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+		if _, err := c.client.SympoziumV1alpha1().SympoziumInstances(inst.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 )
 
 // Finalizers sympozium's controller (commit 25c0bb2) puts on its objects and
@@ -20,8 +22,9 @@ const (
 	FinalizerInstance = "sympozium.ai/finalizer"
 	// FinalizerSkillPack is on every SkillPack it reconciled.
 	FinalizerSkillPack = "sympozium.ai/skillpack-finalizer"
-	// FinalizerAgentRun is on its unfinished AgentRuns.
-	FinalizerAgentRun = "sympozium.ai/agentrun-finalizer"
+	// FinalizerAgentRun is on its unfinished AgentRuns; the run's
+	// decision asks for its removal (phase.Decision.RemoveLegacyFinalizer).
+	FinalizerAgentRun = phase.LegacyFinalizer
 )
 
 type op struct {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/legacy"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
@@ -33,7 +34,6 @@ import (
 )
 
 const (
-	fieldManager = "sympozium-controller"
 	// AnnotationContentHash holds the hash of a rendered ConfigMap's data, so
 	// that a metadata-only cache tells whether it is up to date.
 	AnnotationContentHash = "sympozium.ai/content-hash"
@@ -147,7 +147,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	// it released with it goes by its ownerReference.
 	if sent, err := legacy.RemoveFinalizer(klog.NewContext(ctx, logger), sp.Finalizers, legacy.FinalizerSkillPack, func(ctx context.Context, p []byte) error {
 		_, err := c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).Patch(ctx, sp.Name, types.JSONPatchType, p,
-			metav1.PatchOptions{FieldManager: fieldManager})
+			metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 		return err
 	}); sent {
 		return err
@@ -161,7 +161,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 			Name: sp.Name, Namespace: sp.Namespace,
 			Labels: map[string]string{
 				v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
-				v1alpha1.LabelSkillPack: truncateLabel(sp.Name),
+				v1alpha1.LabelSkillPack: naming.LabelValue(sp.Name),
 			},
 			Annotations:     map[string]string{AnnotationContentHash: hash},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(sp, v1alpha1.SchemeGroupVersion.WithKind("SkillPack"))},
@@ -174,7 +174,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	obj, err := c.configMaps.ByNamespace(sp.Namespace).Get(sp.Name)
 	switch {
 	case apierrors.IsNotFound(err):
-		_, writeErr = c.kubeClient.CoreV1().ConfigMaps(sp.Namespace).Create(ctx, want, metav1.CreateOptions{FieldManager: fieldManager})
+		_, writeErr = c.kubeClient.CoreV1().ConfigMaps(sp.Namespace).Create(ctx, want, metav1.CreateOptions{FieldManager: v1alpha1.FieldManager})
 		if apierrors.IsAlreadyExists(writeErr) {
 			writeErr = nil // stale cache: the informer delivers it and the next sync compares
 		}
@@ -191,7 +191,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 				Message: fmt.Sprintf("ConfigMap %s exists and is not owned by this SkillPack", sp.Name), ObservedGeneration: sp.Generation}
 		case m.GetAnnotations()[AnnotationContentHash] != hash:
 			want.ResourceVersion = m.GetResourceVersion()
-			_, writeErr = c.kubeClient.CoreV1().ConfigMaps(sp.Namespace).Update(ctx, want, metav1.UpdateOptions{FieldManager: fieldManager})
+			_, writeErr = c.kubeClient.CoreV1().ConfigMaps(sp.Namespace).Update(ctx, want, metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager})
 		}
 	}
 	if writeErr != nil {
@@ -216,7 +216,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	}
 	cp := sp.DeepCopy()
 	cp.Status = st
-	_, err = c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager})
+	_, err = c.client.SympoziumV1alpha1().SkillPacks(sp.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager})
 	if err == nil {
 		logger.V(2).Info("SkillPack rendered", "skills", len(data), "ready", ready.Status)
 	}
@@ -226,12 +226,4 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 func isControlledBy(m metav1.Object, sp *v1alpha1.SkillPack) bool {
 	ref := metav1.GetControllerOf(m)
 	return ref != nil && ref.UID == sp.UID
-}
-
-func truncateLabel(s string) string {
-	if len(s) <= 63 {
-		return s
-	}
-	sum := sha256.Sum256([]byte(s))
-	return strings.TrimRight(s[:54], "-.") + "-" + hex.EncodeToString(sum[:4])
 }

@@ -97,6 +97,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is LabelManagedBy's value.
 	ManagedByValue = "sympozium-controller"
+	// FieldManager is the field manager of every write of the controllers
+	// and the source of their events.
+	FieldManager = ManagedByValue
 	// LabelAgentRun carries the owning run's name.
 	LabelAgentRun = "sympozium.ai/agent-run"
 	// LabelInstance carries the run's instance.
