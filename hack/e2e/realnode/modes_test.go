@@ -141,7 +141,7 @@ func TestCancelSendsSIGTERM(t *testing.T) {
 // TestMissingSecretOnRealNode: the instance's API key Secret does not
 // exist; the kubelet cannot start the agent (CreateContainerConfigError)
 // and the run fails ConfigError after the controller's grace (5s here),
-// as on kwok (pkg/e2e TestTaskRunFailsFast).
+// as on kwok (hack/e2e TestTaskRunFailsFast).
 func TestMissingSecretOnRealNode(t *testing.T) {
 	e := requireNode(t)
 	ns := e.namespace(t)
@@ -164,7 +164,7 @@ func TestMissingSecretOnRealNode(t *testing.T) {
 // the node and no registry serves it. The image is removed from the node's
 // containerd for the test (and imported again after it); the kubelet's
 // pull fails at once (ErrImagePull, then ImagePullBackOff) and the run
-// fails ImagePullFailed after the controller's grace, as on kwok (pkg/e2e
+// fails ImagePullFailed after the controller's grace, as on kwok (hack/e2e
 // TestTaskRunFailsFast), its Job deleted.
 func TestMissingImageOnRealNode(t *testing.T) {
 	e := requireNode(t)
