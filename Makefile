@@ -84,7 +84,10 @@ sandbox-down:
 # Scale and performance figures on a local control plane (hack/bench): a
 # 1000-run burst against a minimal lifecycle client and bare Jobs, API writes
 # per run, admission order, steady-state API traffic, latencies, then memory,
-# CPU per run, restarts and pruning with 10,000 and 50,000 finished runs kept.
+# CPU per run, restarts and pruning with 10,000 and 50,000 finished runs kept;
+# first, on one real node (hack/realnode, as root; its own control plane),
+# run created → agent started for cold and warm-pool runs beside bare Jobs
+# (alone: go run ./hack/bench -phases realnode).
 # About an hour on a quiet 2-core machine (the estimate is printed first);
 # rewrites the generated table of docs/bench.md.
 BENCH_FLAGS ?= -runs 1000 -memory-runs 10000,50000

@@ -10,12 +10,17 @@
 //     finished runs (and their children) cached, in growing steps;
 //  4. API requests per second while runs sit in Running and nothing changes;
 //  5. admission order and latency from the triggering event to the status
-//     write under the burst.
+//     write under the burst;
+//  6. on one real node (hack/realnode, its own control plane, run first):
+//     run created → agent started for cold runs and for warm runs (an
+//     agent-sandbox warm pool), against bare Jobs of the same image
+//     (realnode.go).
 //
 // Usage (from the repository root):
 //
 //	go run ./hack/bench -runs 100 -memory-runs 200,600 -prune-runs 100
 //	go run ./hack/bench -runs 1000 -memory-runs 10000,50000 -update docs/bench.md
+//	go run ./hack/bench -phases realnode -realnode-runs 20   # as root, on Linux
 //
 // Progress goes to stderr, the table to stdout (and, with -update, between
 // the bench markers of the given file).
@@ -58,6 +63,7 @@ type options struct {
 	controllerFlags, controller string
 	keepCluster                 bool
 	memoryProfile               int
+	realNodeRuns                int
 }
 
 func main() {
@@ -77,7 +83,8 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 16, "parallel creators")
 	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 900 pods a node)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
-	flag.StringVar(&o.phases, "phases", "burst,steady,memory", "phases to run (always in this order: the memory phase leaves the cluster largest)")
+	flag.StringVar(&o.phases, "phases", "realnode,burst,steady,memory", "phases to run (always in this order: realnode on its own control plane and real node, stopped before the others start; the memory phase leaves the cluster largest)")
+	flag.IntVar(&o.realNodeRuns, "realnode-runs", 20, "runs of each kind (bare Job, cold run, warm run) of the realnode phase")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
 	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
@@ -86,6 +93,10 @@ func main() {
 	flag.Parse()
 	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
+		os.Exit(2)
+	}
+	if o.realNodeRuns < 1 {
+		fmt.Fprintln(os.Stderr, "-realnode-runs must be at least 1")
 		os.Exit(2)
 	}
 	var err error
@@ -197,6 +208,14 @@ func (b *bench) run(ctx context.Context) error {
 			b.rev = strings.TrimSpace(string(o))
 		}
 	}
+	if b.phase("realnode") {
+		if err := b.realNode(ctx); err != nil {
+			return fmt.Errorf("real node: %w", err)
+		}
+	}
+	if !b.phase("burst") && !b.phase("steady") && !b.phase("memory") {
+		return b.print()
+	}
 	if b.e, err = setup(ctx, b.o); err != nil {
 		return err
 	}
@@ -243,8 +262,15 @@ func (b *bench) print() error {
 	if rev == "" {
 		rev = "unknown revision"
 	}
-	fmt.Fprintf(&out, "Measured %s at %s on %d cores (%s), %s, kube v1.37.2 (hack/localcp, audit log on, %d kwok nodes); took %s.\n\n",
-		b.started.UTC().Format("2006-01-02 15:04 MST"), rev, runtime.NumCPU(), cpu, runtime.Version(), b.o.nodes, time.Since(b.started).Round(time.Second))
+	var where []string
+	if b.e != nil {
+		where = append(where, fmt.Sprintf("hack/localcp, audit log on, %d kwok nodes", b.o.nodes))
+	}
+	if b.phase("realnode") {
+		where = append(where, "one real node of hack/realnode (kubelet v1.37.2, containerd) for section 6")
+	}
+	fmt.Fprintf(&out, "Measured %s at %s on %d cores (%s), %s, kube v1.37.2 (%s); took %s.\n\n",
+		b.started.UTC().Format("2006-01-02 15:04 MST"), rev, runtime.NumCPU(), cpu, runtime.Version(), strings.Join(where, "; "), time.Since(b.started).Round(time.Second))
 	fmt.Fprintf(&out, "Command: `go run ./hack/bench %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&out, "| # | measurement | result | goal | notes |\n|---|---|---|---|---|\n")
 	slices.SortStableFunc(b.rows, func(x, y row) int { return strings.Compare(x.id, y.id) })
@@ -358,13 +384,21 @@ const (
 	phaseOverhead   = 30 * time.Second      // quiet waits, namespaces, restarts
 	pruneExtra      = 20 * time.Millisecond // per pruned run, on top of the run
 	auditPerRun     = 2 * time.Millisecond  // reading the audit log, per run in the cluster
+	realNodeSetup   = 2 * time.Minute       // control plane, node, agent-sandbox (all cached)
+	realNodePerTurn = 15 * time.Second      // a bare Job, a cold and a warm run, one at a time
 )
 
 // estimate forecasts the run's duration from the costs above.
 func (o options) estimate() time.Duration {
 	phase := func(p string) bool { return slices.Contains(strings.Split(o.phases, ","), p) }
 	per := func(n int, d time.Duration) time.Duration { return time.Duration(n) * d }
-	t := setupCost
+	var t time.Duration
+	if phase("realnode") {
+		t += realNodeSetup + time.Duration(o.realNodeRuns)*realNodePerTurn
+	}
+	if phase("burst") || phase("steady") || phase("memory") {
+		t += setupCost
+	}
 	if phase("burst") {
 		t += per(o.runs, burstPerRun+lifecyclePerRun+barePerRun) + 3*phaseOverhead + per(3*o.runs, auditPerRun)
 	}
@@ -387,6 +421,6 @@ func (o options) estimate() time.Duration {
 }
 
 func (o options) estimateNote() string {
-	return fmt.Sprintf("%d-run burst and baselines, %d runs held Running, memory steps %v with cleanup %s, %d pruned",
-		o.runs, o.steadyRuns, o.memorySteps, o.memoryCleanup, o.pruneRuns)
+	return fmt.Sprintf("%d-run burst and baselines, %d runs held Running, memory steps %v with cleanup %s, %d pruned, %d turns on the real node",
+		o.runs, o.steadyRuns, o.memorySteps, o.memoryCleanup, o.pruneRuns, o.realNodeRuns)
 }

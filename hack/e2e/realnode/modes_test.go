@@ -5,6 +5,10 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,16 +140,100 @@ func TestCancelSendsSIGTERM(t *testing.T) {
 
 // TestMissingSecretOnRealNode: the instance's API key Secret does not
 // exist; the kubelet cannot start the agent (CreateContainerConfigError)
-// and the run fails ConfigError after the controller's grace (5s here).
+// and the run fails ConfigError after the controller's grace (5s here),
+// as on kwok (hack/e2e TestTaskRunFailsFast).
 func TestMissingSecretOnRealNode(t *testing.T) {
 	e := requireNode(t)
 	ns := e.namespace(t)
 	e.kubectl(t, "-n", ns, "delete", "secret", "anthropic-key")
+	seen := e.watchAgentWaiting(t, ns)
 	e.apply(t, ns, taskRun("nokey", "delete", map[string]string{"SIM_MESSAGE": okReport}))
 	r := e.waitFinished(t, ns, "nokey", 2*time.Minute)
 	require.Equal(t, v1alpha1.PhaseFailed, r.Status.Phase)
 	c := findCondition(r, "Failed")
 	require.NotNil(t, c)
 	assert.Equal(t, v1alpha1.ReasonConfigError, c.Reason)
-	assert.Contains(t, r.Status.Error, "anthropic-key")
+	assert.Contains(t, seen(), "CreateContainerConfigError", "the kubelet's report of the agent container")
+	assert.Regexp(t, `^ConfigError: agent container waiting: CreateContainerConfigError: secret "anthropic-key" not found`, r.Status.Error)
+	// As on kwok: failing fast (grace 5s) means well before 30s.
+	assert.Less(t, r.Status.CompletedAt.Sub(r.CreationTimestamp.Time), 30*time.Second)
+	t.Logf("missing Secret: %s", r.Status.Error)
+}
+
+// TestMissingImageOnRealNode: the agent image (--agent-image) is not on
+// the node and no registry serves it. The image is removed from the node's
+// containerd for the test (and imported again after it); the kubelet's
+// pull fails at once (ErrImagePull, then ImagePullBackOff) and the run
+// fails ImagePullFailed after the controller's grace, as on kwok (hack/e2e
+// TestTaskRunFailsFast), its Job deleted.
+func TestMissingImageOnRealNode(t *testing.T) {
+	e := requireNode(t)
+	ns := e.namespace(t)
+	ctx := context.Background()
+	tar := filepath.Join(e.node.Dir, "images", "testagent.oci.tar")
+	require.FileExists(t, tar, "the test agent's image tar, to import it again after the test")
+	out, err := e.node.Ctr(ctx, "images", "rm", ociimage.TestAgentImage)
+	require.NoError(t, err, "removing the test agent's image from the node: %s", out)
+	t.Cleanup(func() {
+		if err := e.node.ImportImage(context.Background(), tar); err != nil {
+			t.Errorf("importing the test agent's image again: %v", err)
+		}
+	})
+	images, err := e.node.Ctr(ctx, "images", "ls", "-q")
+	require.NoError(t, err)
+	require.NotContains(t, images, ociimage.TestAgentImage)
+
+	seen := e.watchAgentWaiting(t, ns)
+	e.apply(t, ns, taskRun("noimage", "delete", map[string]string{"SIM_MESSAGE": okReport}))
+	r := e.waitFinished(t, ns, "noimage", 2*time.Minute)
+	require.Equal(t, v1alpha1.PhaseFailed, r.Status.Phase)
+	c := findCondition(r, "Failed")
+	require.NotNil(t, c)
+	assert.Equal(t, v1alpha1.ReasonImagePullFailed, c.Reason)
+	assert.True(t, slices.ContainsFunc(seen(), func(r string) bool { return r == "ErrImagePull" || r == "ImagePullBackOff" }),
+		"the kubelet's report of the agent container: %v", seen())
+	assert.Regexp(t, `^ImagePullFailed: agent container waiting: (ErrImagePull|ImagePullBackOff): .*`+regexp.QuoteMeta(ociimage.TestAgentImage), r.Status.Error)
+	// As on kwok: failing fast (grace 5s) means well before 30s.
+	assert.Less(t, r.Status.CompletedAt.Sub(r.CreationTimestamp.Time), 30*time.Second)
+	t.Logf("missing image: %s", r.Status.Error)
+	e.waitGone(t, func(ctx context.Context) error {
+		_, err := e.kube.BatchV1().Jobs(ns).Get(ctx, r.Status.JobName, metav1.GetOptions{})
+		return err
+	})
+}
+
+// watchAgentWaiting watches the namespace's pods from now on and returns
+// the waiting reasons the kubelet reported for their agent containers so
+// far.
+func (e *env) watchAgentWaiting(t *testing.T, ns string) func() []string {
+	t.Helper()
+	w, err := e.kube.CoreV1().Pods(ns).Watch(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	var (
+		mu      sync.Mutex
+		reasons []string
+	)
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.Name == v1alpha1.AgentContainerName && cs.State.Waiting != nil {
+					mu.Lock()
+					if !slices.Contains(reasons, cs.State.Waiting.Reason) {
+						reasons = append(reasons, cs.State.Waiting.Reason)
+					}
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	t.Cleanup(w.Stop)
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reasons)
+	}
 }
