@@ -152,7 +152,7 @@ func TestDecide(t *testing.T) {
 		{name: "suspended: no run, no wake", s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.Suspend = true }), now: "13:00",
 			want: want{phase: "Suspended", reason: ReasonSuspended, lastRun: "10:00", lastSched: "10:00", runName: "hb-1", total: 1}},
 		{name: "resumed: the ticks missed while suspended do not fire", s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Status.Phase = "Suspended" }),
-			now: "13:20",
+			now:  "13:20",
 			want: want{phase: "Active", reason: ReasonScheduled, lastRun: "10:00", lastSched: "13:00", runName: "hb-1", total: 1, next: "14:00"}},
 		{name: "instance missing: Error, no wake (its creation wakes the schedule), no poll", s: sched(), noIns: true, now: "11:00:01",
 			want: want{phase: "Error", reason: ReasonInstanceNotFound, lastRun: "10:00", lastSched: "10:00", runName: "hb-1", total: 1,
