@@ -23,7 +23,7 @@ const (
 	AnnotationScheduledAt  = "sympozium.ai/scheduled-at"
 	AnnotationScheduleUID  = "sympozium.ai/schedule-uid"
 	AnnotationTrigger      = "sympozium.ai/trigger"
-	AnnotationCancelledBy  = "sympozium.ai/cancelled-by"
+	AnnotationCancelledBy  = v1alpha1.AnnotationCancelledBy
 	TriggerManual          = "manual"
 	ConditionReady         = "Ready"
 	legacyFirstTickBackoff = 24 * time.Hour

@@ -22,6 +22,9 @@ const (
 	FinalizerSkillPack = "sympozium.ai/skillpack-finalizer"
 	// FinalizerAgentRun is on its unfinished AgentRuns.
 	FinalizerAgentRun = "sympozium.ai/agentrun-finalizer"
+	// FinalizerSchedule is on every SympoziumSchedule it reconciled
+	// (sympoziumschedule_controller.go:22, :54-59).
+	FinalizerSchedule = "sympozium.ai/schedule-finalizer"
 )
 
 type op struct {
