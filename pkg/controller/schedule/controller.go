@@ -102,14 +102,7 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	// An instance that appears (or goes) changes what its schedules
 	// report: they are woken, not polled.
-	wakeOf := func(i cache.ObjectName) {
-		objs, _ := c.byIndex.ByIndex(schedulesByInstance, i.Namespace+"/"+i.Name)
-		for _, o := range objs {
-			if s, ok := o.(*v1alpha1.SympoziumSchedule); ok {
-				c.queue.Add(cache.MetaObjectToName(s))
-			}
-		}
-	}
+	wakeOf := func(i cache.ObjectName) { c.wakeSchedulesOf(i) }
 	ireg, err := instances.TypedInformer().AddTypedEventHandler(sinformers.SympoziumInstanceHandlerFuncs{
 		AddFunc:    func(i *v1alpha1.SympoziumInstance) { wakeOf(cache.MetaObjectToName(i)) },
 		DeleteFunc: func(d cache.DeletedObject[*v1alpha1.SympoziumInstance]) { wakeOf(d.GetObjectName()) },
@@ -124,6 +117,16 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	}
 	c.synced = []cache.InformerSynced{sreg.HasSynced, ireg.HasSynced, rreg.HasSynced}
 	return c, nil
+}
+
+// wakeSchedulesOf queues the schedules of the instance i.
+func (c *Controller) wakeSchedulesOf(i cache.ObjectName) {
+	objs, _ := c.byIndex.ByIndex(schedulesByInstance, i.Namespace+"/"+i.Name)
+	for _, o := range objs {
+		if s, ok := o.(*v1alpha1.SympoziumSchedule); ok {
+			c.queue.Add(cache.MetaObjectToName(s))
+		}
+	}
 }
 
 // Run blocks until ctx is done.
