@@ -199,7 +199,7 @@ func Decide(in Input) Decision {
 	}
 	if dl := s.Spec.StartingDeadlineSeconds; dl != nil {
 		from := tick
-		if created := s.CreationTimestamp.Time; from.Before(created) {
+		if created := s.CreationTimestamp.Time; neverFired(s) && from.Before(created) {
 			from = created // sympozium's backdated first tick is on time at creation
 		}
 		if late := now.Sub(from); late > time.Duration(*dl)*time.Second {
@@ -324,6 +324,11 @@ func lastHandled(s *v1alpha1.SympoziumSchedule) time.Time {
 		last = s.CreationTimestamp.Add(-legacyFirstTickBackoff)
 	}
 	return last
+}
+
+// neverFired: the schedule has handled no tick yet.
+func neverFired(s *v1alpha1.SympoziumSchedule) bool {
+	return s.Status.LastScheduleTime == nil && s.Status.LastRunTime == nil
 }
 
 // setReady sets the Ready condition; a change of reason or message to a

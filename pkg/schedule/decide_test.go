@@ -83,6 +83,16 @@ func TestDecide(t *testing.T) {
 			s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.StartingDeadlineSeconds = ptr.To[int64](60) }), now: "14:20",
 			want: want{phase: "Active", reason: ReasonScheduled, lastRun: "10:00", lastSched: "14:00", runName: "hb-1", total: 1, next: "15:00",
 				events: []string{ReasonMissedDeadline}, msgHas: "20m0s late, past startingDeadlineSeconds (60)"}},
+		{name: "fired before: the deadline counts from the tick, even one before the schedule's creation",
+			s: sched(func(s *v1alpha1.SympoziumSchedule) {
+				s.Spec.Schedule = "0 0 1 1 *"
+				s.Spec.StartingDeadlineSeconds = ptr.To[int64](3600)
+				s.Status.LastScheduleTime = nil
+				s.Status.LastRunTime = mt(at("10:00").AddDate(-1, 0, 0))
+				s.Status.NextRunTime = nil
+			}), now: "09:30:10",
+			want: want{phase: "Active", reason: ReasonScheduled, lastRun: "-1y", lastSched: "jan1", runName: "hb-1", total: 1, next: "jan1+1y",
+				events: []string{ReasonMissedDeadline}, msgHas: "past startingDeadlineSeconds (3600)"}},
 		{name: "within startingDeadlineSeconds: fires",
 			s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.StartingDeadlineSeconds = ptr.To[int64](60) }), now: "11:00:59",
 			want: want{create: &Fire{Name: "hb-2", Tick: at("11:00")}, phase: "Active", reason: ReasonScheduled, lastRun: "11:00", lastSched: "11:00",
@@ -193,7 +203,7 @@ func TestDecide(t *testing.T) {
 			if w.next == "" {
 				assert.True(t, d.WakeAt.IsZero())
 			} else {
-				assert.True(t, d.WakeAt.Equal(at(w.next)), "wake %s", d.WakeAt)
+				assert.True(t, d.WakeAt.Equal(atS(w.next)), "wake %s", d.WakeAt)
 			}
 			var reasons []string
 			for _, e := range d.Events {
@@ -311,11 +321,22 @@ func TestCreateFailed(t *testing.T) {
 	assert.Equal(t, "hb-2", d2.Create.Name)
 }
 
-func atS(s string) time.Time { return at(s) }
+// atS is at, or one of the yearly schedule's times.
+func atS(s string) time.Time {
+	switch s {
+	case "-1y":
+		return at("10:00").AddDate(-1, 0, 0)
+	case "jan1":
+		return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	case "jan1+1y":
+		return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return at(s)
+}
 
 func timeOf(s string) *metav1.Time {
 	if s == "" {
 		return nil
 	}
-	return mt(at(s))
+	return mt(atS(s))
 }
