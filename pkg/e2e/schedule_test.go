@@ -11,6 +11,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +172,19 @@ func TestSchedules(t *testing.T) {
 		out := e.kubectl(t, "get", "sympoziumschedules", "-n", ns, "every")
 		assert.Contains(t, out, "INSTANCE   SCHEDULE    TYPE        PHASE    LAST RUN")
 
+		// kubectl agentrun schedule and trigger.
+		stdout, stderr, code := e.agentrun(t, "schedule", "every", "-n", ns)
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, `sympoziumschedule/every: "* * * * *", instance inst, type heartbeat, Allow: Active`)
+		assert.Contains(t, stdout, "runs created: 2, last every-2")
+		assert.Regexp(t, `(?s)last runs \(newest first\):\n  every-2 .*\n  every-1 `, stdout)
+		stdout, stderr, code = e.agentrun(t, "trigger", "every", "-n", ns)
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "agentrun/every-manual-")
+		manual := strings.Fields(strings.TrimPrefix(stdout, "agentrun/"))[0]
+		mr := e.waitPhase(t, ns, manual, v1alpha1.PhaseSucceeded, 2*time.Minute)
+		assert.Equal(t, "every", mr.Labels["sympozium.ai/schedule"])
+
 		// Forbid: going-f (any creator, any phase) holds every tick off.
 		ev := e.waitScheduleEvent(t, ns, "forbid", schedule.ReasonSkippedForbid)
 		assert.Contains(t, ev.Message, "going-f still unfinished (concurrencyPolicy Forbid)")
@@ -188,6 +202,9 @@ func TestSchedules(t *testing.T) {
 
 		for _, name := range []string{"every", "replace"} {
 			for tick, runs := range e.runsByTick(t, ns, name) {
+				if tick == "" { // the manual trigger's
+					continue
+				}
 				assert.Len(t, runs, 1, "schedule %s, tick %q: %v", name, tick, runs)
 			}
 		}
