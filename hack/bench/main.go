@@ -58,6 +58,7 @@ type options struct {
 	controllerFlags, controller string
 	keepCluster                 bool
 	memoryProfile               int
+	schedules, idleSchedules    int
 }
 
 func main() {
@@ -77,12 +78,14 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 16, "parallel creators")
 	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 900 pods a node)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
-	flag.StringVar(&o.phases, "phases", "burst,steady,memory", "phases to run (always in this order: the memory phase leaves the cluster largest)")
+	flag.StringVar(&o.phases, "phases", "burst,steady,memory", "phases to run, of burst, steady, memory and schedules (always in this order: the memory phase leaves the cluster largest; schedules is not in the default, run it alone: -phases schedules)")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
 	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
 	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
 	flag.IntVar(&o.memoryProfile, "memory-profile", 0, "when positive: the controller runs with --profiling and this heap profile sampling rate in bytes (GODEBUG memprofilerate; the runtime's default is 524288), and the memory phase saves its heap profile after each step and each restart into -dir (heap-<runs>-after-runs.pb.gz, heap-<runs>-after-restart.pb.gz; go tool pprof -sample_index=inuse_space)")
+	flag.IntVar(&o.schedules, "schedules", 1000, "schedules phase: schedules firing on the same minute")
+	flag.IntVar(&o.idleSchedules, "idle-schedules", 10000, "schedules phase: idle schedules (next tick months away) for requests/s and RSS")
 	flag.Parse()
 	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
@@ -208,6 +211,11 @@ func (b *bench) run(ctx context.Context) error {
 	if b.phase("steady") {
 		if err := b.steady(ctx); err != nil {
 			return fmt.Errorf("steady state: %w", err)
+		}
+	}
+	if b.phase("schedules") {
+		if err := b.schedules(ctx); err != nil {
+			return fmt.Errorf("schedules: %w", err)
 		}
 	}
 	if b.phase("memory") {
