@@ -313,4 +313,41 @@ func TestSchedules(t *testing.T) {
 		_, err = e.client.SympoziumV1alpha1().AgentRuns(ns).Get(context.Background(), "paused-1", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "a suspended schedule creates nothing")
 	})
+
+	// The CRD admits a schedule as sympozium's clients write it (strict
+	// field validation), with sympozium's defaults; a Go client's
+	// includeMemory: false is kept (sympozium's bool lost it); bad values
+	// are rejected with a message. No controller: admission only.
+	t.Run("crd", func(t *testing.T) {
+		t.Parallel()
+		ns := e.namespace(t, nil)
+		manifest := func(spec string) string {
+			return fmt.Sprintf("apiVersion: sympozium.ai/v1alpha1\nkind: SympoziumSchedule\nmetadata: {name: minimal, namespace: %s}\nspec: %s\n", ns, spec)
+		}
+		out, err := e.kubectlInput(manifest(`{instanceRef: inst, schedule: "0 * * * *", task: t}`), "apply", "--validate=strict", "-f", "-")
+		require.NoError(t, err, out)
+		s := e.getSchedule(t, ns, "minimal")
+		assert.Equal(t, "scheduled", s.Spec.Type)
+		assert.Equal(t, "Forbid", s.Spec.ConcurrencyPolicy)
+		require.NotNil(t, s.Spec.IncludeMemory)
+		assert.True(t, *s.Spec.IncludeMemory)
+		assert.False(t, s.Spec.Suspend)
+		f := false
+		s.Spec.IncludeMemory = &f
+		_, err = e.client.SympoziumV1alpha1().SympoziumSchedules(ns).Update(context.Background(), s, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		s = e.getSchedule(t, ns, "minimal")
+		require.NotNil(t, s.Spec.IncludeMemory)
+		assert.False(t, *s.Spec.IncludeMemory, "a Go client's false is kept")
+		for spec, msg := range map[string]string{
+			`{instanceRef: inst, schedule: "* * * * *", task: t, type: cron}`:                   `Unsupported value: "cron"`,
+			`{instanceRef: inst, schedule: "* * * * *", task: t, concurrencyPolicy: Sometimes}`: `Unsupported value: "Sometimes"`,
+			`{instanceRef: inst, schedule: "* * * * *", task: t, startingDeadlineSeconds: -1}`:  "startingDeadlineSeconds must be 0 or more",
+			`{schedule: "* * * * *", task: t}`:                                                  "spec.instanceRef: Required value",
+		} {
+			out, err := e.kubectlInput(manifest(spec), "apply", "-f", "-")
+			require.Error(t, err, spec)
+			assert.Contains(t, out, msg, spec)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -62,9 +63,7 @@ func BuildRun(s *v1alpha1.SympoziumSchedule, inst *v1alpha1.SympoziumInstance, f
 	}
 	if len(def.NodeSelector) > 0 {
 		r.Spec.Model.NodeSelector = make(map[string]string, len(def.NodeSelector))
-		for k, v := range def.NodeSelector {
-			r.Spec.Model.NodeSelector[k] = v
-		}
+		maps.Copy(r.Spec.Model.NodeSelector, def.NodeSelector)
 	}
 	for _, sk := range inst.Spec.Skills {
 		if sk.SkillPackRef == "web-endpoint" || sk.SkillPackRef == "skillpack-web-endpoint" {

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -152,7 +153,7 @@ func TestDecide(t *testing.T) {
 			s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.Schedule = "every hour" }), now: "11:00",
 			want: want{phase: "Error", reason: ReasonInvalidSchedule, lastRun: "10:00", lastSched: "10:00", runName: "hb-1", total: 1,
 				events: []string{ReasonInvalidSchedule}, msgHas: `invalid schedule "every hour": expected exactly 5 fields, found 2`}},
-		{name: "invalid time zone", s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.TimeZone = ptr.To("Europe/Atlantis") }), now: "11:00",
+		{name: "invalid time zone", s: sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.TimeZone = new("Europe/Atlantis") }), now: "11:00",
 			want: want{phase: "Error", reason: ReasonInvalidSchedule, lastRun: "10:00", lastSched: "10:00", runName: "hb-1", total: 1,
 				events: []string{ReasonInvalidSchedule}, msgHas: "unknown time zone Europe/Atlantis"}},
 		{name: "a cron with no tick for years never fires (sympozium fired on every sync)",
@@ -172,12 +173,7 @@ func TestDecide(t *testing.T) {
 			in := Input{Schedule: tc.s, InstanceFound: !tc.noIns, Runs: tc.runs, Now: atS(tc.now)}
 			if tc.taken != nil {
 				in.NameTaken = func(n string) bool {
-					for _, x := range tc.taken {
-						if x == n {
-							return true
-						}
-					}
-					return false
+					return slices.Contains(tc.taken, n)
 				}
 			}
 			before := tc.s.DeepCopy()
@@ -244,10 +240,10 @@ func TestDecide(t *testing.T) {
 func TestIncludeMemoryFalseIsStored(t *testing.T) {
 	// sympozium's bool with omitempty drops false, which its default turns
 	// back into true; the pointer keeps it.
-	b, err := json.Marshal(v1alpha1.SympoziumScheduleSpec{IncludeMemory: ptr.To(false)})
+	b, err := json.Marshal(v1alpha1.SympoziumScheduleSpec{IncludeMemory: new(false)})
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"includeMemory":false`)
-	assert.False(t, IncludeMemory(&v1alpha1.SympoziumSchedule{Spec: v1alpha1.SympoziumScheduleSpec{IncludeMemory: ptr.To(false)}}))
+	assert.False(t, IncludeMemory(&v1alpha1.SympoziumSchedule{Spec: v1alpha1.SympoziumScheduleSpec{IncludeMemory: new(false)}}))
 	assert.True(t, IncludeMemory(&v1alpha1.SympoziumSchedule{}))
 }
 

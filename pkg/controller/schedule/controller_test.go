@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2/ktesting"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -134,7 +133,7 @@ func newSchedule(mods ...func(*v1alpha1.SympoziumSchedule)) *v1alpha1.SympoziumS
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hb", UID: "sched-uid", Generation: 1,
 			CreationTimestamp: metav1.NewTime(t0.Add(-90 * time.Minute))},
 		Spec: v1alpha1.SympoziumScheduleSpec{InstanceRef: "inst", Schedule: "0 * * * *", Task: "check in",
-			Type: "heartbeat", ConcurrencyPolicy: "Forbid", IncludeMemory: ptr.To(true)},
+			Type: "heartbeat", ConcurrencyPolicy: "Forbid", IncludeMemory: new(true)},
 		Status: v1alpha1.SympoziumScheduleStatus{Phase: "Active", LastRunTime: mtime(t0.Add(-time.Hour)),
 			LastScheduleTime: mtime(t0.Add(-time.Hour)), LastRunName: "hb-1", TotalRuns: 1, NextRunTime: mtime(t0),
 			Conditions: []metav1.Condition{{Type: schedule.ConditionReady, Status: metav1.ConditionTrue, Reason: schedule.ReasonScheduled,
@@ -241,7 +240,7 @@ func TestReplaceCancelsThenCreates(t *testing.T) {
 	f := newFixture(t, t0.Add(time.Second))
 	f.add(newSchedule(func(s *v1alpha1.SympoziumSchedule) {
 		s.Spec.ConcurrencyPolicy = "Replace"
-		s.Spec.IncludeMemory = ptr.To(false)
+		s.Spec.IncludeMemory = new(false)
 	}), newInstance(), scheduledRun("hb-1", t0.Add(-time.Hour), v1alpha1.PhaseRunning))
 	require.NoError(t, f.sync("hb"))
 	assert.Equal(t, []string{"patch agentruns", "create agentruns", "update sympoziumschedules/status"}, f.requests())
@@ -267,7 +266,7 @@ func TestForbidSkipsWithAnEvent(t *testing.T) {
 // over; once the cache holds it, the tick counts as fired.
 func TestAlreadyExistsWaitsForTheCache(t *testing.T) {
 	f := newFixture(t, t0.Add(time.Second))
-	f.add(newSchedule(func(s *v1alpha1.SympoziumSchedule) { s.Spec.IncludeMemory = ptr.To(false) }), newInstance())
+	f.add(newSchedule(func(s *v1alpha1.SympoziumSchedule) { s.Spec.IncludeMemory = new(false) }), newInstance())
 	require.NoError(t, f.client.Tracker().Add(scheduledRun("hb-2", t0, v1alpha1.PhasePending)))
 	err := f.sync("hb")
 	require.True(t, apierrors.IsAlreadyExists(err), "%v", err)
@@ -286,7 +285,7 @@ func TestAlreadyExistsWaitsForTheCache(t *testing.T) {
 
 func TestRejectedRunIsAConditionAndAnEvent(t *testing.T) {
 	f := newFixture(t, t0.Add(time.Second))
-	f.add(newSchedule(func(s *v1alpha1.SympoziumSchedule) { s.Spec.IncludeMemory = ptr.To(false) }), newInstance())
+	f.add(newSchedule(func(s *v1alpha1.SympoziumSchedule) { s.Spec.IncludeMemory = new(false) }), newInstance())
 	f.client.PrependReactor("create", "agentruns", func(core.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("AgentRun").GroupKind(), "hb-2",
 			field.ErrorList{field.Required(field.NewPath("spec", "model", "model"), "")})
