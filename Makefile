@@ -30,8 +30,8 @@ lint:
 	@out=$$(gofmt -l cmd pkg hack); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATIC) go vet ./...
 	$(STATIC) go fix -diff $(NONGEN)
-	@if go list -f '{{join .Imports "\n"}}' ./pkg/agentrun/... | grep -E '^k8s.io/(client-go|klog)'; then \
-		echo "pkg/agentrun must stay pure: no client-go or klog imports"; exit 1; fi
+	@if go list -f '{{join .Imports "\n"}}' ./pkg/agentrun/... ./pkg/schedule/... | grep -E '^k8s.io/(client-go|klog)'; then \
+		echo "pkg/agentrun and pkg/schedule must stay pure: no client-go or klog imports"; exit 1; fi
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/sympozium-controller

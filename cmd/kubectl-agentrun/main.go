@@ -5,6 +5,8 @@
 //	kubectl agentrun result NAME                                            print a finished run's result
 //	kubectl agentrun logs NAME                                              print the agent's log
 //	kubectl agentrun cancel [--wait] NAME                                   stop a run, keeping its record
+//	kubectl agentrun schedule NAME                                          a SympoziumSchedule's next tick and last runs
+//	kubectl agentrun trigger NAME                                           create a run of a SympoziumSchedule now
 //
 // Every command takes kubectl's -n/--namespace, --context, --kubeconfig and
 // -o json|yaml, and loads the kubeconfig by client-go's rules ($KUBECONFIG,
@@ -40,6 +42,9 @@ Commands:
   logs NAME          print the agent's log (its pod's container "agent")
   cancel NAME        stop a run and keep its record (spec.cancel: it ends Failed, reason Cancelled);
                      --wait follows it until the controller recorded the end
+  schedule NAME      print a SympoziumSchedule: its phase, next tick and last runs
+  trigger NAME       create a run of a SympoziumSchedule now, as its tick would
+                     (like kubectl create job --from=cronjob/NAME)
 
 Flags of every command:
   -n, --namespace NS   namespace (default: the kubeconfig context's)
@@ -84,6 +89,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdLogs(ctx, rest, stdout, stderr)
 	case "cancel":
 		err = cmdCancel(ctx, rest, stdout, stderr)
+	case "schedule":
+		err = cmdSchedule(ctx, rest, stdout, stderr)
+	case "trigger":
+		err = cmdTrigger(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "kubectl agentrun: unknown command %q\n\n%s", cmd, usage)
 		return exitError

@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The IANA zones of schedules' spec.timeZone (and CRON_TZ=): the
+	// image has no /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"k8s.io/klog/v2"
 
@@ -23,7 +26,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	klog.InitFlags(fs)
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
-	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workers per AgentRun queue (the instance and skill pack queues get a quarter, at least 1).")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workers per AgentRun queue (the instance, skill pack and schedule queues get a quarter, at least 1).")
 	qps := fs.Float64("kube-api-qps", float64(cfg.QPS), "Client queries per second to the API server.")
 	fs.IntVar(&cfg.Burst, "kube-api-burst", cfg.Burst, "Client burst to the API server.")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "Watch only this namespace; empty watches all.")

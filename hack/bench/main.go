@@ -64,6 +64,7 @@ type options struct {
 	keepCluster                 bool
 	memoryProfile               int
 	realNodeRuns                int
+	schedules, idleSchedules    int
 }
 
 func main() {
@@ -83,13 +84,15 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 16, "parallel creators")
 	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 900 pods a node)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
-	flag.StringVar(&o.phases, "phases", "realnode,burst,steady,memory", "phases to run (always in this order: realnode on its own control plane and real node, stopped before the others start; the memory phase leaves the cluster largest)")
+	flag.StringVar(&o.phases, "phases", "realnode,burst,steady,memory", "phases to run, of realnode, burst, steady, memory and schedules (always in this order: realnode on its own control plane and real node, stopped before the others start; the memory phase leaves the cluster largest; schedules is not in the default, run it alone: -phases schedules)")
 	flag.IntVar(&o.realNodeRuns, "realnode-runs", 20, "runs of each kind (bare Job, cold run, warm run) of the realnode phase")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
 	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
 	flag.StringVar(&o.controller, "controller-bin", "", "a prebuilt controller binary; empty: build ./cmd/sympozium-controller")
 	flag.BoolVar(&o.keepCluster, "keep-cluster", false, "leave the control plane running at the end")
 	flag.IntVar(&o.memoryProfile, "memory-profile", 0, "when positive: the controller runs with --profiling and this heap profile sampling rate in bytes (GODEBUG memprofilerate; the runtime's default is 524288), and the memory phase saves its heap profile after each step and each restart into -dir (heap-<runs>-after-runs.pb.gz, heap-<runs>-after-restart.pb.gz; go tool pprof -sample_index=inuse_space)")
+	flag.IntVar(&o.schedules, "schedules", 1000, "schedules phase: schedules firing on the same minute")
+	flag.IntVar(&o.idleSchedules, "idle-schedules", 10000, "schedules phase: idle schedules (next tick months away) for requests/s and RSS")
 	flag.Parse()
 	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
@@ -213,7 +216,7 @@ func (b *bench) run(ctx context.Context) error {
 			return fmt.Errorf("real node: %w", err)
 		}
 	}
-	if !b.phase("burst") && !b.phase("steady") && !b.phase("memory") {
+	if !b.phase("burst") && !b.phase("steady") && !b.phase("schedules") && !b.phase("memory") {
 		return b.print()
 	}
 	if b.e, err = setup(ctx, b.o); err != nil {
@@ -227,6 +230,11 @@ func (b *bench) run(ctx context.Context) error {
 	if b.phase("steady") {
 		if err := b.steady(ctx); err != nil {
 			return fmt.Errorf("steady state: %w", err)
+		}
+	}
+	if b.phase("schedules") {
+		if err := b.schedules(ctx); err != nil {
+			return fmt.Errorf("schedules: %w", err)
 		}
 	}
 	if b.phase("memory") {
@@ -396,7 +404,7 @@ func (o options) estimate() time.Duration {
 	if phase("realnode") {
 		t += realNodeSetup + time.Duration(o.realNodeRuns)*realNodePerTurn
 	}
-	if phase("burst") || phase("steady") || phase("memory") {
+	if phase("burst") || phase("steady") || phase("schedules") || phase("memory") {
 		t += setupCost
 	}
 	if phase("burst") {

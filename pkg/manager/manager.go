@@ -47,6 +47,7 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/agentrun"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/instance"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/schedule"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/skillpack"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
 	sympoziumscheme "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned/scheme"
@@ -486,15 +487,21 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
+	schedCtl, err := schedule.NewController(ctx, client, kube,
+		sv1alpha1.ToTypedSympoziumScheduleInformer(sv.SympoziumSchedules()), inf.Instances, inf.Runs, recorder, nil, nil)
+	if err != nil {
+		return err
+	}
 	runs, err := runstore.New(inf.Runs.Informer())
 	if err != nil {
 		return err
 	}
 	instCtl.ReportSyncs(p.metrics.ObserveSync)
+	schedCtl.ReportSyncs(p.metrics.ObserveSync)
 	packCtl.ReportSyncs(p.metrics.ObserveSync)
 	p.registerMetrics(inf, runs, runCtl)
 	p.mu.Lock()
-	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced}
+	p.synced = []func() bool{runCtl.HasSynced, instCtl.HasSynced, packCtl.HasSynced, schedCtl.HasSynced}
 	p.mu.Unlock()
 
 	sf.Start(ctx.Done())
@@ -509,6 +516,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	wg.Go(func() { runCtl.Run(ctx, cfg.Workers) })
 	wg.Go(func() { instCtl.Run(ctx, max(1, cfg.Workers/4)) })
 	wg.Go(func() { packCtl.Run(ctx, max(1, cfg.Workers/4)) })
+	wg.Go(func() { schedCtl.Run(ctx, max(1, cfg.Workers/4)) })
 	<-ctx.Done()
 	wg.Wait()
 	sf.Shutdown()

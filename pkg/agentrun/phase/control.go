@@ -63,7 +63,12 @@ func (m *machine) parent() *v1alpha1.AgentRun {
 // grace period, as the workload's controller deletes the pod.
 func (m *machine) stopRequested() bool {
 	if m.run().Spec.Cancel {
-		m.fail(v1alpha1.ReasonCancelled, "the run was cancelled (spec.cancel)"+m.stoppedWhile(), nil)
+		msg := "the run was cancelled (spec.cancel)"
+		if by := m.run().Annotations[v1alpha1.AnnotationCancelledBy]; by != "" {
+			// A schedule's concurrencyPolicy Replace names itself.
+			msg = "the run was cancelled (spec.cancel) by " + by
+		}
+		m.fail(v1alpha1.ReasonCancelled, msg+m.stoppedWhile(), nil)
 		return true
 	}
 	p := m.parent()

@@ -65,6 +65,22 @@ var control = []lifecycleStep{
 			events: []string{v1alpha1.ReasonCancelled}, errorHas: "while waiting (WaitingForCapacity)"}},
 	},
 	{
+		name: "cancelled by a schedule (Replace): the message names it",
+		in: func(k kit) Observed {
+			in := Observed{Run: k.run(k.started, withCancel(), func(r *v1alpha1.AgentRun) {
+				r.Annotations = map[string]string{v1alpha1.AnnotationCancelledBy: "SympoziumSchedule hb (concurrencyPolicy Replace)"}
+			}), Instance: newInstance()}
+			k.workload(&in, agentPodRunning())
+			return in
+		},
+		wants: map[Backend]lwant{
+			"": {phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionRunning, reason: v1alpha1.ReasonCancelled,
+				deletes: true, events: []string{v1alpha1.ReasonCancelled}, errorHas: "cancelled (spec.cancel) by SympoziumSchedule hb (concurrencyPolicy Replace) while running"},
+			BackendServer: {phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionServing, reason: v1alpha1.ReasonCancelled,
+				deletes: true, removeFinalizer: true, events: []string{v1alpha1.ReasonCancelled}, errorHas: "by SympoziumSchedule hb (concurrencyPolicy Replace) while serving"},
+		},
+	},
+	{
 		name: "cancel at creation: never admitted",
 		in:   func(k kit) Observed { return Observed{Run: k.run(withCancel()), Instance: newInstance()} },
 		wants: map[Backend]lwant{"": {phase: v1alpha1.PhaseFailed, condition: v1alpha1.ConditionFailed, reason: v1alpha1.ReasonCancelled,

@@ -335,6 +335,9 @@ func (f *FinishedRun) completedAt() *metav1.Time {
 	return f.moreOrNone().CompletedAt
 }
 
+// Labels are the run's labels kept in the record (see compactFinishedRun).
+func (f *FinishedRun) Labels() map[string]string { return f.moreOrNone().Labels }
+
 // Deleting reports whether the run has a deletion timestamp.
 func (f *FinishedRun) Deleting() bool { return f.more != nil && f.more.DeletionTimestamp != nil }
 

@@ -25,6 +25,9 @@ const (
 	// FinalizerAgentRun is on its unfinished AgentRuns; the run's
 	// decision asks for its removal (phase.Decision.RemoveLegacyFinalizer).
 	FinalizerAgentRun = phase.LegacyFinalizer
+	// FinalizerSchedule is on every SympoziumSchedule it reconciled
+	// (sympoziumschedule_controller.go:22, :54-59).
+	FinalizerSchedule = "sympozium.ai/schedule-finalizer"
 )
 
 type op struct {

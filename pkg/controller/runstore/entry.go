@@ -106,6 +106,18 @@ func (e Entry) facts() (facts, bool) {
 	return facts{}, false
 }
 
+// labels are the run's labels (a record keeps this controller's own,
+// sympozium.ai/schedule among them), without rebuilding a record.
+func (e Entry) labels() map[string]string {
+	switch o := e.obj.(type) {
+	case *v1alpha1.AgentRun:
+		return o.Labels
+	case *runcache.FinishedRun:
+		return o.Labels()
+	}
+	return nil
+}
+
 // Handlers are run event handlers that get each run as an Entry.
 type Handlers struct {
 	Add    func(e Entry)

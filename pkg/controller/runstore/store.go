@@ -171,7 +171,34 @@ const (
 	liveRuns = "sympozium.ai/live"
 	// liveRunsKey is the one key of the liveRuns index.
 	liveRunsKey = "live"
+	// runsBySchedule keys the runs labelled sympozium.ai/schedule by
+	// <namespace>/<schedule>, for the schedule controller.
+	runsBySchedule = "sympozium.ai/by-schedule"
+	// LabelSchedule is the label of a schedule's runs (sympozium's).
+	LabelSchedule = "sympozium.ai/schedule"
 )
+
+// OfSchedule returns every run of the cache labelled for the schedule
+// namespace/schedule, finished ones rebuilt from their records.
+func (s *Store) OfSchedule(namespace, schedule string) ([]*v1alpha1.AgentRun, error) {
+	objs, err := s.indexer.ByIndex(runsBySchedule, namespace+"/"+schedule)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*v1alpha1.AgentRun, 0, len(objs))
+	for _, o := range objs {
+		if r, ok := EntryOf(o).Run(); ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Has reports whether the cache holds a run namespace/name.
+func (s *Store) Has(namespace, name string) bool {
+	_, ok, _ := s.indexer.GetByKey(cache.ObjectName{Namespace: namespace, Name: name}.String())
+	return ok
+}
 
 // byInstance indexes the runs for which keep is true by InstanceKey.
 func byInstance(keep func(facts) bool) cache.IndexFunc {
@@ -197,6 +224,15 @@ func addIndexes(runs cache.SharedIndexInformer) error {
 		liveRuns: func(obj any) ([]string, error) {
 			if r, ok := EntryOf(obj).facts(); ok && liveFacts(r) {
 				return []string{liveRunsKey}, nil
+			}
+			return nil, nil
+		},
+		runsBySchedule: func(obj any) ([]string, error) {
+			e := EntryOf(obj)
+			if v, ok := e.labels()[LabelSchedule]; ok && v != "" {
+				if f, ok := e.facts(); ok {
+					return []string{f.namespace + "/" + v}, nil
+				}
 			}
 			return nil, nil
 		},

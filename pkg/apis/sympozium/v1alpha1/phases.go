@@ -104,6 +104,9 @@ const (
 	LabelAgentRun = "sympozium.ai/agent-run"
 	// LabelInstance carries the run's instance.
 	LabelInstance = "sympozium.ai/instance"
+	// AnnotationCancelledBy names who set spec.cancel (a schedule replacing
+	// its run); the run's Cancelled message repeats it.
+	AnnotationCancelledBy = "sympozium.ai/cancelled-by"
 	// LabelComponent distinguishes agent pods from other children.
 	LabelComponent = "sympozium.ai/component"
 	// LabelSkillPack marks a SkillPack's rendered ConfigMap.

@@ -59,6 +59,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Sympozium().V1alpha1().SkillPacks().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("sympoziuminstances"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Sympozium().V1alpha1().SympoziumInstances().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("sympoziumschedules"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Sympozium().V1alpha1().SympoziumSchedules().Informer()}, nil
 
 	}
 

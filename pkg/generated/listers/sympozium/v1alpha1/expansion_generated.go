@@ -41,3 +41,11 @@ type SympoziumInstanceListerExpansion interface{}
 // SympoziumInstanceNamespaceListerExpansion allows custom methods to be added to
 // SympoziumInstanceNamespaceLister.
 type SympoziumInstanceNamespaceListerExpansion interface{}
+
+// SympoziumScheduleListerExpansion allows custom methods to be added to
+// SympoziumScheduleLister.
+type SympoziumScheduleListerExpansion interface{}
+
+// SympoziumScheduleNamespaceListerExpansion allows custom methods to be added to
+// SympoziumScheduleNamespaceLister.
+type SympoziumScheduleNamespaceListerExpansion interface{}

@@ -30,6 +30,8 @@ type Interface interface {
 	SkillPacks() TypedSkillPackInformer
 	// SympoziumInstances returns a SympoziumInstanceInformer.
 	SympoziumInstances() TypedSympoziumInstanceInformer
+	// SympoziumSchedules returns a SympoziumScheduleInformer.
+	SympoziumSchedules() TypedSympoziumScheduleInformer
 }
 
 type version struct {
@@ -56,4 +58,9 @@ func (v *version) SkillPacks() TypedSkillPackInformer {
 // SympoziumInstances returns a TypedSympoziumInstanceInformer.
 func (v *version) SympoziumInstances() TypedSympoziumInstanceInformer {
 	return &sympoziumInstanceInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// SympoziumSchedules returns a TypedSympoziumScheduleInformer.
+func (v *version) SympoziumSchedules() TypedSympoziumScheduleInformer {
+	return &sympoziumScheduleInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }

@@ -23,3 +23,5 @@ type AgentRunExpansion interface{}
 type SkillPackExpansion interface{}
 
 type SympoziumInstanceExpansion interface{}
+
+type SympoziumScheduleExpansion interface{}

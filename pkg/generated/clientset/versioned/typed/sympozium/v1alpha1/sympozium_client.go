@@ -31,6 +31,7 @@ type SympoziumV1alpha1Interface interface {
 	AgentRunsGetter
 	SkillPacksGetter
 	SympoziumInstancesGetter
+	SympoziumSchedulesGetter
 }
 
 // SympoziumV1alpha1Client is used to interact with features provided by the sympozium.ai group.
@@ -48,6 +49,10 @@ func (c *SympoziumV1alpha1Client) SkillPacks(namespace string) SkillPackInterfac
 
 func (c *SympoziumV1alpha1Client) SympoziumInstances(namespace string) SympoziumInstanceInterface {
 	return newSympoziumInstances(c, namespace)
+}
+
+func (c *SympoziumV1alpha1Client) SympoziumSchedules(namespace string) SympoziumScheduleInterface {
+	return newSympoziumSchedules(c, namespace)
 }
 
 // NewForConfig creates a new SympoziumV1alpha1Client for the given config.

@@ -40,6 +40,10 @@ func (c *FakeSympoziumV1alpha1) SympoziumInstances(namespace string) v1alpha1.Sy
 	return newFakeSympoziumInstances(c, namespace)
 }
 
+func (c *FakeSympoziumV1alpha1) SympoziumSchedules(namespace string) v1alpha1.SympoziumScheduleInterface {
+	return newFakeSympoziumSchedules(c, namespace)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakeSympoziumV1alpha1) RESTClient() rest.Interface {
