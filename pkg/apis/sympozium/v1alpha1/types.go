@@ -282,16 +282,21 @@ type ParentRef struct {
 	SpawnDepth int32 `json:"spawnDepth"`
 }
 
-// SkillRef mounts a SkillPack's instructions into the agent pod.
+// SkillRef mounts a SkillPack's instructions, or a ConfigMap of skills,
+// into the agent pod. One of skillPackRef and configMapRef is required; a
+// configMapRef alone (as sympozium's design document writes one) mounts that
+// ConfigMap of the run's namespace at /skills, with no SkillPack.
+// +kubebuilder:validation:XValidation:rule="(has(self.skillPackRef) && self.skillPackRef != '') || (has(self.configMapRef) && self.configMapRef != '')",message="a skill needs skillPackRef or configMapRef",reason=FieldValueRequired
 type SkillRef struct {
-	// skillPackRef is the SkillPack in the same namespace.
-	// +required
-	// +kubebuilder:validation:MinLength=1
+	// skillPackRef is the SkillPack in the same namespace (or sympozium's
+	// skills namespace).
+	// +optional
 	// +kubebuilder:validation:MaxLength=253
-	SkillPackRef string `json:"skillPackRef"`
+	SkillPackRef string `json:"skillPackRef,omitempty"`
 
 	// configMapRef overrides the ConfigMap mounted for this skill pack (by
-	// default the one the controller renders, named like the SkillPack).
+	// default the one the controller renders, named like the SkillPack);
+	// alone, it is the ConfigMap of skills the pod mounts.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ConfigMapRef string `json:"configMapRef,omitempty"`
