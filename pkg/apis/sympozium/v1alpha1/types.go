@@ -286,7 +286,7 @@ type ParentRef struct {
 // into the agent pod. One of skillPackRef and configMapRef is required; a
 // configMapRef alone (as sympozium's design document writes one) mounts that
 // ConfigMap of the run's namespace at /skills, with no SkillPack.
-// +kubebuilder:validation:XValidation:rule="(has(self.skillPackRef) && self.skillPackRef != ”) || (has(self.configMapRef) && self.configMapRef != ”)",message="a skill needs skillPackRef or configMapRef",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="(has(self.skillPackRef) && size(self.skillPackRef) > 0) || (has(self.configMapRef) && size(self.configMapRef) > 0)",message="a skill needs skillPackRef or configMapRef",reason=FieldValueRequired
 type SkillRef struct {
 	// skillPackRef is the SkillPack in the same namespace (or sympozium's
 	// skills namespace).
