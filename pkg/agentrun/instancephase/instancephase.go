@@ -462,8 +462,8 @@ func MemoryDeployment(inst *v1alpha1.SympoziumInstance, cfg Config) *appsv1.Depl
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: "memory-server", Image: image(cfg, "skill-memory"), ImagePullPolicy: corev1.PullIfNotPresent,
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
-						Env: []corev1.EnvVar{{Name: "MEMORY_DB_PATH", Value: "/data/memory.db"}, {Name: "MEMORY_PORT", Value: "8080"}},
+						Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+						Env:            []corev1.EnvVar{{Name: "MEMORY_DB_PATH", Value: "/data/memory.db"}, {Name: "MEMORY_PORT", Value: "8080"}},
 						VolumeMounts:   []corev1.VolumeMount{{Name: "memory-db", MountPath: "/data"}},
 						ReadinessProbe: probe(2, 10),
 						LivenessProbe:  probe(5, 30),

@@ -229,7 +229,9 @@ func TestResolveProvider(t *testing.T) {
 // (PVC, Deployment, Service) for the memory skill, as the original builds
 // them; removed when turned off, the data kept.
 func TestMemory(t *testing.T) {
-	enabled := func(i *v1alpha1.SympoziumInstance) { i.Spec.Memory = &v1alpha1.MemorySpec{Enabled: true, MaxSizeKB: 256} }
+	enabled := func(i *v1alpha1.SympoziumInstance) {
+		i.Spec.Memory = &v1alpha1.MemorySpec{Enabled: true, MaxSizeKB: 256}
+	}
 	t.Run("memory.enabled: the ConfigMap", func(t *testing.T) {
 		d := next(t, observed(instance(enabled)))
 		require.Equal(t, []key{{Create, KindConfigMap, "inst-memory"}}, keys(d))
