@@ -28,8 +28,9 @@ import (
 // unusedOK lists grants the suite cannot exercise, with the reason.
 var unusedOK = map[string]string{
 	"get /pods/log": "the agent log fallback (--read-logs) needs a kubelet; kwok nodes serve no logs",
-	"update sympozium.ai/agentruns/finalizers":  "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
-	"update sympozium.ai/skillpacks/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"update sympozium.ai/agentruns/finalizers":          "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"update sympozium.ai/skillpacks/finalizers":         "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"update sympozium.ai/sympoziuminstances/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
 	"patch /events":                                  "sent only when the event recorder aggregates repeated events",
 	"patch apps/deployments":                         "retires a kept server's Deployment: a server run that fails with cleanup: keep for a reason that does not force the cleanup; no test makes one",
 	"patch /services":                                "retires a kept server's Service (as patch apps/deployments)",

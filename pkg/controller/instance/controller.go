@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
@@ -54,6 +55,8 @@ type Controller struct {
 	// runEvents are the run handlers (the tests deliver events through
 	// them as the informer does).
 	runEvents cache.ResourceEventHandlerFuncs
+	// children runs the instances' objects (ManageChildren); nil: none.
+	children *children
 }
 
 // NewController wires the event handlers. rl may be nil; clk nil is the
@@ -192,6 +195,19 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		SucceededRuns: counts.Succeeded, FailedRuns: counts.Failed,
 	}
 	sympoziumStatus(inst, tl.Serving > 0, counts.Active, &st)
+	if c.children != nil {
+		// The instance's objects: observed from the caches, decided once,
+		// applied.
+		in, err := c.observeChildren(inst)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		d := instancephase.Next(in)
+		if err := c.applyChildren(ctx, logger, d); err != nil {
+			errs = append(errs, err)
+		}
+		st.Channels = d.Channels
+	}
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
@@ -227,8 +243,8 @@ func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.O
 	return pruned, errors.Join(errs...)
 }
 
-// ChannelMessage is the message of every channel's status: this controller
-// runs no channel gateway.
+// ChannelMessage is the message of every channel's status when the
+// controller runs no channel gateway (ManageChildren not called).
 const ChannelMessage = "channel gateways are not run by sympozium-controller"
 
 // sympoziumStatus fills in the fields sympozium's web UI and TUI read, with
