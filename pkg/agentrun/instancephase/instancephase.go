@@ -52,6 +52,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
@@ -149,8 +150,11 @@ type Observed struct {
 	// (the name is taken; the original does not replace it either).
 	WebEndpoint         *v1alpha1.AgentRun
 	WebEndpointFinished bool
-	Config              Config
-	Now                 time.Time
+	// WebEndpointFinishedUID is that finished run's UID, when it is of this
+	// instance: it is deleted once the web endpoint is unlisted.
+	WebEndpointFinishedUID types.UID
+	Config                 Config
+	Now                    time.Time
 }
 
 // Decision is what Next decided.
@@ -324,8 +328,12 @@ func (m *decider) webEndpoint() {
 	cur := m.in.WebEndpoint
 	skill, want := webSkill(inst)
 	if !want {
-		if cur != nil && cur.DeletionTimestamp == nil {
+		switch {
+		case cur != nil && cur.DeletionTimestamp == nil:
 			m.deleteOurs(KindAgentRun, cur)
+		case cur == nil && m.in.WebEndpointFinished && m.in.WebEndpointFinishedUID != "":
+			m.act(Delete, KindAgentRun, &v1alpha1.AgentRun{ObjectMeta: metav1.ObjectMeta{
+				Name: WebEndpointName(inst.Name), Namespace: inst.Namespace, UID: m.in.WebEndpointFinishedUID}})
 		}
 		return
 	}

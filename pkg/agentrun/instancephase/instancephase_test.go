@@ -194,6 +194,13 @@ func TestWebEndpoint(t *testing.T) {
 		in.WebEndpointFinished = true
 		assert.Empty(t, Next(in).Actions)
 	})
+	t.Run("unlisted, a finished one of the instance: deleted", func(t *testing.T) {
+		in := observed(instance())
+		in.WebEndpointFinished, in.WebEndpointFinishedUID = true, "uid-run"
+		d := Next(in)
+		assert.Equal(t, []key{{Delete, KindAgentRun, "inst-web-endpoint"}}, keys(d))
+		assert.EqualValues(t, "uid-run", d.Actions[0].Object.GetUID())
+	})
 	t.Run("skillpack-web-endpoint also turns it on", func(t *testing.T) {
 		d := next(t, observed(instance(withSkills(v1alpha1.SkillRef{SkillPackRef: "skillpack-web-endpoint"}))))
 		assert.Equal(t, []key{{Create, KindAgentRun, "inst-web-endpoint"}}, keys(d))

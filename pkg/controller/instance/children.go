@@ -20,6 +20,7 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
+	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 )
 
 // Children are the informers of the objects an instance runs (see
@@ -131,6 +132,16 @@ func (c *Controller) observeChildren(inst *v1alpha1.SympoziumInstance) (instance
 		return in, err
 	}
 	in.WebEndpointFinished = c.runs.FinishedAtRest(cache.ObjectName{Namespace: inst.Namespace, Name: name})
+	if in.WebEndpointFinished {
+		if obj, ok, _ := c.runsIndexer.GetByKey(inst.Namespace + "/" + name); ok {
+			e := runstore.EntryOf(obj)
+			if ns, owner, ok := e.Instance(); ok && ns == inst.Namespace && owner == inst.Name {
+				if h, ok := e.History(); ok {
+					in.WebEndpointFinishedUID = h.UID()
+				}
+			}
+		}
+	}
 	return in, nil
 }
 

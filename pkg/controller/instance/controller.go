@@ -45,11 +45,13 @@ type Controller struct {
 	client    clientset.Interface
 	instances listers.SympoziumInstanceLister
 	runs      *runstore.Store
-	synced    []cache.InformerSynced
-	worker    *worker.Worker
-	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	coalesce  time.Duration
-	clock     clock.WithTicker
+	// runsIndexer is the run informer's store (records of finished runs).
+	runsIndexer cache.Indexer
+	synced      []cache.InformerSynced
+	worker      *worker.Worker
+	queue       workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	coalesce    time.Duration
+	clock       clock.WithTicker
 	// tally counts each instance's runs from the run events.
 	tally *tally
 	// runEvents are the run handlers (the tests deliver events through
@@ -81,6 +83,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	if c.runs, err = runstore.New(runs.Informer()); err != nil {
 		return nil, err
 	}
+	c.runsIndexer = runs.Informer().GetIndexer()
 	if err := index.Add(pods); err != nil {
 		return nil, err
 	}
