@@ -2,7 +2,10 @@
 // instance's runs into its status and deletes its finished runs beyond
 // spec.runHistoryLimit (and the per-outcome successful/failed limits),
 // oldest first, and those whose ttlSecondsAfterFinished ran out, woken by
-// the queue's AddAfter on the injected clock; never a live run.
+// the queue's AddAfter on the injected clock; never a live run. With
+// ManageChildren it also runs the instance's objects as sympozium's
+// instance controller did (web-endpoint run, memory, channel gateways),
+// decided by the pure instancephase.Next.
 package instance
 
 import (

@@ -547,12 +547,12 @@ type SympoziumInstanceSpec struct {
 
 	// The fields below are sympozium's. This controller admits and keeps
 	// them so that sympozium's clients (web UI, CLI, TUI, PersonaPacks) work
-	// unchanged, but does not act on them: channel gateways, policies,
-	// memory and MCP servers and the web endpoint are run by other
-	// components.
+	// unchanged. It runs channels and memory as sympozium's instance
+	// controller did (see the README); policies and MCP servers are run by
+	// other components.
 
 	// channels this instance connects to (telegram, whatsapp, discord,
-	// slack, ...). Kept, not acted on.
+	// slack): one gateway Deployment <instance>-channel-<type> each.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
@@ -561,7 +561,8 @@ type SympoziumInstanceSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	PolicyRef string `json:"policyRef,omitempty"`
-	// memory configures persistent memory. Kept, not acted on.
+	// memory configures persistent memory: enabled, the ConfigMap
+	// <instance>-memory.
 	// +optional
 	Memory *MemorySpec `json:"memory,omitempty"`
 	// observability configures OpenTelemetry for agent pods. Kept, not
@@ -886,15 +887,15 @@ type SympoziumInstanceStatus struct {
 	// The fields below are the ones sympozium's web UI and TUI read.
 
 	// phase is Serving while a run of the instance serves, else Running
-	// (sympozium also writes Error when its channel gateways fail; this
-	// controller runs none).
+	// (sympozium also writes Error when a channel's Secret is missing; here
+	// a channel's problem is in its entry of channels).
 	// +optional
 	Phase string `json:"phase,omitempty"`
 	// activeAgentPods counts runs in Running or Serving.
 	// +optional
 	ActiveAgentPods int32 `json:"activeAgentPods,omitempty"`
-	// channels reports each channel of the spec. This controller runs no
-	// channel gateway, so it reports each one Disconnected, saying so.
+	// channels reports each channel of the spec: Pending, Connected (its
+	// gateway has a ready replica), Disconnected or Error, with a message.
 	// +optional
 	// +listType=atomic
 	Channels []ChannelStatus `json:"channels,omitempty"`
