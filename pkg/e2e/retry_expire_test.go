@@ -55,11 +55,15 @@ func terminateContainers(p *corev1.Pod, now metav1.Time, exit int32, reason, age
 	}
 }
 
-// onLiveAgentPod waits up to 30s for a running, undeleted pod of the run
-// on which act succeeds (to verb it), and returns that pod's name.
+// onLiveAgentPod waits for a running, undeleted pod of the run on which act
+// succeeds (to verb it), and returns that pod's name. The bound is the
+// runs' own timeout in the tests that disrupt pods (3 minutes), not a guess
+// at how soon a pod runs: the chaos test starts waiting when it starts
+// creating its runs, and on a loaded machine, with the controller killed
+// and restarted, the last run's pod ran after more than 30 s.
 func (e *env) onLiveAgentPod(t *testing.T, ns, run, verb string, act func(context.Context, *corev1.Pod) error) string {
 	t.Helper()
-	return e.onLivePodBut(t, ns, run, verb, "", 30*time.Second, act)
+	return e.onLivePodBut(t, ns, run, verb, "", 3*time.Minute, act)
 }
 
 // onLivePodBut is onLiveAgentPod that passes over the pod named skip and
