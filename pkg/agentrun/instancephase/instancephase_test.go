@@ -1,6 +1,7 @@
 package instancephase
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -74,9 +75,7 @@ func settle(t *testing.T, in Observed, d Decision) Observed {
 
 func put[T metav1.Object](m map[string]T, o T, v Verb) map[string]T {
 	out := map[string]T{}
-	for k, x := range m {
-		out[k] = x
-	}
+	maps.Copy(out, m)
 	if v == Delete {
 		delete(out, o.GetName())
 	} else {
