@@ -38,15 +38,17 @@ build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/kubectl-agentrun ./cmd/kubectl-agentrun
 
 # Every test: unit tests, fixture tests, and the end-to-end tests on a real
-# local control plane (built from pinned modules on first use, then cached).
+# local control plane (built from pinned modules on first use, then cached)
+# and on a real node (hack/e2e, hack/e2e/realnode, hack/localcp's smoke
+# test: they run only with SYMPOZIUM_E2E=1).
 test:
-	go test -race -count=1 -timeout 60m ./...
+	SYMPOZIUM_E2E=1 go test -race -count=1 -timeout 60m ./...
 	@if [ -d pkg/agentrun/phase ]; then go test -run '^$$' -fuzz '^FuzzNext$$' -fuzztime $(FUZZTIME) ./pkg/agentrun/phase; fi
 	@if [ -d pkg/agentrun/phase ]; then go test -run '^$$' -fuzz '^FuzzNextBackends$$' -fuzztime $(FUZZTIME) ./pkg/agentrun/phase; fi
 
-# Unit tests only: no control plane.
+# Unit tests only: no control plane (a plain go test ./... is the same).
 unit-test:
-	SYMPOZIUM_E2E=0 go test -race -count=1 ./...
+	go test -race -count=1 ./...
 
 # The controller's image without an image engine: an OCI image layout tar of
 # the static binary of make build, as the Dockerfile builds it (user 65532,

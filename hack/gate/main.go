@@ -11,8 +11,8 @@
 // It answers "is the gate trustworthy?": a test that fails once in N runs
 // under load blocks every landing.
 //
-//	go run ./hack/gate -runs 10 -load 3 ./pkg/e2e
-//	go run ./hack/gate -runs 20 -load 3 -run '^TestChaos' ./pkg/e2e
+//	go run ./hack/gate -runs 10 -load 3 ./hack/e2e
+//	go run ./hack/gate -runs 20 -load 3 -run '^TestChaos' ./hack/e2e
 package main
 
 import (
@@ -129,6 +129,7 @@ func runOnce(ctx context.Context, i int, args []string, out string, tallies map[
 	}
 	defer func() { _ = f.Close() }()
 	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "SYMPOZIUM_E2E=1") // the end-to-end tests run only with it
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

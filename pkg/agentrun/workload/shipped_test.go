@@ -21,7 +21,7 @@ import (
 )
 
 // The SkillPacks sympozium ships (config/skills/*.yaml at 25c0bb2, copied
-// once as test data, beside the rest of its objects that pkg/e2e tries on
+// once as test data, beside the rest of its objects that hack/e2e tries on
 // the API server), and what the original's controller
 // (internal/controller/agentrun_controller.go buildContainers, buildVolumes,
 // buildJob, reconcilePendingServer) puts in the pod for each, written out by

@@ -66,8 +66,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Getenv("SYMPOZIUM_E2E") == "0" {
-		skipWhy = "SYMPOZIUM_E2E=0"
+	if os.Getenv("SYMPOZIUM_E2E") != "1" {
+		skipWhy = "end-to-end: set SYMPOZIUM_E2E=1 (make test and make verify do)"
 		return m.Run()
 	}
 	for _, a := range os.Args {

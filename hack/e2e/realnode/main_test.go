@@ -5,11 +5,11 @@
 // with kubectl apply -k and the image `make image` builds), and agents
 // running as real containers of the test agent (hack/testagent) on a
 // kubelet with containerd (hack/realnode). Everything else stays on kwok
-// (pkg/e2e).
+// (hack/e2e).
 //
-// They run in `make test` as root on Linux. A machine that cannot run a
-// real node fails them with the reason; SYMPOZIUM_REALNODE=0 skips them
-// (and SYMPOZIUM_E2E=0 or -short, as for pkg/e2e).
+// They run with SYMPOZIUM_E2E=1 (make test and make verify set it), as root
+// on Linux. A machine that cannot run a real node fails them with the
+// reason; SYMPOZIUM_REALNODE=0 skips them (and -short, as for hack/e2e).
 package realnode
 
 import (
@@ -65,8 +65,8 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	switch {
-	case os.Getenv("SYMPOZIUM_E2E") == "0":
-		skipWhy = "SYMPOZIUM_E2E=0"
+	case os.Getenv("SYMPOZIUM_E2E") != "1":
+		skipWhy = "end-to-end: set SYMPOZIUM_E2E=1 (make test and make verify do)"
 	case os.Getenv("SYMPOZIUM_REALNODE") == "0":
 		skipWhy = "SYMPOZIUM_REALNODE=0"
 	}
