@@ -34,6 +34,8 @@ func main() {
 	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "Image of the agent container.")
 	fs.StringVar(&cfg.SandboxImage, "sandbox-image", cfg.SandboxImage, "Default image of the container sandbox sidecar.")
 	fs.StringVar(&cfg.EventBusURL, "event-bus-url", "", "sympozium's event bus (e.g. nats://nats.sympozium-system.svc:4222); when set, agent pods get the ipc-bridge sidecar that publishes their result to it.")
+	fs.StringVar(&cfg.ImageRegistry, "image-registry", envOr("SYMPOZIUM_IMAGE_REGISTRY", cfg.ImageRegistry), "Registry of the instances' channel gateway (channel-<type>) and memory server (skill-memory) images, as sympozium's SYMPOZIUM_IMAGE_REGISTRY (which is this flag's default when set).")
+	fs.StringVar(&cfg.ImageTag, "image-tag", cfg.ImageTag, "Tag of the instances' channel gateway and memory server images (sympozium's controller uses its own version, latest when unset).")
 	fs.StringVar(&cfg.IPCBridgeImage, "ipc-bridge-image", cfg.IPCBridgeImage, "Image of the ipc-bridge sidecar (with --event-bus-url).")
 	fs.BoolVar(&cfg.AllowHostAccess, "allow-host-access", false, "Let SkillPack sidecars with hostAccess (host namespaces, root, hostPath) run; such pods break Pod Security restricted. Without it, runs mounting one fail.")
 	fs.StringVar(&cfg.SkillsNamespace, "skills-namespace", cfg.SkillsNamespace, "Namespace of the cluster's SkillPacks (sympozium installs its built-in ones there): only SkillPacks from there may declare clusterRBAC.")
@@ -77,4 +79,12 @@ func main() {
 	}
 	logger.Info("Stopped")
 	klog.Flush()
+}
+
+// envOr is the environment variable k, or def when it is unset or empty.
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }

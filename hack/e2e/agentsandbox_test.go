@@ -290,6 +290,19 @@ func TestAgentSandboxRefusalsFailFast(t *testing.T) {
 		events := e.kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name="+name+",involvedObject.kind=AgentRun", "-o", "jsonpath={.items[*].message}")
 		assert.Contains(t, events, want[0], name)
 	}
+
+	// A warm pool whose template cannot receive the task (no downward API
+	// volume of the pod's annotations): the run fails before claiming,
+	// saying what the template lacks, instead of waiting for its timeout.
+	e.apply(t, sandboxTemplateYAML(ns, "no-podinfo", "Disallowed", false))
+	e.apply(t, warmPoolYAML(ns, "no-podinfo", "no-podinfo", 0))
+	e.apply(t, runYAML(ns, "nopodinfo", "inst", nil, "  timeout: 5m\n  agentSandbox: {enabled: true, warmPoolRef: no-podinfo}\n"))
+	r := e.waitPhase(t, ns, "nopodinfo", v1alpha1.PhaseFailed, 30*time.Second)
+	assert.Equal(t, v1alpha1.ReasonInvalidSpec, failedReason(r))
+	assert.Contains(t, r.Status.Error, `SandboxTemplate no-podinfo has no downward API volume of metadata.annotations (file annotations)`)
+	assert.Empty(t, r.Status.SandboxClaimName, "no claim")
+	_, err := e.dynamic(t).Resource(claimsGVR).Namespace(ns).Get(context.Background(), "nopodinfo", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "no claim: %v", err)
 }
 
 // TestAgentSandboxWarmPool: a run on a warm pool of a stock agent-sandbox

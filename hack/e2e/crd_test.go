@@ -232,6 +232,8 @@ func TestInvalidRunsRejected(t *testing.T) {
 			[]string{"spec.retry.infrastructure: Forbidden: retry.infrastructure is not supported with agentSandbox.enabled: a lost sandbox pod fails the run"}},
 		{"negative ttlSecondsAfterFinished", with("  ttlSecondsAfterFinished: -1\n"),
 			[]string{`spec.ttlSecondsAfterFinished: Invalid value: -1: ttlSecondsAfterFinished must be 0 or more`}},
+		{"skill with neither skillPackRef nor configMapRef", with("  skills: [{params: {k: v}}]\n"),
+			[]string{"spec.skills[0]: Required value: a skill needs skillPackRef or configMapRef"}},
 		{"two mistakes, two messages", with("  mode: batch\n  timeout: soon\n"),
 			[]string{`spec.mode: Invalid value: "batch": mode must be task or server`,
 				`spec.timeout: Invalid value: "soon": timeout must be a duration such as 90s, 5m or 1h30m`}},
@@ -244,6 +246,32 @@ func TestInvalidRunsRejected(t *testing.T) {
 	// Nothing was stored.
 	out := e.kubectl(t, "get", "agentruns", "-n", ns, "-o", "name")
 	assert.Empty(t, strings.TrimSpace(out))
+}
+
+// TestSkillConfigMapRefAlone: a skill given as a configMapRef alone, as
+// sympozium's design document writes one and its CRD admits, is admitted on
+// an instance and on a run, and kept as written (issue 24).
+func TestSkillConfigMapRefAlone(t *testing.T) {
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	e.apply(t, fmt.Sprintf(`apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumInstance
+metadata:
+  name: inst
+  namespace: %s
+spec:
+  skills:
+  - skillPackRef: k8s
+  - skillPackRef: web
+    configMapRef: web-cm
+  - configMapRef: my-skills
+`, ns))
+	e.apply(t, minimalRun(ns, "r", "  skills: [{configMapRef: my-skills}]\n"))
+	inst, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(context.Background(), "inst", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, v1alpha1.SkillRef{ConfigMapRef: "my-skills"}, inst.Spec.Skills[2])
+	run := e.getRun(t, ns, "r")
+	assert.Equal(t, []v1alpha1.SkillRef{{ConfigMapRef: "my-skills"}}, run.Spec.Skills)
 }
 
 // rejections creates the object of manifest and returns the API server's

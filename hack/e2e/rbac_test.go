@@ -28,15 +28,17 @@ import (
 // unusedOK lists grants the suite cannot exercise, with the reason.
 var unusedOK = map[string]string{
 	"get /pods/log": "the agent log fallback (--read-logs) needs a kubelet; kwok nodes serve no logs",
-	"update sympozium.ai/agentruns/finalizers":  "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
-	"update sympozium.ai/skillpacks/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
-	"patch /events":                                  "sent only when the event recorder aggregates repeated events",
-	"patch apps/deployments":                         "retires a kept server's Deployment: a server run that fails with cleanup: keep for a reason that does not force the cleanup; no test makes one",
-	"patch /services":                                "retires a kept server's Service (as patch apps/deployments)",
-	"get apps/deployments":                           "confirms a lost server's Deployment before the run fails (the cache misses a recorded workload): the suite may lose none",
-	"get agents.x-k8s.io/sandboxes":                  "confirms a lost Sandbox before the run fails, as get apps/deployments",
-	"get extensions.agents.x-k8s.io/sandboxclaims":   "confirms a lost SandboxClaim before the run fails, as get apps/deployments",
-	"patch extensions.agents.x-k8s.io/sandboxclaims": "retires a kept SandboxClaim: the warm-pool tests use cleanup: delete",
+	"update sympozium.ai/agentruns/finalizers":          "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"update sympozium.ai/skillpacks/finalizers":         "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"update sympozium.ai/sympoziuminstances/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
+	"list /persistentvolumeclaims":                      "the instance controller's PVC informer starts with a watch-list (client-go's WatchListClient) on this API server; list is its fallback on one without it",
+	"patch /events":                                     "sent only when the event recorder aggregates repeated events",
+	"patch apps/deployments":                            "retires a kept server's Deployment: a server run that fails with cleanup: keep for a reason that does not force the cleanup; no test makes one",
+	"patch /services":                                   "retires a kept server's Service (as patch apps/deployments)",
+	"get apps/deployments":                              "confirms a lost server's Deployment before the run fails (the cache misses a recorded workload): the suite may lose none",
+	"get agents.x-k8s.io/sandboxes":                     "confirms a lost Sandbox before the run fails, as get apps/deployments",
+	"get extensions.agents.x-k8s.io/sandboxclaims":      "confirms a lost SandboxClaim before the run fails, as get apps/deployments",
+	"patch extensions.agents.x-k8s.io/sandboxclaims":    "retires a kept SandboxClaim: the warm-pool tests use cleanup: delete",
 }
 
 type request struct {

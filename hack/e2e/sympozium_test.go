@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -407,14 +408,25 @@ spec:
 
 	e.startController(t, ns)
 
-	channels := []v1alpha1.ChannelStatus{
-		{Type: "telegram", Status: "Disconnected", Message: "channel gateways are not run by sympozium-controller"},
-		{Type: "whatsapp", Status: "Disconnected", Message: "channel gateways are not run by sympozium-controller"},
-	}
+	// The channels' gateways run here now (issue 24): each channel has an
+	// entry with its gateway's health.
 	require.Eventually(t, func() bool {
 		i, err := c.SympoziumInstances(ns).Get(ctx, "alice", metav1.GetOptions{})
-		return err == nil && len(i.Finalizers) == 0 && i.Status.Phase == "Running" && reflect.DeepEqual(i.Status.Channels, channels)
+		if err != nil || len(i.Finalizers) != 0 || i.Status.Phase != "Running" || len(i.Status.Channels) != 2 {
+			return false
+		}
+		for n, typ := range []string{"telegram", "whatsapp"} {
+			ch := i.Status.Channels[n]
+			if ch.Type != typ || !slices.Contains([]string{"Pending", "Connected", "Disconnected"}, ch.Status) || ch.LastHealthCheck == nil {
+				return false
+			}
+		}
+		return true
 	}, 30*time.Second, 100*time.Millisecond, "sympozium's finalizer removed and its status written")
+	for _, d := range []string{"alice-channel-telegram", "alice-channel-whatsapp"} {
+		_, err := e.kube.AppsV1().Deployments(ns).Get(ctx, d, metav1.GetOptions{})
+		assert.NoError(t, err, "the channel's gateway")
+	}
 	i, err := c.SympoziumInstances(ns).Get(ctx, "alice", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.EqualValues(t, 0, i.Status.ActiveAgentPods)

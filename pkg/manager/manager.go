@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/result"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
@@ -103,6 +104,11 @@ type Config struct {
 	SandboxVersion    string
 	SandboxRecheck    time.Duration
 
+	// ImageRegistry and ImageTag make the images of the instances' channel
+	// gateways and memory servers (see instancephase.Config).
+	ImageRegistry string
+	ImageTag      string
+
 	MetricsAddr string
 	ProbeAddr   string
 	// OTLPEndpoint is the OpenTelemetry collector's OTLP/HTTP base URL
@@ -128,6 +134,8 @@ func DefaultConfig() Config {
 		// The specification: every transition is an Event.
 		ProgressEvents:  true,
 		AgentImage:      "ghcr.io/sympozium-ai/sympozium/agent-runner:latest",
+		ImageRegistry:   instancephase.DefaultImageRegistry,
+		ImageTag:        instancephase.DefaultImageTag,
 		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
 		SkillsNamespace: workload.DefaultSkillsNamespace,
@@ -483,6 +491,22 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
+	// The objects instances run (channels, memory), the original's ones
+	// too: selected by their component label, not by managed-by.
+	instf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
+		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = instancephase.ChildSelector
+		}), informers.WithTransform(trimMeta))
+	if err := instCtl.ManageChildren(instance.Children{
+		Kube: kube, ConfigMaps: instf.Core().V1().ConfigMaps(), Deployments: instf.Apps().V1().Deployments(),
+		Services: instf.Core().V1().Services(), PVCs: instf.Core().V1().PersistentVolumeClaims(),
+		Config: instancephase.Config{
+			ImageRegistry: cfg.ImageRegistry, ImageTag: cfg.ImageTag, EventBusURL: cfg.EventBusURL,
+			OTLPEndpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		},
+	}); err != nil {
+		return err
+	}
 	packCtl, err := skillpack.NewController(ctx, client, kube, inf.SkillPacks, configMaps, nil)
 	if err != nil {
 		return err
@@ -508,6 +532,8 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	kf.Start(ctx.Done())
 	mf.Start(ctx.Done())
 	cf.Start(ctx.Done())
+	instf.Start(ctx.Done())
+	defer instf.Shutdown()
 	if skillsFactory != nil {
 		skillsFactory.Start(ctx.Done())
 		defer skillsFactory.Shutdown()
@@ -554,4 +580,19 @@ func (p *process) registerMetrics(inf agentrun.Informers, runs *runstore.Store, 
 		}
 		return out
 	})
+}
+
+// trimMeta drops what the instance controller never reads of its
+// children: managed fields and kubectl's last-applied annotation.
+func trimMeta(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				m.SetAnnotations(a)
+			}
+		}
+	}
+	return obj, nil
 }

@@ -604,6 +604,18 @@ func TestSkillsVolume(t *testing.T) {
 		}
 		assert.Equal(t, []string{"workspace", "tmp", "ipc"}, volumeNames(tmpl.Spec))
 	})
+	t.Run("a configMapRef alone mounts its ConfigMap, as the original does", func(t *testing.T) {
+		run := newRun(withSkills(v1alpha1.SkillRef{ConfigMapRef: "my-skills"}))
+		tmpl, err := PodTemplate(testCfg, Inputs{Run: run, Now: now})
+		require.NoError(t, err)
+		require.Equal(t, []string{"workspace", "tmp", "ipc", "skills"}, volumeNames(tmpl.Spec))
+		proj := tmpl.Spec.Volumes[3].Projected
+		require.NotNil(t, proj)
+		require.Len(t, proj.Sources, 1)
+		assert.Equal(t, "my-skills", proj.Sources[0].ConfigMap.Name)
+		assert.True(t, *proj.Sources[0].ConfigMap.Optional)
+		assert.Empty(t, SkillPackNames(Inputs{Run: run}), "no SkillPack is looked up")
+	})
 	t.Run("projected, read-only, optional", func(t *testing.T) {
 		run := newRun(withSkills(v1alpha1.SkillRef{SkillPackRef: "b"}, v1alpha1.SkillRef{SkillPackRef: "a", ConfigMapRef: "a-override"}, v1alpha1.SkillRef{SkillPackRef: "b"}))
 		tmpl, err := PodTemplate(testCfg, Inputs{Run: run, Now: now})

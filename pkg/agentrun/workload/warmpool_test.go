@@ -75,3 +75,20 @@ func keys(m map[string]any) []string {
 	}
 	return out
 }
+
+// TestSandboxLabelledAsTheOriginal: the Sandbox and the SandboxClaim carry
+// sympozium.ai/agent-sandbox=true as the original's do
+// (internal/controller/agentrun_sandbox.go:311, :408 at 25c0bb2): its
+// clients select on it.
+func TestSandboxLabelledAsTheOriginal(t *testing.T) {
+	sb, err := Sandbox(testCfg, Inputs{Run: newRun(withAgentSandbox(&v1alpha1.AgentSandboxSpec{Enabled: true})), Now: now}, "agents.x-k8s.io/v1beta1")
+	require.NoError(t, err)
+	assert.Equal(t, "true", sb.GetLabels()[v1alpha1.LabelAgentSandbox])
+	assert.Equal(t, "run-1", sb.GetLabels()[v1alpha1.LabelAgentRun])
+	claim, err := SandboxClaim(testCfg, Inputs{Run: warmRun(), Now: now}, SandboxClaimGroup+"/v1beta1")
+	require.NoError(t, err)
+	assert.Equal(t, "true", claim.GetLabels()[v1alpha1.LabelAgentSandbox])
+	// The label is on the objects, not on the pods a warm pool adopts.
+	_, found, _ := unstructured.NestedMap(claim.Object, "spec", "additionalPodMetadata", "labels")
+	assert.False(t, found)
+}

@@ -256,12 +256,16 @@ func Sandbox(cfg Config, in Inputs, apiVersion string) (*unstructured.Unstructur
 }
 
 // runObject is an object of the agent-sandbox API for run: named name in
-// the run's namespace, labelled as the run's and controlled by it.
+// the run's namespace, labelled as the run's plus LabelAgentSandbox=true
+// (as sympozium's controller labels its Sandboxes and SandboxClaims) and
+// controlled by it.
 func runObject(run *v1alpha1.AgentRun, apiVersion, kind, name string, spec map[string]any) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
 	u.SetName(name)
 	u.SetNamespace(run.Namespace)
-	u.SetLabels(Labels(run))
+	labels := Labels(run)
+	labels[v1alpha1.LabelAgentSandbox] = "true"
+	u.SetLabels(labels)
 	u.SetOwnerReferences(controllerRef(run))
 	return u
 }

@@ -454,7 +454,9 @@ func TestSyncSandboxClaimCreatesAndTracksTheBoundSandbox(t *testing.T) {
 	assert.False(t, hasEnv)
 	ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "additionalPodMetadata", "annotations")
 	assert.Equal(t, "do it", ann[workload.AnnotationWarmTask])
-	assert.Equal(t, workload.Labels(run), u.GetLabels(), "the claim itself carries the run's labels")
+	wantLabels := workload.Labels(run)
+	wantLabels[v1alpha1.LabelAgentSandbox] = "true"
+	assert.Equal(t, wantLabels, u.GetLabels(), "the claim itself carries the run's labels, and sympozium's agent-sandbox label")
 	st := f.trackedRun("sb").Status
 	assert.Equal(t, "sb", st.SandboxClaimName)
 	assert.Empty(t, st.SandboxName)

@@ -411,9 +411,12 @@ func (a *SandboxAPI) PoolTemplate(ctx context.Context, ns, pool string) (*phase.
 	if spec.RuntimeClassName != nil {
 		out.RuntimeClassName = *spec.RuntimeClassName
 	}
+	out.Volumes = spec.Volumes
 	for i := range spec.Containers {
 		if spec.Containers[i].Name == v1alpha1.AgentContainerName {
 			out.Agent = spec.Containers[i].Resources.DeepCopy()
+			out.HasAgent = true
+			out.AgentMounts = spec.Containers[i].VolumeMounts
 		}
 	}
 	return out, nil

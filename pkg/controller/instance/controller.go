@@ -2,7 +2,10 @@
 // instance's runs into its status and deletes its finished runs beyond
 // spec.runHistoryLimit (and the per-outcome successful/failed limits),
 // oldest first, and those whose ttlSecondsAfterFinished ran out, woken by
-// the queue's AddAfter on the injected clock; never a live run.
+// the queue's AddAfter on the injected clock; never a live run. With
+// ManageChildren it also runs the instance's objects as sympozium's
+// instance controller did (web-endpoint run, memory, channel gateways),
+// decided by the pure instancephase.Next.
 package instance
 
 import (
@@ -20,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/runcache"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
@@ -40,16 +44,20 @@ type Controller struct {
 	client    clientset.Interface
 	instances listers.SympoziumInstanceLister
 	runs      *runstore.Store
-	synced    []cache.InformerSynced
-	worker    *worker.Worker
-	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	coalesce  time.Duration
-	clock     clock.WithTicker
+	// runsIndexer is the run informer's store (records of finished runs).
+	runsIndexer cache.Indexer
+	synced      []cache.InformerSynced
+	worker      *worker.Worker
+	queue       workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	coalesce    time.Duration
+	clock       clock.WithTicker
 	// tally counts each instance's runs from the run events.
 	tally *tally
 	// runEvents are the run handlers (the tests deliver events through
 	// them as the informer does).
 	runEvents cache.ResourceEventHandlerFuncs
+	// children runs the instances' objects (ManageChildren); nil: none.
+	children *children
 }
 
 // NewController wires the event handlers. rl may be nil; clk nil is the
@@ -74,6 +82,7 @@ func NewController(ctx context.Context, client clientset.Interface, instances si
 	if c.runs, err = runstore.New(runs.Informer()); err != nil {
 		return nil, err
 	}
+	c.runsIndexer = runs.Informer().GetIndexer()
 	if err := index.Add(pods); err != nil {
 		return nil, err
 	}
@@ -188,6 +197,19 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		SucceededRuns: counts.Succeeded, FailedRuns: counts.Failed,
 	}
 	sympoziumStatus(inst, tl.Serving > 0, counts.Active, &st)
+	if c.children != nil {
+		// The instance's objects: observed from the caches, decided once,
+		// applied.
+		in, err := c.observeChildren(inst)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		d := instancephase.Next(in)
+		if err := c.applyChildren(ctx, logger, d); err != nil {
+			errs = append(errs, err)
+		}
+		st.Channels = d.Channels
+	}
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
 		cp.Status = st
@@ -223,8 +245,8 @@ func (c *Controller) expire(ctx context.Context, logger klog.Logger, key cache.O
 	return pruned, errors.Join(errs...)
 }
 
-// ChannelMessage is the message of every channel's status: this controller
-// runs no channel gateway.
+// ChannelMessage is the message of every channel's status when the
+// controller runs no channel gateway (ManageChildren not called).
 const ChannelMessage = "channel gateways are not run by sympozium-controller"
 
 // sympoziumStatus fills in the fields sympozium's web UI and TUI read, with

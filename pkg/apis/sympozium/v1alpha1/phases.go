@@ -109,6 +109,10 @@ const (
 	AnnotationCancelledBy = "sympozium.ai/cancelled-by"
 	// LabelComponent distinguishes agent pods from other children.
 	LabelComponent = "sympozium.ai/component"
+	// LabelAgentSandbox ("true") marks a run's agent-sandbox Sandbox and
+	// SandboxClaim, as sympozium's controller labels them (its clients
+	// select on it).
+	LabelAgentSandbox = "sympozium.ai/agent-sandbox"
 	// LabelSkillPack marks a SkillPack's rendered ConfigMap.
 	LabelSkillPack = "sympozium.ai/skillpack"
 	// LabelRetired ("true") marks a child a finished run keeps

@@ -282,16 +282,21 @@ type ParentRef struct {
 	SpawnDepth int32 `json:"spawnDepth"`
 }
 
-// SkillRef mounts a SkillPack's instructions into the agent pod.
+// SkillRef mounts a SkillPack's instructions, or a ConfigMap of skills,
+// into the agent pod. One of skillPackRef and configMapRef is required; a
+// configMapRef alone (as sympozium's design document writes one) mounts that
+// ConfigMap of the run's namespace at /skills, with no SkillPack.
+// +kubebuilder:validation:XValidation:rule="(has(self.skillPackRef) && size(self.skillPackRef) > 0) || (has(self.configMapRef) && size(self.configMapRef) > 0)",message="a skill needs skillPackRef or configMapRef",reason=FieldValueRequired
 type SkillRef struct {
-	// skillPackRef is the SkillPack in the same namespace.
-	// +required
-	// +kubebuilder:validation:MinLength=1
+	// skillPackRef is the SkillPack in the same namespace (or sympozium's
+	// skills namespace).
+	// +optional
 	// +kubebuilder:validation:MaxLength=253
-	SkillPackRef string `json:"skillPackRef"`
+	SkillPackRef string `json:"skillPackRef,omitempty"`
 
 	// configMapRef overrides the ConfigMap mounted for this skill pack (by
-	// default the one the controller renders, named like the SkillPack).
+	// default the one the controller renders, named like the SkillPack);
+	// alone, it is the ConfigMap of skills the pod mounts.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ConfigMapRef string `json:"configMapRef,omitempty"`
@@ -542,12 +547,12 @@ type SympoziumInstanceSpec struct {
 
 	// The fields below are sympozium's. This controller admits and keeps
 	// them so that sympozium's clients (web UI, CLI, TUI, PersonaPacks) work
-	// unchanged, but does not act on them: channel gateways, policies,
-	// memory and MCP servers and the web endpoint are run by other
-	// components.
+	// unchanged. It runs channels and memory as sympozium's instance
+	// controller did (see the README); policies and MCP servers are run by
+	// other components.
 
 	// channels this instance connects to (telegram, whatsapp, discord,
-	// slack, ...). Kept, not acted on.
+	// slack): one gateway Deployment <instance>-channel-<type> each.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
@@ -556,7 +561,8 @@ type SympoziumInstanceSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	PolicyRef string `json:"policyRef,omitempty"`
-	// memory configures persistent memory. Kept, not acted on.
+	// memory configures persistent memory: enabled, the ConfigMap
+	// <instance>-memory.
 	// +optional
 	Memory *MemorySpec `json:"memory,omitempty"`
 	// observability configures OpenTelemetry for agent pods. Kept, not
@@ -881,15 +887,15 @@ type SympoziumInstanceStatus struct {
 	// The fields below are the ones sympozium's web UI and TUI read.
 
 	// phase is Serving while a run of the instance serves, else Running
-	// (sympozium also writes Error when its channel gateways fail; this
-	// controller runs none).
+	// (sympozium also writes Error when a channel's Secret is missing; here
+	// a channel's problem is in its entry of channels).
 	// +optional
 	Phase string `json:"phase,omitempty"`
 	// activeAgentPods counts runs in Running or Serving.
 	// +optional
 	ActiveAgentPods int32 `json:"activeAgentPods,omitempty"`
-	// channels reports each channel of the spec. This controller runs no
-	// channel gateway, so it reports each one Disconnected, saying so.
+	// channels reports each channel of the spec: Pending, Connected (its
+	// gateway has a ready replica), Disconnected or Error, with a message.
 	// +optional
 	// +listType=atomic
 	Channels []ChannelStatus `json:"channels,omitempty"`
