@@ -166,8 +166,8 @@ func (c *Controller) applyChildren(ctx context.Context, logger klog.Logger, d in
 
 func (c *Controller) applyChild(ctx context.Context, a instancephase.Action) error {
 	ns, name := a.Object.GetNamespace(), a.Object.GetName()
-	create := metav1.CreateOptions{FieldManager: fieldManager}
-	update := metav1.UpdateOptions{FieldManager: fieldManager}
+	create := metav1.CreateOptions{FieldManager: v1alpha1.FieldManager}
+	update := metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}
 	uid := a.Object.GetUID()
 	del := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}
 	kube := c.children.kube

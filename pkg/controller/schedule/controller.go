@@ -36,8 +36,6 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/schedule"
 )
 
-// fieldManager is the field manager of the controller's writes.
-const fieldManager = "sympozium-controller"
 
 // schedulesByInstance keys schedules by <namespace>/<spec.instanceRef>:
 // an instance created (or deleted) wakes its schedules.
@@ -168,7 +166,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	// and is no longer there to remove it; deleting one would hang.
 	if sent, err := legacy.RemoveFinalizer(ctx, s.Finalizers, legacy.FinalizerSchedule, func(ctx context.Context, p []byte) error {
 		_, err := c.client.SympoziumV1alpha1().SympoziumSchedules(s.Namespace).Patch(ctx, s.Name, types.JSONPatchType, p,
-			metav1.PatchOptions{FieldManager: fieldManager})
+			metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 		return err
 	}); sent {
 		return err
@@ -225,7 +223,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		cp := s.DeepCopy()
 		cp.Status = d.Status
 		if _, err := c.client.SympoziumV1alpha1().SympoziumSchedules(s.Namespace).UpdateStatus(ctx, cp,
-			metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+			metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}); err != nil {
 			return err
 		}
 	}
@@ -250,7 +248,7 @@ func (c *Controller) create(ctx context.Context, s *v1alpha1.SympoziumSchedule, 
 		}
 	}
 	run := schedule.BuildRun(s, inst, fire, memory)
-	if _, err := c.client.SympoziumV1alpha1().AgentRuns(s.Namespace).Create(ctx, run, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
+	if _, err := c.client.SympoziumV1alpha1().AgentRuns(s.Namespace).Create(ctx, run, metav1.CreateOptions{FieldManager: v1alpha1.FieldManager}); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Created scheduled run", "agentRun", klog.KRef(s.Namespace, fire.Name), "tick", fire.Tick)
@@ -271,7 +269,7 @@ func (c *Controller) cancel(ctx context.Context, s *v1alpha1.SympoziumSchedule, 
 		return err
 	}
 	_, err = c.client.SympoziumV1alpha1().AgentRuns(s.Namespace).Patch(ctx, name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager})
+		metav1.PatchOptions{FieldManager: v1alpha1.FieldManager})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
