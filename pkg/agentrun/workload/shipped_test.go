@@ -27,7 +27,7 @@ import (
 // buildJob, reconcilePendingServer) puts in the pod for each, written out by
 // hand from that code: the test checks that our pod gives the agent, the
 // sidecars and the event bus the same.
-const shippedSkills = "../../e2e/testdata/sympozium-25c0bb2/skills"
+const shippedSkills = "../../../hack/e2e/testdata/sympozium-25c0bb2/skills"
 
 func loadShippedSkillPack(t *testing.T, name string) *v1alpha1.SkillPack {
 	t.Helper()

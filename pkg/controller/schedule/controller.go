@@ -36,7 +36,6 @@ import (
 	"github.com/sympozium-ai/sympozium-controller/pkg/schedule"
 )
 
-
 // schedulesByInstance keys schedules by <namespace>/<spec.instanceRef>:
 // an instance created (or deleted) wakes its schedules.
 const schedulesByInstance = "sympozium.ai/by-instance"
