@@ -3,11 +3,11 @@ package schedule
 import (
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
 
@@ -53,11 +53,11 @@ func BuildRun(s *v1alpha1.SympoziumSchedule, inst *v1alpha1.SympoziumInstance, f
 			Task:        task,
 			AgentID:     "schedule-" + s.Name,
 			Model: v1alpha1.ModelSpec{
-				Provider:      ResolveProvider(inst),
+				Provider:      instancephase.ResolveProvider(inst),
 				Model:         def.Model,
 				BaseURL:       def.BaseURL,
 				Thinking:      def.Thinking,
-				AuthSecretRef: ResolveAuthSecret(inst),
+				AuthSecretRef: instancephase.ResolveAuthSecret(inst),
 			},
 		},
 	}
@@ -72,44 +72,4 @@ func BuildRun(s *v1alpha1.SympoziumSchedule, inst *v1alpha1.SympoziumInstance, f
 		r.Spec.Skills = append(r.Spec.Skills, *sk.DeepCopy())
 	}
 	return r
-}
-
-// ResolveProvider is sympozium's resolveProvider (25c0bb2,
-// internal/controller/channel_router.go:72-98): the first provider of the
-// authRefs, else one guessed from a secret name, else from the base URL,
-// else openai.
-func ResolveProvider(inst *v1alpha1.SympoziumInstance) string {
-	for _, ref := range inst.Spec.AuthRefs {
-		if ref.Provider != "" {
-			return ref.Provider
-		}
-	}
-	for _, ref := range inst.Spec.AuthRefs {
-		for _, p := range []string{"anthropic", "azure-openai", "bedrock", "lm-studio", "ollama", "openai"} {
-			if strings.Contains(ref.Secret, p) {
-				return p
-			}
-		}
-	}
-	if base := inst.Spec.Agents.Default.BaseURL; base != "" {
-		switch {
-		case strings.Contains(base, "ollama") || strings.Contains(base, ":11434"):
-			return "ollama"
-		case strings.Contains(base, "lm-studio") || strings.Contains(base, ":1234"):
-			return "lm-studio"
-		}
-		return "custom"
-	}
-	return "openai"
-}
-
-// ResolveAuthSecret is sympozium's resolveAuthSecret (channel_router.go:101-108):
-// the first authRefs secret that is not blank.
-func ResolveAuthSecret(inst *v1alpha1.SympoziumInstance) string {
-	for _, ref := range inst.Spec.AuthRefs {
-		if strings.TrimSpace(ref.Secret) != "" {
-			return ref.Secret
-		}
-	}
-	return ""
 }

@@ -278,25 +278,6 @@ func TestBuildRun(t *testing.T) {
 	assert.Equal(t, "uid-1", got.ScheduleUID)
 }
 
-func TestResolveProvider(t *testing.T) {
-	for _, tc := range []struct {
-		refs []v1alpha1.AuthRef
-		base string
-		want string
-	}{
-		{refs: []v1alpha1.AuthRef{{Secret: "x-openai"}, {Provider: "bedrock", Secret: "s"}}, want: "bedrock"},
-		{refs: []v1alpha1.AuthRef{{Secret: "my-azure-openai-key"}}, want: "azure-openai"},
-		{base: "http://ollama.local", want: "ollama"},
-		{base: "http://x:1234/v1", want: "lm-studio"},
-		{base: "http://x:9/v1", want: "custom"},
-		{want: "openai"},
-	} {
-		inst := &v1alpha1.SympoziumInstance{Spec: v1alpha1.SympoziumInstanceSpec{AuthRefs: tc.refs,
-			Agents: v1alpha1.AgentsSpec{Default: v1alpha1.AgentConfig{BaseURL: tc.base}}}}
-		assert.Equal(t, tc.want, ResolveProvider(inst))
-	}
-}
-
 func TestCreateFailed(t *testing.T) {
 	s := sched()
 	d := Decide(Input{Schedule: s, InstanceFound: true, Now: at("11:00")})

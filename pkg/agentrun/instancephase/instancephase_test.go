@@ -216,6 +216,8 @@ func TestResolveProvider(t *testing.T) {
 		"from the secret's name":    {refs: []v1alpha1.AuthRef{{Secret: "my-azure-openai-key"}}, want: "azure-openai"},
 		"ollama by port":            {base: "http://10.0.0.1:11434/v1", want: "ollama"},
 		"lm-studio":                 {base: "http://lm-studio.local", want: "lm-studio"},
+		"ollama by name":            {base: "http://ollama.local", want: "ollama"},
+		"lm-studio by port":         {base: "http://x:1234/v1", want: "lm-studio"},
 		"any other baseURL: custom": {base: "http://vllm:8000", want: "custom"},
 		"nothing: openai":           {want: "openai"},
 	}
