@@ -164,8 +164,31 @@ func (c *Controller) applyChildren(ctx context.Context, logger klog.Logger, d in
 	return errors.Join(errs...)
 }
 
+// childWriter is the part of a typed client (client-go's or ours) that
+// applyChild uses.
+type childWriter[T metav1.Object] interface {
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// writeChild sends one action's verb for o through cl.
+func writeChild[T metav1.Object](ctx context.Context, cl childWriter[T], verb instancephase.Verb, o T,
+	create metav1.CreateOptions, update metav1.UpdateOptions, del metav1.DeleteOptions) error {
+	var err error
+	switch verb {
+	case instancephase.Create:
+		_, err = cl.Create(ctx, o, create)
+	case instancephase.Update:
+		_, err = cl.Update(ctx, o, update)
+	case instancephase.Delete:
+		err = cl.Delete(ctx, o.GetName(), del)
+	}
+	return err
+}
+
 func (c *Controller) applyChild(ctx context.Context, a instancephase.Action) error {
-	ns, name := a.Object.GetNamespace(), a.Object.GetName()
+	ns := a.Object.GetNamespace()
 	create := metav1.CreateOptions{FieldManager: v1alpha1.FieldManager}
 	update := metav1.UpdateOptions{FieldManager: v1alpha1.FieldManager}
 	uid := a.Object.GetUID()
@@ -174,57 +197,21 @@ func (c *Controller) applyChild(ctx context.Context, a instancephase.Action) err
 	var err error
 	switch o := a.Object.(type) {
 	case *corev1.ConfigMap:
-		cl := kube.CoreV1().ConfigMaps(ns)
-		switch a.Verb {
-		case instancephase.Create:
-			_, err = cl.Create(ctx, o, create)
-		case instancephase.Update:
-			_, err = cl.Update(ctx, o, update)
-		case instancephase.Delete:
-			err = cl.Delete(ctx, name, del)
-		}
+		err = writeChild(ctx, kube.CoreV1().ConfigMaps(ns), a.Verb, o, create, update, del)
 	case *appsv1.Deployment:
-		cl := kube.AppsV1().Deployments(ns)
-		switch a.Verb {
-		case instancephase.Create:
-			_, err = cl.Create(ctx, o, create)
-		case instancephase.Update:
-			_, err = cl.Update(ctx, o, update)
-		case instancephase.Delete:
-			err = cl.Delete(ctx, name, del)
-		}
+		err = writeChild(ctx, kube.AppsV1().Deployments(ns), a.Verb, o, create, update, del)
 	case *corev1.Service:
-		cl := kube.CoreV1().Services(ns)
-		switch a.Verb {
-		case instancephase.Create:
-			_, err = cl.Create(ctx, o, create)
-		case instancephase.Update:
-			_, err = cl.Update(ctx, o, update)
-		case instancephase.Delete:
-			err = cl.Delete(ctx, name, del)
-		}
+		err = writeChild(ctx, kube.CoreV1().Services(ns), a.Verb, o, create, update, del)
 	case *corev1.PersistentVolumeClaim:
-		cl := kube.CoreV1().PersistentVolumeClaims(ns)
-		switch a.Verb {
-		case instancephase.Create:
-			_, err = cl.Create(ctx, o, create)
-		case instancephase.Update:
-			_, err = cl.Update(ctx, o, update)
-		case instancephase.Delete:
+		if a.Verb == instancephase.Delete {
 			err = fmt.Errorf("PVCs are never deleted")
+			break
 		}
+		err = writeChild(ctx, kube.CoreV1().PersistentVolumeClaims(ns), a.Verb, o, create, update, del)
 	case *v1alpha1.AgentRun:
-		cl := c.client.SympoziumV1alpha1().AgentRuns(ns)
-		switch a.Verb {
-		case instancephase.Create:
-			_, err = cl.Create(ctx, o, create)
-		case instancephase.Update:
-			_, err = cl.Update(ctx, o, update)
-		case instancephase.Delete:
-			policy := metav1.DeletePropagationBackground
-			del.PropagationPolicy = &policy
-			err = cl.Delete(ctx, name, del)
-		}
+		policy := metav1.DeletePropagationBackground
+		del.PropagationPolicy = &policy
+		err = writeChild(ctx, c.client.SympoziumV1alpha1().AgentRuns(ns), a.Verb, o, create, update, del)
 	default:
 		err = fmt.Errorf("unknown object %T", o)
 	}
