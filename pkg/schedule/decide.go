@@ -288,8 +288,12 @@ func RunName(s *v1alpha1.SympoziumSchedule, runs []Run, taken func(string) bool)
 }
 
 // firedFor is the run already made for tick: one this schedule annotated
-// with the tick, or (sympozium's runs carry no annotation) one of its
-// runs created at or after the tick and after the schedule itself.
+// with the tick, or (sympozium's runs carry no annotation) one named as
+// sympozium names a schedule's runs, <schedule>-<n>, created at or after
+// the tick and after the schedule itself. A run of another creator
+// labelled for the schedule is never the tick's run, even when it was
+// created in the schedule's second (creation times have one-second
+// resolution).
 func firedFor(in Input, tick time.Time) (Run, bool) {
 	s := in.Schedule
 	for _, r := range in.Runs {
@@ -302,11 +306,22 @@ func firedFor(in Input, tick time.Time) (Run, bool) {
 			}
 			continue
 		}
-		if r.ScheduleUID == "" && !r.Created.Before(tick) && !r.Created.Before(s.CreationTimestamp.Time) {
+		if r.ScheduleUID == "" && legacyRunName(s.Name, r.Name) && !r.Created.Before(tick) && !r.Created.Before(s.CreationTimestamp.Time) {
 			return r, true
 		}
 	}
 	return Run{}, false
+}
+
+// legacyRunName reports whether name is <schedule>-<n>, n a positive
+// integer: the name sympozium gives a schedule's runs.
+func legacyRunName(schedule, name string) bool {
+	k, ok := strings.CutPrefix(name, schedule+"-")
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseInt(k, 10, 64)
+	return err == nil && n > 0 && strconv.FormatInt(n, 10) == k
 }
 
 // lastHandled is the last tick handled: lastScheduleTime (this

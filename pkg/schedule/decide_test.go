@@ -131,6 +131,15 @@ func TestDecide(t *testing.T) {
 			runs: []Run{{Name: "hb-1", Created: at("10:00:03"), Finished: true}, {Name: "hb-2", Created: at("11:00:02")}}, now: "11:00:05",
 			want: want{phase: "Active", reason: ReasonScheduled, lastRun: "11:00", lastSched: "11:00", runName: "hb-2", total: 2, next: "12:00",
 				events: []string{ReasonRunFound}}},
+		{name: "Replace: a run of another creator made after the tick, in the schedule's second, is cancelled, not counted as fired",
+			s: sched(func(s *v1alpha1.SympoziumSchedule) {
+				s.Spec.ConcurrencyPolicy = "Replace"
+				s.CreationTimestamp = metav1.NewTime(at("11:00:07"))
+				s.Status = v1alpha1.SympoziumScheduleStatus{}
+			}),
+			runs: []Run{{Name: "going", Created: at("11:00:07")}, {Name: "hb-x", Created: at("11:00:07")}}, now: "11:00:07",
+			want: want{create: &Fire{Name: "hb-1", Tick: at("11:00")}, cancel: []string{"going", "hb-x"}, phase: "Active", reason: ReasonScheduled,
+				lastRun: "11:00", lastSched: "11:00", runName: "hb-1", total: 1, next: "12:00", events: []string{ReasonReplaced, ReasonRunCreated}}},
 		{name: "a manual trigger does not count as the tick's run",
 			s:    sched(func(s *v1alpha1.SympoziumSchedule) { s.Spec.ConcurrencyPolicy = "Allow" }),
 			runs: []Run{{Name: "hb-manual-1", Created: at("11:00:02"), Manual: true}}, now: "11:00:05",
