@@ -83,6 +83,9 @@ type Config struct {
 	EventBusURL     string
 	IPCBridgeImage  string
 	AllowHostAccess bool
+	// MemoryWaitImage is the image of the wait-for-memory init container
+	// of runs whose instance runs a memory server.
+	MemoryWaitImage string
 	// SkillsNamespace is where cluster admins install SkillPacks; only
 	// packs from there may declare clusterRBAC.
 	SkillsNamespace string
@@ -138,6 +141,7 @@ func DefaultConfig() Config {
 		ImageTag:        instancephase.DefaultImageTag,
 		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
+		MemoryWaitImage: workload.DefaultMemoryWaitImage,
 		SkillsNamespace: workload.DefaultSkillsNamespace,
 		DefaultTimeout:  10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
 		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
@@ -457,7 +461,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
 				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
-				RunIdentity:    true,
+				RunIdentity: true, MemoryWaitImage: cfg.MemoryWaitImage,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, MaxConcurrentRuns: cfg.MaxConcurrentRuns,
