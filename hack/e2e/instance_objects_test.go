@@ -89,6 +89,9 @@ func TestInstanceObjectsFollowTheSpec(t *testing.T) {
 	e.startController(t, ns, "--fail-fast-grace", "10m")
 	e.apply(t, instanceYAML(ns, "inst", instanceBase))
 	e.waitInstanceObjects(t, ns)
+	for _, s := range []string{"tg-token", "tg-token-2"} {
+		e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\nstringData: {TELEGRAM_BOT_TOKEN: \"123:abc\"}\n", s, ns))
+	}
 
 	on := "  skills: [{skillPackRef: web-endpoint}, {skillPackRef: memory}]\n  memory: {enabled: true}\n" +
 		"  channels: [{type: telegram, configRef: {secret: tg-token}}]\n"
@@ -147,7 +150,7 @@ func TestInstanceAdoptsTheOriginalsObjects(t *testing.T) {
 	ctx := context.Background()
 	spec := instanceBase + "  skills: [{skillPackRef: web-endpoint, params: {rate_limit_rpm: \"30\"}}, {skillPackRef: memory}]\n" +
 		"  memory: {enabled: true}\n  channels: [{type: whatsapp}, {type: telegram, configRef: {secret: tg-token}}]\n"
-	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: tg-token, namespace: %s}\nstringData: {TELEGRAM_BOT_TOKEN: x}\n", ns))
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: tg-token, namespace: %s}\nstringData: {TELEGRAM_BOT_TOKEN: \"123:abc\"}\n", ns))
 	e.apply(t, instanceYAML(ns, "inst", spec))
 	inst, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -351,4 +354,49 @@ func TestInstanceMemoryReachesAgentPods(t *testing.T) {
 	for _, v := range plain.Spec.Containers[0].Env {
 		assert.NotContains(t, []string{"MEMORY_SERVER_URL", "MEMORY_ENABLED"}, v.Name)
 	}
+}
+
+// TestInstanceChannelSecretMissing: a channel whose Secret is missing is
+// reported, as a user expects and as sympozium did (status Error, `secret
+// "<s>" not found`, sympoziuminstance_controller.go:147-160 at 25c0bb2),
+// plus the ChannelsReady condition and a Warning Event, and gets no
+// Deployment whose pod could only wait for it. Creating the Secret creates
+// the Deployment.
+func TestInstanceChannelSecretMissing(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	ctx := context.Background()
+	e.startController(t, ns)
+	e.apply(t, instanceYAML(ns, "inst", instanceBase+"  channels: [{type: slack, configRef: {secret: slack-tokens}}]\n"))
+	var inst *v1alpha1.SympoziumInstance
+	require.Eventually(t, func() bool {
+		var err error
+		inst, err = e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
+		return err == nil && len(inst.Status.Channels) == 1 && inst.Status.Channels[0].Status == "Error"
+	}, 30*time.Second, 200*time.Millisecond, "channel status Error")
+	assert.Equal(t, `secret "slack-tokens" not found`, inst.Status.Channels[0].Message)
+	var cond *metav1.Condition
+	for i := range inst.Status.Conditions {
+		if inst.Status.Conditions[i].Type == "ChannelsReady" {
+			cond = &inst.Status.Conditions[i]
+		}
+	}
+	require.NotNil(t, cond, "ChannelsReady: %v", inst.Status.Conditions)
+	assert.Equal(t, metav1.ConditionFalse, cond.Status)
+	assert.Equal(t, "SecretNotFound", cond.Reason)
+	assert.Equal(t, `slack: secret "slack-tokens" not found`, cond.Message)
+	require.Eventually(t, func() bool {
+		evs, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=inst,reason=SecretNotFound"})
+		return err == nil && len(evs.Items) == 1 && evs.Items[0].Type == "Warning" &&
+			evs.Items[0].Message == `channel slack: secret "slack-tokens" not found`
+	}, 30*time.Second, 200*time.Millisecond, "the Warning Event")
+	e.waitInstanceObjects(t, ns) // no Deployment
+
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: slack-tokens, namespace: %s}\nstringData: {SLACK_BOT_TOKEN: \"xoxb-1\", SLACK_APP_TOKEN: \"xapp-1\"}\n", ns))
+	e.waitInstanceObjects(t, ns, "Deployment/inst-channel-slack")
+	require.Eventually(t, func() bool {
+		i, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
+		return err == nil && len(i.Status.Channels) == 1 && i.Status.Channels[0].Status != "Error"
+	}, 30*time.Second, 200*time.Millisecond, "the channel out of Error")
 }
