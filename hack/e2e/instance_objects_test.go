@@ -83,10 +83,12 @@ func TestInstanceObjectsFollowTheSpec(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
-	// The SkillPacks are not installed: the web-endpoint run waits for
-	// their ConfigMaps, live (so that a new model reaches it), instead of
-	// failing 3 s later (a flake under load: the model came after that).
-	e.startController(t, ns, "--fail-fast-grace", "10m")
+	e.startController(t, ns)
+	// The skills' ConfigMaps exist, so the web-endpoint run starts and
+	// stays live for the model change below (without them it fails after
+	// the grace period, and a finished run is left as it is).
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-endpoint, namespace: %[1]s}\n---\n"+
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: memory, namespace: %[1]s}\n", ns))
 	e.apply(t, instanceYAML(ns, "inst", instanceBase))
 	e.waitInstanceObjects(t, ns)
 	for _, s := range []string{"tg-token", "tg-token-2"} {
