@@ -37,6 +37,7 @@ func main() {
 	fs.StringVar(&cfg.ImageRegistry, "image-registry", envOr("SYMPOZIUM_IMAGE_REGISTRY", cfg.ImageRegistry), "Registry of the instances' channel gateway (channel-<type>) and memory server (skill-memory) images, as sympozium's SYMPOZIUM_IMAGE_REGISTRY (which is this flag's default when set).")
 	fs.StringVar(&cfg.ImageTag, "image-tag", cfg.ImageTag, "Tag of the instances' channel gateway and memory server images (sympozium's controller uses its own version, latest when unset).")
 	fs.StringVar(&cfg.IPCBridgeImage, "ipc-bridge-image", cfg.IPCBridgeImage, "Image of the ipc-bridge sidecar (with --event-bus-url).")
+	fs.StringVar(&cfg.MemoryWaitImage, "memory-wait-image", cfg.MemoryWaitImage, "Image (with sh and wget) of the wait-for-memory init container of runs whose instance lists the memory skill: it waits up to 60 s for the instance's memory server, as sympozium's does.")
 	fs.BoolVar(&cfg.AllowHostAccess, "allow-host-access", false, "Let SkillPack sidecars with hostAccess (host namespaces, root, hostPath) run; such pods break Pod Security restricted. Without it, runs mounting one fail.")
 	fs.StringVar(&cfg.SkillsNamespace, "skills-namespace", cfg.SkillsNamespace, "Namespace of the cluster's SkillPacks (sympozium installs its built-in ones there): only SkillPacks from there may declare clusterRBAC.")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "Timeout of runs whose spec and instance set none.")

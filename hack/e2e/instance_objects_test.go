@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -10,7 +11,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -87,6 +91,9 @@ func TestInstanceObjectsFollowTheSpec(t *testing.T) {
 		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: memory, namespace: %[1]s}\n", ns))
 	e.apply(t, instanceYAML(ns, "inst", instanceBase))
 	e.waitInstanceObjects(t, ns)
+	for _, s := range []string{"tg-token", "tg-token-2"} {
+		e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\nstringData: {TELEGRAM_BOT_TOKEN: \"123:abc\"}\n", s, ns))
+	}
 
 	on := "  skills: [{skillPackRef: web-endpoint}, {skillPackRef: memory}]\n  memory: {enabled: true}\n" +
 		"  channels: [{type: telegram, configRef: {secret: tg-token}}]\n"
@@ -132,110 +139,105 @@ func TestInstanceObjectsFollowTheSpec(t *testing.T) {
 const instanceChannelMessage = "channel gateways are not run by sympozium-controller"
 
 // TestInstanceAdoptsTheOriginalsObjects: switching from sympozium's
-// controller, the objects it created for an instance (its names, labels
-// and controller reference to the instance) are taken over, not created
-// again: same UIDs, one of each, and this controller's hash annotation.
+// controller, the objects its instance reconciler created (written out in
+// original_instance_objects_test.go as its code builds them, not with this
+// controller's builders) are taken over, not created again: the same UIDs,
+// one of each, this controller's hash annotation, the memories kept. And
+// there is no fight: once adopted, a controller started afresh syncs the
+// instance and writes none of them.
 func TestInstanceAdoptsTheOriginalsObjects(t *testing.T) {
 	t.Parallel()
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
 	ctx := context.Background()
-	spec := instanceBase + "  skills: [{skillPackRef: web-endpoint}, {skillPackRef: memory}]\n  memory: {enabled: true}\n" +
-		"  channels: [{type: whatsapp}]\n"
+	spec := instanceBase + "  skills: [{skillPackRef: web-endpoint, params: {rate_limit_rpm: \"30\"}}, {skillPackRef: memory}]\n" +
+		"  memory: {enabled: true}\n  channels: [{type: whatsapp}, {type: telegram, configRef: {secret: tg-token}}]\n"
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: tg-token, namespace: %s}\nstringData: {TELEGRAM_BOT_TOKEN: \"123:abc\"}\n", ns))
 	e.apply(t, instanceYAML(ns, "inst", spec))
 	inst, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
 	require.NoError(t, err)
 
-	// What the original's reconciler creates (sympoziuminstance_controller.go
-	// at 25c0bb2): its controller reference (SetControllerReference), its
-	// labels, no annotation.
-	owner := []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "SympoziumInstance", Name: "inst", UID: inst.UID,
-		Controller: new(true), BlockOwnerDeletion: new(true)}}
-	cm := `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: inst-memory
-  namespace: %[1]s
-  labels: {sympozium.ai/instance: inst, sympozium.ai/component: memory}
-  ownerReferences: [{apiVersion: sympozium.ai/v1alpha1, kind: SympoziumInstance, name: inst, uid: %[2]s, controller: true, blockOwnerDeletion: true}]
-data:
-  MEMORY.md: "- the user prefers short answers\n"
-`
-	e.apply(t, fmt.Sprintf(cm, ns, inst.UID))
-	pvc := instancephase.MemoryPVC(inst)
-	pvc.OwnerReferences = owner
-	_, err = e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+	const memories = "# Agent Memory\n\n- the user prefers short answers\n"
+	_, err = e.kube.CoreV1().ConfigMaps(ns).Create(ctx, originalMemoryConfigMap(inst, memories), metav1.CreateOptions{})
 	require.NoError(t, err)
-	wpvc := instancephase.WhatsAppPVC(inst)
-	wpvc.OwnerReferences = owner
-	_, err = e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, wpvc, metav1.CreateOptions{})
-	require.NoError(t, err)
-	md := instancephase.MemoryDeployment(inst, instancephase.Config{})
-	md.OwnerReferences = owner
-	_, err = e.kube.AppsV1().Deployments(ns).Create(ctx, md, metav1.CreateOptions{})
-	require.NoError(t, err)
-	ms := instancephase.MemoryService(inst)
-	ms.OwnerReferences = owner
-	_, err = e.kube.CoreV1().Services(ns).Create(ctx, ms, metav1.CreateOptions{})
-	require.NoError(t, err)
-	wd := instancephase.ChannelDeployment(inst, v1alpha1.ChannelSpec{Type: "whatsapp"}, instancephase.Config{})
-	wd.OwnerReferences = owner
-	_, err = e.kube.AppsV1().Deployments(ns).Create(ctx, wd, metav1.CreateOptions{})
-	require.NoError(t, err)
-	run := instancephase.WebEndpointRun(inst, v1alpha1.SkillRef{SkillPackRef: "web-endpoint"})
-	run.OwnerReferences = owner
-	_, err = e.client.SympoziumV1alpha1().AgentRuns(ns).Create(ctx, run, metav1.CreateOptions{})
-	require.NoError(t, err)
-	before := map[string]string{}
-	uids := func() map[string]string {
-		m := map[string]string{}
-		if o, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, "inst-memory", metav1.GetOptions{}); err == nil {
-			m["ConfigMap/inst-memory"] = string(o.UID) + " " + o.Annotations[instancephase.AnnotationConfigHash]
-		}
-		for _, n := range []string{"inst-memory-db", "inst-channel-whatsapp-data"} {
-			if o, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, n, metav1.GetOptions{}); err == nil {
-				m["PersistentVolumeClaim/"+n] = string(o.UID) + " " + o.Annotations[instancephase.AnnotationConfigHash]
-			}
-		}
-		for _, n := range []string{"inst-memory", "inst-channel-whatsapp"} {
-			if o, err := e.kube.AppsV1().Deployments(ns).Get(ctx, n, metav1.GetOptions{}); err == nil {
-				m["Deployment/"+n] = string(o.UID) + " " + o.Annotations[instancephase.AnnotationConfigHash]
-			}
-		}
-		if o, err := e.kube.CoreV1().Services(ns).Get(ctx, "inst-memory", metav1.GetOptions{}); err == nil {
-			m["Service/inst-memory"] = string(o.UID) + " " + o.Annotations[instancephase.AnnotationConfigHash]
-		}
-		return m
+	for _, pvc := range []*corev1.PersistentVolumeClaim{originalMemoryPVC(inst), originalWhatsAppPVC(inst)} {
+		_, err = e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+		require.NoError(t, err)
 	}
-	for k, v := range uids() {
-		before[k] = v
-		require.Equal(t, " ", v[len(v)-1:], "%s: no hash before", k)
+	for _, d := range []*appsv1.Deployment{originalMemoryDeployment(inst), originalChannelDeployment(inst, "whatsapp", ""),
+		originalChannelDeployment(inst, "telegram", "tg-token")} {
+		_, err = e.kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		require.NoError(t, err)
 	}
-	require.Len(t, before, 6)
-	runUID := e.getRun(t, ns, "inst-web-endpoint").UID
+	_, err = e.kube.CoreV1().Services(ns).Create(ctx, originalMemoryService(inst), metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = e.client.SympoziumV1alpha1().AgentRuns(ns).Create(ctx,
+		originalWebEndpointRun(inst, inst.Spec.Skills[0], "openai"), metav1.CreateOptions{})
+	require.NoError(t, err)
 
-	e.startController(t, ns)
-	var after map[string]string
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		after = uids()
-		for k, v := range after {
-			if v[len(v)-1:] == " " {
+	all := []string{"AgentRun/inst-web-endpoint", "ConfigMap/inst-memory", "PersistentVolumeClaim/inst-memory-db",
+		"PersistentVolumeClaim/inst-channel-whatsapp-data", "Deployment/inst-memory", "Service/inst-memory",
+		"Deployment/inst-channel-whatsapp", "Deployment/inst-channel-telegram"}
+	before := e.instanceObjectStates(t, ns)
+	require.Equal(t, len(all), len(before), "%v", before)
+	for k, st := range before {
+		require.Empty(t, st.hash, "%s: no hash before", k)
+	}
+
+	first := e.startController(t, ns)
+	var after map[string]objectState
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		after = e.instanceObjectStates(t, ns)
+		for k, st := range after {
+			if st.hash == "" && k != "AgentRun/inst-web-endpoint" {
 				return false, nil
 			}
-			_ = k
 		}
-		return len(after) == 6, nil
+		return len(after) == len(all), nil
 	})
 	require.NoError(t, err, "adopted: %v", after)
-	for k, v := range after {
-		assert.Equal(t, before[k][:len(before[k])-1], v[:len(before[k])-1], "%s: the same object, not a new one", k)
+	for k, st := range after {
+		assert.Equal(t, before[k].uid, st.uid, "%s: the same object, not a new one", k)
+		assert.Equal(t, string(inst.UID), st.controller, "%s: controlled by the instance", k)
 	}
-	e.waitInstanceObjects(t, ns, "AgentRun/inst-web-endpoint", "ConfigMap/inst-memory", "PersistentVolumeClaim/inst-memory-db",
-		"PersistentVolumeClaim/inst-channel-whatsapp-data", "Deployment/inst-memory", "Service/inst-memory", "Deployment/inst-channel-whatsapp")
-	assert.Equal(t, runUID, e.getRun(t, ns, "inst-web-endpoint").UID, "the web-endpoint run is the original's")
+	// Never two: exactly these objects carry the original's labels.
+	e.waitInstanceObjects(t, ns, all...)
 	got, err := e.kube.CoreV1().ConfigMaps(ns).Get(ctx, "inst-memory", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "- the user prefers short answers\n", got.Data["MEMORY.md"], "memories kept")
+	assert.Equal(t, memories, got.Data["MEMORY.md"], "memories kept")
+	pvc, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "inst-memory-db", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, resource.MustParse("1Gi"), pvc.Spec.Resources.Requests[corev1.ResourceStorage], "the PVC's spec untouched")
+	// The adopted channel Deployments now carry what this controller builds
+	// (here the same pod, so no rollout beyond the template's hash).
+	tg, err := e.kube.AppsV1().Deployments(ns).Get(ctx, "inst-channel-telegram", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "tg-token", tg.Spec.Template.Spec.Containers[0].EnvFrom[0].SecretRef.Name)
+
+	// No fight: settled, then a fresh controller syncs the instance (its
+	// status counts a run made now, in the same sync that decides the
+	// objects) and writes none of them.
+	// (The web-endpoint run first ends as it will: its SkillPack is not
+	// installed here.)
+	e.waitRun(t, ns, "inst-web-endpoint", 60*time.Second, "finished", func(r *v1alpha1.AgentRun) bool {
+		return r.Status.Phase == v1alpha1.PhaseFailed || r.Status.Phase == v1alpha1.PhaseServing
+	})
+	settled := e.instanceObjectStates(t, ns)
+	time.Sleep(2 * time.Second)
+	require.Equal(t, settled, e.instanceObjectStates(t, ns), "settled after adoption")
+	counted := func() int32 {
+		i, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
+		require.NoError(t, err)
+		return i.Status.ActiveRuns + i.Status.WaitingRuns + i.Status.SucceededRuns + i.Status.FailedRuns
+	}
+	require.Eventually(t, func() bool { return counted() == 1 }, 30*time.Second, 200*time.Millisecond, "the web-endpoint run counted")
+	first.stop()
+	second := e.startController(t, ns)
+	e.apply(t, runYAML(ns, "poke", "inst", map[string]string{"SIM_MESSAGE": successReport, "SIM_DURATION": "1s"}, ""))
+	require.Eventually(t, func() bool { return counted() == 2 }, 60*time.Second, 200*time.Millisecond,
+		"the fresh controller synced the instance: its status counts the new run")
+	assert.Equal(t, settled, e.instanceObjectStates(t, ns), "a second sync writes nothing")
+	assert.NotContains(t, second.log.String(), `"Applied"`, "the fresh controller wrote none of the instance's objects")
 
 	// Deleting the instance removes them with it (the garbage collector, as
 	// under the original): nothing of this controller holds them.
@@ -244,4 +246,159 @@ data:
 		_, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	}, 30*time.Second, 200*time.Millisecond)
+}
+
+// objectState is what an adoption may change of an object, and what a
+// fight would: identity, controller, hash annotation, and the rest of
+// what the controller writes (labels, annotations, spec or data, as
+// JSON), but not the status others write.
+type objectState struct {
+	uid, controller, hash, written string
+}
+
+// instanceObjectStates reads the instance objects of ns by "Kind/name".
+func (e *env) instanceObjectStates(t *testing.T, ns string) map[string]objectState {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: instancephase.ChildSelector}
+	out := map[string]objectState{}
+	put := func(kind string, o metav1.Object, content any) {
+		st := objectState{uid: string(o.GetUID()), hash: o.GetAnnotations()[instancephase.AnnotationConfigHash]}
+		if c := metav1.GetControllerOf(o); c != nil {
+			st.controller = string(c.UID)
+		}
+		b, err := json.Marshal([]any{o.GetLabels(), o.GetAnnotations(), o.GetOwnerReferences(), content})
+		require.NoError(t, err)
+		st.written = string(b)
+		out[kind+"/"+o.GetName()] = st
+	}
+	cms, err := e.kube.CoreV1().ConfigMaps(ns).List(ctx, sel)
+	require.NoError(t, err)
+	for i := range cms.Items {
+		put("ConfigMap", &cms.Items[i], cms.Items[i].Data)
+	}
+	deps, err := e.kube.AppsV1().Deployments(ns).List(ctx, sel)
+	require.NoError(t, err)
+	for i := range deps.Items {
+		put("Deployment", &deps.Items[i], deps.Items[i].Spec)
+	}
+	svcs, err := e.kube.CoreV1().Services(ns).List(ctx, sel)
+	require.NoError(t, err)
+	for i := range svcs.Items {
+		put("Service", &svcs.Items[i], svcs.Items[i].Spec)
+	}
+	pvcs, err := e.kube.CoreV1().PersistentVolumeClaims(ns).List(ctx, sel)
+	require.NoError(t, err)
+	for i := range pvcs.Items {
+		put("PersistentVolumeClaim", &pvcs.Items[i], pvcs.Items[i].Spec)
+	}
+	runs, err := e.client.SympoziumV1alpha1().AgentRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelComponent + "=" + instancephase.ComponentWebEndpoint})
+	require.NoError(t, err)
+	for i := range runs.Items {
+		put("AgentRun", &runs.Items[i], runs.Items[i].Spec)
+	}
+	return out
+}
+
+// TestInstanceMemoryReachesAgentPods: a run of an instance that lists the
+// memory skill and has memory.enabled gets, on the real API server and in
+// a namespace enforcing Pod Security "restricted", the agent pod the
+// original builds for it (agentrun_controller.go:1428-1474, :1895-1909 at
+// 25c0bb2): MEMORY_SERVER_URL naming the memory Service this controller
+// runs for the instance, the wait-for-memory init container, and the memory
+// ConfigMap at /memory with MEMORY_ENABLED. A run of an instance without
+// memory gets none of it.
+func TestInstanceMemoryReachesAgentPods(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	ctx := context.Background()
+	e.startController(t, ns)
+	e.createShippedSkillPack(t, ns, "memory")
+	e.apply(t, instanceYAML(ns, "inst", instanceBase+"  skills: [{skillPackRef: memory}]\n  memory: {enabled: true}\n"))
+	e.apply(t, instanceYAML(ns, "plain", instanceBase))
+	e.waitInstanceObjects(t, ns, "ConfigMap/inst-memory", "PersistentVolumeClaim/inst-memory-db", "Deployment/inst-memory", "Service/inst-memory")
+	e.apply(t, runYAML(ns, "remember", "inst", map[string]string{"SIM_DURATION": "1h"}, ""))
+	e.apply(t, runYAML(ns, "forget", "plain", map[string]string{"SIM_DURATION": "1h"}, ""))
+
+	pod := e.agentPod(t, ns, "remember")
+	svc, err := e.kube.CoreV1().Services(ns).Get(ctx, "inst-memory", metav1.GetOptions{})
+	require.NoError(t, err)
+	url := fmt.Sprintf("http://%s.%s.svc:%d", svc.Name, ns, svc.Spec.Ports[0].Port)
+	agent := pod.Spec.Containers[0]
+	require.Equal(t, v1alpha1.AgentContainerName, agent.Name)
+	env := map[string]string{}
+	for _, v := range agent.Env {
+		env[v.Name] = v.Value
+	}
+	assert.Equal(t, url, env["MEMORY_SERVER_URL"], "the memory Service this controller runs")
+	assert.Equal(t, "http://inst-memory."+ns+".svc:8080", env["MEMORY_SERVER_URL"])
+	assert.Equal(t, "true", env["MEMORY_ENABLED"])
+	require.Len(t, pod.Spec.InitContainers, 1)
+	init := pod.Spec.InitContainers[0]
+	assert.Equal(t, "wait-for-memory", init.Name)
+	assert.Equal(t, "busybox:1.36", init.Image)
+	require.Len(t, init.Command, 3)
+	assert.Equal(t, []string{"sh", "-c"}, init.Command[:2])
+	assert.Contains(t, init.Command[2], "wget -q --spider --timeout=2 "+url+"/health")
+	assert.Contains(t, init.Command[2], "if [ $elapsed -ge 60 ]")
+	assert.Contains(t, agent.VolumeMounts, corev1.VolumeMount{Name: "memory", MountPath: "/memory", ReadOnly: true})
+	var cm string
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == "memory" && v.ConfigMap != nil {
+			cm = v.ConfigMap.Name
+		}
+	}
+	assert.Equal(t, "inst-memory", cm)
+
+	plain := e.agentPod(t, ns, "forget")
+	assert.Empty(t, plain.Spec.InitContainers)
+	for _, v := range plain.Spec.Containers[0].Env {
+		assert.NotContains(t, []string{"MEMORY_SERVER_URL", "MEMORY_ENABLED"}, v.Name)
+	}
+}
+
+// TestInstanceChannelSecretMissing: a channel whose Secret is missing is
+// reported, as a user expects and as sympozium did (status Error, `secret
+// "<s>" not found`, sympoziuminstance_controller.go:147-160 at 25c0bb2),
+// plus the ChannelsReady condition and a Warning Event, and gets no
+// Deployment whose pod could only wait for it. Creating the Secret creates
+// the Deployment.
+func TestInstanceChannelSecretMissing(t *testing.T) {
+	t.Parallel()
+	e := requireE2E(t)
+	ns := e.namespace(t, nil)
+	ctx := context.Background()
+	e.startController(t, ns)
+	e.apply(t, instanceYAML(ns, "inst", instanceBase+"  channels: [{type: slack, configRef: {secret: slack-tokens}}]\n"))
+	var inst *v1alpha1.SympoziumInstance
+	require.Eventually(t, func() bool {
+		var err error
+		inst, err = e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
+		return err == nil && len(inst.Status.Channels) == 1 && inst.Status.Channels[0].Status == "Error"
+	}, 30*time.Second, 200*time.Millisecond, "channel status Error")
+	assert.Equal(t, `secret "slack-tokens" not found`, inst.Status.Channels[0].Message)
+	var cond *metav1.Condition
+	for i := range inst.Status.Conditions {
+		if inst.Status.Conditions[i].Type == "ChannelsReady" {
+			cond = &inst.Status.Conditions[i]
+		}
+	}
+	require.NotNil(t, cond, "ChannelsReady: %v", inst.Status.Conditions)
+	assert.Equal(t, metav1.ConditionFalse, cond.Status)
+	assert.Equal(t, "SecretNotFound", cond.Reason)
+	assert.Equal(t, `slack: secret "slack-tokens" not found`, cond.Message)
+	require.Eventually(t, func() bool {
+		evs, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=inst,reason=SecretNotFound"})
+		return err == nil && len(evs.Items) == 1 && evs.Items[0].Type == "Warning" &&
+			evs.Items[0].Message == `channel slack: secret "slack-tokens" not found`
+	}, 30*time.Second, 200*time.Millisecond, "the Warning Event")
+	e.waitInstanceObjects(t, ns) // no Deployment
+
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: slack-tokens, namespace: %s}\nstringData: {SLACK_BOT_TOKEN: \"xoxb-1\", SLACK_APP_TOKEN: \"xapp-1\"}\n", ns))
+	e.waitInstanceObjects(t, ns, "Deployment/inst-channel-slack")
+	require.Eventually(t, func() bool {
+		i, err := e.client.SympoziumV1alpha1().SympoziumInstances(ns).Get(ctx, "inst", metav1.GetOptions{})
+		return err == nil && len(i.Status.Channels) == 1 && i.Status.Channels[0].Status != "Error"
+	}, 30*time.Second, 200*time.Millisecond, "the channel out of Error")
 }

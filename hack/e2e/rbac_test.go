@@ -33,6 +33,7 @@ var unusedOK = map[string]string{
 	"update sympozium.ai/sympoziuminstances/finalizers": "checked by the OwnerReferencesPermissionEnforcement admission plugin, not sent as a request",
 	"list /persistentvolumeclaims":                      "the instance controller's PVC informer starts with a watch-list (client-go's WatchListClient) on this API server; list is its fallback on one without it",
 	"list sympozium.ai/sympoziumschedules":              "the schedule controller's informer starts with a watch-list (client-go's WatchListClient) on this API server, as the PVC informer; list is its fallback on one without it",
+	"list /secrets":                                     "the instance controller's Secret metadata informer (channels' configRef.secret) starts with a watch-list on this API server, as the PVC informer; list is its fallback on one without it",
 	"patch /events":                                     "sent only when the event recorder aggregates repeated events",
 	"patch apps/deployments":                            "retires a kept server's Deployment: a server run that fails with cleanup: keep for a reason that does not force the cleanup; no test makes one",
 	"patch /services":                                   "retires a kept server's Service (as patch apps/deployments)",

@@ -378,7 +378,14 @@ func TestSwitchFromSympoziumController(t *testing.T) {
 	ctx := context.Background()
 	c := e.client.SympoziumV1alpha1()
 
-	e.apply(t, fmt.Sprintf(`apiVersion: sympozium.ai/v1alpha1
+	// (The telegram channel's Secret exists: one that does not is an Error
+	// entry and no gateway, see TestInstanceChannelSecretMissing.)
+	e.apply(t, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: alice-telegram, namespace: %[1]s}
+stringData: {TELEGRAM_BOT_TOKEN: "123:abc"}
+---
+apiVersion: sympozium.ai/v1alpha1
 kind: SympoziumInstance
 metadata:
   name: alice

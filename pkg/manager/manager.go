@@ -80,6 +80,9 @@ type Config struct {
 	EventBusURL     string
 	IPCBridgeImage  string
 	AllowHostAccess bool
+	// MemoryWaitImage is the image of the wait-for-memory init container
+	// of runs whose instance runs a memory server.
+	MemoryWaitImage string
 	// SkillsNamespace is where cluster admins install SkillPacks; only
 	// packs from there may declare clusterRBAC.
 	SkillsNamespace string
@@ -135,6 +138,7 @@ func DefaultConfig() Config {
 		ImageTag:        instancephase.DefaultImageTag,
 		SandboxImage:    "ghcr.io/sympozium-ai/sympozium/sandbox:latest",
 		IPCBridgeImage:  "ghcr.io/sympozium-ai/sympozium/ipc-bridge:latest",
+		MemoryWaitImage: workload.DefaultMemoryWaitImage,
 		SkillsNamespace: workload.DefaultSkillsNamespace,
 		DefaultTimeout:  10 * time.Minute, Grace: time.Minute, MaxResultBytes: result.DefaultMaxResultBytes, ReadLogs: true,
 		SandboxGroup: workload.SandboxGroup, SandboxClaimGroup: workload.SandboxClaimGroup, SandboxRecheck: time.Minute,
@@ -451,7 +455,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 			Workload: workload.Config{
 				AgentImage: cfg.AgentImage, SandboxImage: cfg.SandboxImage,
 				EventBusURL: cfg.EventBusURL, IPCBridgeImage: cfg.IPCBridgeImage, AllowHostAccess: cfg.AllowHostAccess,
-				RunIdentity:    true,
+				RunIdentity: true, MemoryWaitImage: cfg.MemoryWaitImage,
 				DefaultTimeout: cfg.DefaultTimeout, DeadlineSlack: 15 * time.Second,
 			},
 			Grace: cfg.Grace, MaxResultBytes: cfg.MaxResultBytes, MaxConcurrentRuns: cfg.MaxConcurrentRuns,
@@ -491,9 +495,22 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = instancephase.ChildSelector
 		}), informers.WithTransform(trimMeta))
+	// The PersonaPack controller's memory ConfigMaps (their names are the
+	// instances' memory ConfigMaps'), without their memories.
+	personaf := informers.NewSharedInformerFactoryWithOptions(kube, cfg.ResyncPeriod,
+		informers.WithNamespace(cfg.Namespace), informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = instance.PersonaMemorySelector
+		}), informers.WithTransform(trimData))
+	// Which Secrets exist, for the channels' configRef.secret: metadata
+	// only, never their data.
+	secrets := mf.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"})
+	if err := secrets.Informer().SetTransform(runcache.TrimForCache); err != nil {
+		return err
+	}
 	if err := instCtl.ManageChildren(instance.Children{
 		Kube: kube, ConfigMaps: instf.Core().V1().ConfigMaps(), Deployments: instf.Apps().V1().Deployments(),
 		Services: instf.Core().V1().Services(), PVCs: instf.Core().V1().PersistentVolumeClaims(),
+		PersonaMemory: personaf.Core().V1().ConfigMaps(), Secrets: secrets.Informer(), Recorder: recorder,
 		Config: instancephase.Config{
 			ImageRegistry: cfg.ImageRegistry, ImageTag: cfg.ImageTag, EventBusURL: cfg.EventBusURL,
 			OTLPEndpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -527,6 +544,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	mf.Start(ctx.Done())
 	cf.Start(ctx.Done())
 	instf.Start(ctx.Done())
+	personaf.Start(ctx.Done())
 	defer instf.Shutdown()
 	if skillsFactory != nil {
 		skillsFactory.Start(ctx.Done())
@@ -578,6 +596,14 @@ func (p *process) registerMetrics(inf agentrun.Informers, runs *runstore.Store, 
 
 // trimMeta drops what the instance controller never reads of its
 // children: managed fields and kubectl's last-applied annotation.
+// trimData is trimMeta, and a ConfigMap's data dropped.
+func trimData(obj any) (any, error) {
+	if cm, ok := obj.(*corev1.ConfigMap); ok {
+		cm.Data, cm.BinaryData = nil, nil
+	}
+	return trimMeta(obj)
+}
+
 func trimMeta(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

@@ -24,7 +24,10 @@
 //   - EVENT_BUS_URL is the controller's --event-bus-url when set, and
 //     OTEL_EXPORTER_OTLP_PROTOCOL the instance's otlpProtocol when set;
 //   - a channel type without an image (not telegram, discord, slack or
-//     whatsapp) gets status Error instead of a Deployment that cannot pull.
+//     whatsapp) gets status Error instead of a Deployment that cannot pull;
+//   - the channels' health is also the ChannelsReady condition, and a
+//     channel going into error (a missing Secret: status Error, no
+//     Deployment, as the original) is a Warning Event.
 //
 // Data is kept: PVCs (the memory database, WhatsApp's pairing) are never
 // deleted here (the garbage collector deletes them with the instance, as
@@ -153,8 +156,11 @@ type Observed struct {
 	// WebEndpointFinishedUID is that finished run's UID, when it is of this
 	// instance: it is deleted once the web endpoint is unlisted.
 	WebEndpointFinishedUID types.UID
-	Config                 Config
-	Now                    time.Time
+	// Secrets holds the names of the Secrets of the instance's namespace
+	// that its channels name (configRef.secret) and that exist.
+	Secrets map[string]bool
+	Config  Config
+	Now     time.Time
 }
 
 // Decision is what Next decided.
@@ -162,7 +168,31 @@ type Decision struct {
 	Actions []Action
 	// Channels is status.channels: one entry per channel of the spec.
 	Channels []v1alpha1.ChannelStatus
+	// ChannelsReady is the instance's ConditionChannelsReady; nil when it
+	// has no channel (the condition is then removed).
+	ChannelsReady *metav1.Condition
+	// Events are recorded on the instance: only when a channel's status
+	// changes to an error.
+	Events []Event
 }
+
+// Event is an Event to record on the instance.
+type Event struct {
+	Type, Reason, Message string
+}
+
+// The instance's condition on its channels, and its reasons (also those of
+// the Warning Events of a channel in error).
+const (
+	// ConditionChannelsReady is True when every channel of the instance is
+	// Connected, False with the first problem otherwise.
+	ConditionChannelsReady = "ChannelsReady"
+
+	ReasonConnected      = "Connected"
+	ReasonNotConnected   = "NotConnected"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonChannelError   = "ChannelError"
+)
 
 // Names of the instance's objects.
 func WebEndpointName(inst string) string      { return inst + "-web-endpoint" }
@@ -666,6 +696,13 @@ func (m *decider) channels() {
 			st.Status, st.Message = "Error", fmt.Sprintf("no channel image for type %q: sympozium ships %s", ch.Type, strings.Join(ChannelTypes, ", "))
 		case wanted[ChannelName(inst.Name, ch.Type)]:
 			st.Status, st.Message = "Error", fmt.Sprintf("channel type %q is listed twice; the first entry is run", ch.Type)
+		case ch.ConfigRef.Secret != "" && !m.in.Secrets[ch.ConfigRef.Secret]:
+			// As the original (:147-160): no Deployment work while the
+			// Secret is missing, whose pod could only wait for it. One
+			// that exists is kept as it is (its running pod has the
+			// values), and is not deleted as a removed channel's would be.
+			wanted[ChannelName(inst.Name, ch.Type)] = true
+			st.Status, st.Message = "Error", SecretNotFoundMessage(ch.ConfigRef.Secret)
 		default:
 			name := ChannelName(inst.Name, ch.Type)
 			wanted[name] = true
@@ -689,6 +726,7 @@ func (m *decider) channels() {
 		}
 		m.d.Channels = append(m.d.Channels, m.checked(st))
 	}
+	m.channelsReady()
 	// Channels removed from the spec (the original's bug: kept running).
 	for _, name := range slices.Sorted(maps.Keys(m.in.Deployments)) {
 		d := m.in.Deployments[name]
@@ -711,4 +749,71 @@ func (m *decider) checked(st v1alpha1.ChannelStatus) v1alpha1.ChannelStatus {
 	now := metav1.NewTime(m.in.Now.Truncate(time.Second))
 	st.LastHealthCheck = &now
 	return st
+}
+
+// SecretNotFoundMessage is a channel's status message when its Secret is
+// missing: the original's (:155).
+func SecretNotFoundMessage(secret string) string {
+	return fmt.Sprintf("secret %q not found", secret)
+}
+
+// channelsReady sets the ChannelsReady condition from the channels' status,
+// and a Warning Event for each channel that has just gone into error.
+func (m *decider) channelsReady() {
+	inst := m.in.Instance
+	if len(m.d.Channels) == 0 {
+		return
+	}
+	cond := &metav1.Condition{Type: ConditionChannelsReady, Status: metav1.ConditionTrue, Reason: ReasonConnected,
+		Message: "every channel is connected", ObservedGeneration: inst.Generation,
+		// kept by meta.SetStatusCondition while the status stays the same
+		LastTransitionTime: metav1.NewTime(m.in.Now.Truncate(time.Second))}
+	var errs, waiting []string
+	reason := ""
+	for _, st := range m.d.Channels {
+		switch st.Status {
+		case "Connected":
+		case "Error":
+			r := ReasonChannelError
+			if secret := channelSecret(inst, st.Type); secret != "" && st.Message == SecretNotFoundMessage(secret) {
+				r = ReasonSecretNotFound
+			}
+			if reason == "" {
+				reason = r
+			}
+			errs = append(errs, st.Type+": "+st.Message)
+			if !m.wasError(st) {
+				m.d.Events = append(m.d.Events, Event{Type: corev1.EventTypeWarning, Reason: r, Message: "channel " + st.Type + ": " + st.Message})
+			}
+		default:
+			waiting = append(waiting, st.Type+" "+st.Status)
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, strings.Join(errs, "; ")
+	case len(waiting) > 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNotConnected, "not connected: "+strings.Join(waiting, ", ")
+	}
+	m.d.ChannelsReady = cond
+}
+
+// channelSecret is the Secret of the instance's first channel of type typ.
+func channelSecret(inst *v1alpha1.SympoziumInstance, typ string) string {
+	for _, ch := range inst.Spec.Channels {
+		if ch.Type == typ {
+			return ch.ConfigRef.Secret
+		}
+	}
+	return ""
+}
+
+// wasError reports whether the status already held st (the same error).
+func (m *decider) wasError(st v1alpha1.ChannelStatus) bool {
+	for _, old := range m.in.Instance.Status.Channels {
+		if old.Type == st.Type && old.Status == st.Status && old.Message == st.Message {
+			return true
+		}
+	}
+	return false
 }

@@ -39,8 +39,10 @@ func withChannels(c ...v1alpha1.ChannelSpec) func(*v1alpha1.SympoziumInstance) {
 	return func(i *v1alpha1.SympoziumInstance) { i.Spec.Channels = c }
 }
 
+// observed is what the caches hold for inst: none of its objects yet, and
+// the channel Secrets the tests name (tg-token, tg-token-2).
 func observed(inst *v1alpha1.SympoziumInstance) Observed {
-	return Observed{Instance: inst, Now: now,
+	return Observed{Instance: inst, Now: now, Secrets: map[string]bool{"tg-token": true, "tg-token-2": true},
 		ConfigMaps: map[string]*corev1.ConfigMap{}, Deployments: map[string]*appsv1.Deployment{},
 		Services: map[string]*corev1.Service{}, PVCs: map[string]*corev1.PersistentVolumeClaim{}}
 }
@@ -448,4 +450,66 @@ func TestAdoption(t *testing.T) {
 		{Update, KindDeployment, "inst-memory"}, {Update, KindService, "inst-memory"}, {Update, KindPVC, "inst-channel-whatsapp-data"},
 		{Update, KindDeployment, "inst-channel-whatsapp"}}, keys(d), "the web-endpoint run as built needs no update")
 	assert.Equal(t, "- the user prefers short answers", find[*corev1.ConfigMap](t, d, Update, "inst-memory").Data["MEMORY.md"], "memories kept")
+}
+
+// TestChannelSecretMissing: a channel whose Secret is missing gets status
+// Error with the original's message (sympoziuminstance_controller.go
+// :147-160 at 25c0bb2) and no Deployment (whose pod could only wait); the
+// instance's ChannelsReady condition says so, with one Warning Event when
+// the channel goes into error. Once the Secret exists the Deployment is
+// created; a Deployment that exists when the Secret goes is kept.
+func TestChannelSecretMissing(t *testing.T) {
+	tg := v1alpha1.ChannelSpec{Type: "telegram", ConfigRef: v1alpha1.ChannelConfigRef{Secret: "tg-token"}}
+	wa := v1alpha1.ChannelSpec{Type: "whatsapp"}
+	in := observed(instance(withChannels(tg, wa)))
+	in.Secrets = nil
+	d := next(t, in)
+	assert.Equal(t, []key{{Create, KindPVC, "inst-channel-whatsapp-data"}, {Create, KindDeployment, "inst-channel-whatsapp"}}, keys(d),
+		"no Deployment for the channel without its Secret")
+	assert.Equal(t, v1alpha1.ChannelStatus{Type: "telegram", Status: "Error", Message: `secret "tg-token" not found`,
+		LastHealthCheck: &metav1.Time{Time: now}}, d.Channels[0])
+	assert.Equal(t, &metav1.Condition{Type: "ChannelsReady", Status: metav1.ConditionFalse, Reason: "SecretNotFound",
+		Message: `telegram: secret "tg-token" not found`, LastTransitionTime: metav1.NewTime(now)}, d.ChannelsReady)
+	assert.Equal(t, []Event{{Type: corev1.EventTypeWarning, Reason: "SecretNotFound", Message: `channel telegram: secret "tg-token" not found`}}, d.Events)
+
+	// Recorded: the same error makes no second Event.
+	again := settle(t, in, d)
+	again.Instance = in.Instance.DeepCopy()
+	again.Instance.Status.Channels = d.Channels
+	again.Now = now.Add(time.Minute)
+	d2 := Next(again)
+	assert.Empty(t, d2.Events)
+	assert.Equal(t, d.Channels[0], d2.Channels[0], "unchanged, lastHealthCheck included")
+
+	// The Secret appears: the Deployment is created, the condition waits
+	// for it.
+	again.Secrets = map[string]bool{"tg-token": true}
+	d3 := next(t, again)
+	assert.Equal(t, []key{{Create, KindDeployment, "inst-channel-telegram"}}, keys(d3))
+	assert.Equal(t, "Pending", d3.Channels[0].Status)
+	assert.Equal(t, metav1.ConditionFalse, d3.ChannelsReady.Status)
+	assert.Equal(t, "NotConnected", d3.ChannelsReady.Reason)
+	assert.Empty(t, d3.Events)
+
+	// Both connected: True.
+	up := settle(t, again, d3)
+	for _, n := range []string{"inst-channel-telegram", "inst-channel-whatsapp"} {
+		up.Deployments[n] = up.Deployments[n].DeepCopy()
+		up.Deployments[n].Status.ReadyReplicas = 1
+	}
+	d4 := Next(up)
+	assert.Empty(t, d4.Actions)
+	assert.Equal(t, &metav1.Condition{Type: "ChannelsReady", Status: metav1.ConditionTrue, Reason: "Connected", Message: "every channel is connected",
+		LastTransitionTime: metav1.NewTime(now.Add(time.Minute))}, d4.ChannelsReady)
+
+	// The Secret goes: the running Deployment is kept, not deleted nor
+	// updated; the status says why its next pod would not start.
+	up.Secrets = nil
+	d5 := Next(up)
+	assert.Empty(t, d5.Actions)
+	assert.Equal(t, "Error", d5.Channels[0].Status)
+	assert.Equal(t, "SecretNotFound", d5.ChannelsReady.Reason)
+
+	// No channel: no condition.
+	assert.Nil(t, Next(observed(instance())).ChannelsReady)
 }

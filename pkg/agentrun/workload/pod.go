@@ -122,6 +122,10 @@ type Config struct {
 	// get its token. When false, pods run as the namespace's default
 	// ServiceAccount without any token.
 	RunIdentity bool
+	// MemoryWaitImage is the image of the wait-for-memory init container
+	// of runs whose instance runs a memory server (memory.go);
+	// DefaultMemoryWaitImage when empty.
+	MemoryWaitImage string
 }
 
 // Inputs is what a workload is built from.
@@ -413,6 +417,10 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 		})
 		agent.VolumeMounts = append(agent.VolumeMounts, corev1.VolumeMount{Name: SkillsVolume, MountPath: SkillsPath, ReadOnly: true})
 	}
+	if LegacyMemory(in.Instance) {
+		volumes = append(volumes, memoryVolume(run))
+		agent.VolumeMounts = append(agent.VolumeMounts, corev1.VolumeMount{Name: MemoryVolume, MountPath: MemoryPath, ReadOnly: true})
+	}
 
 	podSpec := corev1.PodSpec{
 		RestartPolicy:                corev1.RestartPolicyNever,
@@ -424,6 +432,9 @@ func PodTemplate(cfg Config, in Inputs) (corev1.PodTemplateSpec, error) {
 	}
 	if spec.Mode == v1alpha1.ModeServer {
 		podSpec.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if MemoryServer(in) {
+		podSpec.InitContainers = []corev1.Container{memoryWaitContainer(cfg, run)}
 	}
 	podSpec.HostNetwork, podSpec.HostPID = podHostAccess(sidecars)
 	if podSpec.HostNetwork {
@@ -551,6 +562,7 @@ func agentEnv(cfg Config, in Inputs) []corev1.EnvVar {
 		)
 	}
 	env = append(env, runContextEnv(run)...)
+	env = append(env, memoryEnv(in)...)
 	env = append(env, otelEnv(run, inst, OTelAgentServiceName)...)
 	keys := make([]string, 0, len(spec.Env))
 	for k := range spec.Env {

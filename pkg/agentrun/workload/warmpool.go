@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -90,6 +91,10 @@ func WarmAnnotations(cfg Config, in Inputs) (map[string]string, error) {
 	if cms := SkillConfigMaps(in); len(cms) > 0 {
 		return nil, fmt.Errorf("skills (%s) cannot be mounted on a warm pool's running pod: run without agentSandbox.warmPoolRef, or mount them in the pool's SandboxTemplate and drop them from the run and its instance",
 			strings.Join(cms, ", "))
+	}
+	if LegacyMemory(in.Instance) {
+		return nil, fmt.Errorf("the instance's memory (ConfigMap %s at %s) cannot be mounted on a warm pool's running pod: run without agentSandbox.warmPoolRef, or mount it in the pool's SandboxTemplate and disable memory on the instance",
+			instancephase.MemoryName(in.Run.Spec.InstanceRef), MemoryPath)
 	}
 	if sel := nodeSelector(in.Run, in.Instance); len(sel) > 0 {
 		return nil, fmt.Errorf("a node selector (%s) cannot move a warm pool's running pod: run without agentSandbox.warmPoolRef, or set it in the pool's SandboxTemplate and drop it from model.nodeSelector and the instance",

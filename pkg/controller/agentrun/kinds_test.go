@@ -18,6 +18,7 @@ import (
 // controller's: the ClusterRole grants their union.
 var sharedResources = map[string]string{
 	"/configmaps": "the skill pack controller renders packs (get, create, update), the instance controller deletes an instance's memory ConfigMap, a schedule reads it",
+	"/secrets":    "the instance controller watches Secrets' metadata (list, watch) to report a channel whose Secret is missing",
 }
 
 // rbacMismatches compares the ClusterRole's rules with what the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/instancephase"
@@ -32,17 +34,37 @@ type Children struct {
 	Deployments appsinformers.DeploymentInformer
 	Services    coreinformers.ServiceInformer
 	PVCs        coreinformers.PersistentVolumeClaimInformer
-	Config      instancephase.Config
+	// PersonaMemory holds the ConfigMaps selected by
+	// PersonaMemorySelector: the memory ConfigMaps sympozium's PersonaPack
+	// controller seeds under the instance's memory ConfigMap name, without
+	// the instance's labels (personapack_controller.go:555-581 at
+	// 25c0bb2). Seen, such a ConfigMap is left alone; unseen, every sync
+	// would try to create its name.
+	PersonaMemory coreinformers.ConfigMapInformer
+	// Secrets tells which Secrets exist (metadata is enough: only the keys
+	// of its store are read), for the channels' configRef.secret.
+	Secrets cache.SharedIndexInformer
+	// Recorder records the instance's Events (a channel going into error);
+	// nil records none.
+	Recorder record.EventRecorder
+	Config   instancephase.Config
 }
+
+// PersonaMemorySelector selects the PersonaPack controller's memory
+// ConfigMaps.
+const PersonaMemorySelector = "sympozium.ai/memory=true"
 
 // children is what the controller keeps of Children.
 type children struct {
-	kube        kubernetes.Interface
-	configMaps  corelisters.ConfigMapLister
-	deployments appslisters.DeploymentLister
-	services    corelisters.ServiceLister
-	pvcs        corelisters.PersistentVolumeClaimLister
-	cfg         instancephase.Config
+	kube          kubernetes.Interface
+	configMaps    corelisters.ConfigMapLister
+	personaMemory corelisters.ConfigMapLister
+	deployments   appslisters.DeploymentLister
+	services      corelisters.ServiceLister
+	pvcs          corelisters.PersistentVolumeClaimLister
+	secrets       cache.Indexer
+	recorder      record.EventRecorder
+	cfg           instancephase.Config
 }
 
 // ManageChildren has the controller run the instances' objects: the web
@@ -50,8 +72,9 @@ type children struct {
 // Run; without it the controller writes status and expires history only.
 func (c *Controller) ManageChildren(ch Children) error {
 	c.children = &children{
-		kube: ch.Kube, configMaps: ch.ConfigMaps.Lister(), deployments: ch.Deployments.Lister(),
-		services: ch.Services.Lister(), pvcs: ch.PVCs.Lister(), cfg: ch.Config,
+		kube: ch.Kube, configMaps: ch.ConfigMaps.Lister(), personaMemory: ch.PersonaMemory.Lister(),
+		deployments: ch.Deployments.Lister(), services: ch.Services.Lister(), pvcs: ch.PVCs.Lister(),
+		secrets: ch.Secrets.GetIndexer(), recorder: ch.Recorder, cfg: ch.Config,
 	}
 	// A child's change wakes its instance (a channel's readiness is its
 	// health; a deleted object is recreated).
@@ -74,7 +97,61 @@ func (c *Controller) ManageChildren(ch Children) error {
 		}
 		c.synced = append(c.synced, reg.HasSynced)
 	}
+	// A PersonaPack's memory ConfigMap wakes the instance of its name.
+	reg, err := ch.PersonaMemory.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.personaMemoryChanged,
+		DeleteFunc: c.personaMemoryChanged,
+	})
+	if err != nil {
+		return fmt.Errorf("adding PersonaPack memory event handler: %w", err)
+	}
+	c.synced = append(c.synced, reg.HasSynced)
+	// A Secret created or deleted wakes the instances whose channels name
+	// it (its content is not read; an update changes nothing here).
+	reg, err = ch.Secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.secretChanged,
+		DeleteFunc: c.secretChanged,
+	})
+	if err != nil {
+		return fmt.Errorf("adding Secret event handler: %w", err)
+	}
+	c.synced = append(c.synced, reg.HasSynced)
 	return nil
+}
+
+func objectOf(obj any) (metav1.Object, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	o, ok := obj.(metav1.Object)
+	return o, ok
+}
+
+func (c *Controller) personaMemoryChanged(obj any) {
+	if o, ok := objectOf(obj); ok {
+		if inst, ok := strings.CutSuffix(o.GetName(), "-memory"); ok && inst != "" {
+			c.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: inst})
+		}
+	}
+}
+
+func (c *Controller) secretChanged(obj any) {
+	o, ok := objectOf(obj)
+	if !ok {
+		return
+	}
+	insts, err := c.instances.SympoziumInstances(o.GetNamespace()).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, inst := range insts {
+		for _, ch := range inst.Spec.Channels {
+			if ch.ConfigRef.Secret == o.GetName() {
+				c.queue.Add(cache.MetaObjectToName(inst))
+				break
+			}
+		}
+	}
 }
 
 func (c *Controller) childChanged(obj any) {
@@ -104,6 +181,22 @@ func (c *Controller) observeChildren(inst *v1alpha1.SympoziumInstance) (instance
 	for _, o := range cms {
 		in.ConfigMaps[o.Name] = o
 	}
+	name := instancephase.MemoryName(inst.Name)
+	if _, ok := in.ConfigMaps[name]; !ok {
+		if o, err := ch.personaMemory.ConfigMaps(inst.Namespace).Get(name); err == nil {
+			in.ConfigMaps[name] = o
+		}
+	}
+	for _, chn := range inst.Spec.Channels {
+		if s := chn.ConfigRef.Secret; s != "" {
+			if _, ok, _ := ch.secrets.GetByKey(inst.Namespace + "/" + s); ok {
+				if in.Secrets == nil {
+					in.Secrets = map[string]bool{}
+				}
+				in.Secrets[s] = true
+			}
+		}
+	}
 	deps, err := ch.deployments.Deployments(inst.Namespace).List(sel)
 	if err != nil {
 		return in, err
@@ -125,7 +218,7 @@ func (c *Controller) observeChildren(inst *v1alpha1.SympoziumInstance) (instance
 	for _, o := range pvcs {
 		in.PVCs[o.Name] = o
 	}
-	name := instancephase.WebEndpointName(inst.Name)
+	name = instancephase.WebEndpointName(inst.Name)
 	// Only an unfinished run is the live web endpoint: a finished one is
 	// the store's record (its task and other fields trimmed), kept under
 	// its name and never updated.
@@ -151,7 +244,12 @@ func (c *Controller) observeChildren(inst *v1alpha1.SympoziumInstance) (instance
 // applyChildren executes the decision's actions. An object created
 // meanwhile (AlreadyExists) or gone (NotFound) is left to the next sync,
 // which its event brings.
-func (c *Controller) applyChildren(ctx context.Context, logger klog.Logger, d instancephase.Decision) error {
+func (c *Controller) applyChildren(ctx context.Context, logger klog.Logger, inst *v1alpha1.SympoziumInstance, d instancephase.Decision) error {
+	if r := c.children.recorder; r != nil {
+		for _, e := range d.Events {
+			r.Event(inst, e.Type, e.Reason, e.Message)
+		}
+	}
 	var errs []error
 	for _, a := range d.Actions {
 		err := c.applyChild(ctx, a)

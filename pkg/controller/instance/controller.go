@@ -16,6 +16,7 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -205,10 +206,15 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 			return errors.Join(append(errs, err)...)
 		}
 		d := instancephase.Next(in)
-		if err := c.applyChildren(ctx, logger, d); err != nil {
+		if err := c.applyChildren(ctx, logger, inst, d); err != nil {
 			errs = append(errs, err)
 		}
 		st.Channels = d.Channels
+		if d.ChannelsReady != nil {
+			meta.SetStatusCondition(&st.Conditions, *d.ChannelsReady)
+		} else {
+			meta.RemoveStatusCondition(&st.Conditions, instancephase.ConditionChannelsReady)
+		}
 	}
 	if !apiequality.Semantic.DeepEqual(inst.Status, st) {
 		cp := inst.DeepCopy()
@@ -253,7 +259,8 @@ const ChannelMessage = "channel gateways are not run by sympozium-controller"
 // sympozium's values: phase Serving while a run of the instance serves, else
 // Running; activeAgentPods the runs in Running or Serving; one entry per
 // channel of the spec. Fields only sympozium's other components write
-// (webEndpoint, totalAgentRuns, conditions) are kept as found.
+// (webEndpoint, totalAgentRuns, conditions) are kept as found; with
+// ManageChildren the conditions get ChannelsReady.
 func sympoziumStatus(inst *v1alpha1.SympoziumInstance, serving bool, active int32, st *v1alpha1.SympoziumInstanceStatus) {
 	st.Phase = "Running"
 	if serving {
