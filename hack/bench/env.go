@@ -581,6 +581,11 @@ func (s cpuSnapshot) minus(o cpuSnapshot) cpuSnapshot {
 
 // poll calls cond every 100ms until it is done, fails, or timeout passes.
 func poll(parent context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	return pollEvery(parent, timeout, 100*time.Millisecond, what, cond)
+}
+
+// pollEvery is poll, trying cond every interval.
+func pollEvery(parent context.Context, timeout, interval time.Duration, what string, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	for {
@@ -597,7 +602,7 @@ func poll(parent context.Context, timeout time.Duration, what string, cond func(
 				return fmt.Errorf("%s: %w", what, context.Cause(parent))
 			}
 			return fmt.Errorf("%s: not reached within %s", what, timeout)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }

@@ -16,7 +16,11 @@
 //  6. on one real node (hack/realnode, its own control plane, run first):
 //     run created → agent started for cold runs and for warm runs (an
 //     agent-sandbox warm pool), against bare Jobs of the same image
-//     (realnode.go).
+//     (realnode.go);
+//  7. schedules (-phases schedules, not in the default): the controller's
+//     requests/s and RSS with many idle SympoziumSchedules, then many firing
+//     on the same minute: every run admitted, latency from the tick to the
+//     run, requests per tick (schedules.go).
 //
 // Usage (from the repository root):
 //
@@ -111,6 +115,10 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if o.schedules < 1 || o.idleSchedules < 1 {
+		fmt.Fprintln(os.Stderr, "-schedules and -idle-schedules must be at least 1")
+		os.Exit(2)
+	}
 	if o.realNodeRuns < 1 {
 		fmt.Fprintln(os.Stderr, "-realnode-runs must be at least 1")
 		os.Exit(2)
@@ -132,7 +140,7 @@ func main() {
 		o.steadyRuns = o.runs
 	}
 	if o.nodes == 0 {
-		o.nodes = max(2, (o.memoryPods()+3*o.runs+899)/900)
+		o.nodes = max(2, (o.memoryPods()+3*o.runs+o.schedulePods()+899)/900)
 	}
 	logf("estimated duration on 2 cores: %s (%s)", o.estimate().Round(time.Minute), o.estimateNote())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -186,6 +194,15 @@ func controllerWorkers(flags string) (int, error) {
 		w = n
 	}
 	return w, nil
+}
+
+// schedulePods is the most pods the schedules phase makes (one run per
+// firing schedule).
+func (o options) schedulePods() int {
+	if !slices.Contains(strings.Split(o.phases, ","), "schedules") {
+		return 0
+	}
+	return o.schedules
 }
 
 // memoryPods is the most pods the memory phase leaves in the cluster.
@@ -408,6 +425,15 @@ const (
 	auditPerRun     = 2 * time.Millisecond  // reading the audit log, per run in the cluster
 	realNodeSetup   = 2 * time.Minute       // control plane, node, agent-sandbox (all cached)
 	realNodePerTurn = 15 * time.Second      // a bare Job, a cold and a warm run, one at a time
+	// The schedules phase: creating an idle schedule and its first status
+	// write (both at -qps 100), deleting it; creating a firing one and
+	// its run's lifecycle after the tick (about 12 requests at the
+	// controller's QPS); the lead before the tick plus the wait for the
+	// minute boundary. Forecast from the creates and writes at -qps and a
+	// run of -schedules 50 -idle-schedules 300 on a loaded machine.
+	idleSchedulePerSchedule   = 25 * time.Millisecond
+	firingSchedulePerSchedule = 200 * time.Millisecond
+	firingScheduleLead        = 2 * time.Minute
 )
 
 // estimate forecasts the run's duration from the costs above.
@@ -432,6 +458,10 @@ func (o options) estimate() time.Duration {
 	if phase("steady") {
 		t += per(o.steadyRuns, steadyPerRun) + o.steadyWindow + phaseOverhead
 	}
+	if phase("schedules") {
+		t += per(o.idleSchedules, idleSchedulePerSchedule) + o.steadyWindow + per(o.schedules, firingSchedulePerSchedule) +
+			firingScheduleLead + 2*phaseOverhead
+	}
 	if phase("memory") && len(o.memorySteps) > 0 {
 		for c := range strings.SplitSeq(o.memoryCleanup, ",") {
 			cost := keepPerRun
@@ -448,6 +478,22 @@ func (o options) estimate() time.Duration {
 }
 
 func (o options) estimateNote() string {
-	return fmt.Sprintf("%d-run burst and baselines %s, %d runs held Running, memory steps %v with cleanup %s, %d pruned, %d turns on the real node",
-		o.runs, o.baselines, o.steadyRuns, o.memorySteps, o.memoryCleanup, o.pruneRuns, o.realNodeRuns)
+	phase := func(p string) bool { return slices.Contains(strings.Split(o.phases, ","), p) }
+	var parts []string
+	if phase("realnode") {
+		parts = append(parts, fmt.Sprintf("%d turns on the real node", o.realNodeRuns))
+	}
+	if phase("burst") {
+		parts = append(parts, fmt.Sprintf("%d-run burst and baselines %s", o.runs, o.baselines))
+	}
+	if phase("steady") {
+		parts = append(parts, fmt.Sprintf("%d runs held Running", o.steadyRuns))
+	}
+	if phase("schedules") {
+		parts = append(parts, fmt.Sprintf("%d idle schedules, %d firing on one minute", o.idleSchedules, o.schedules))
+	}
+	if phase("memory") {
+		parts = append(parts, fmt.Sprintf("memory steps %v with cleanup %s, %d pruned", o.memorySteps, o.memoryCleanup, o.pruneRuns))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sympozium-ai/sympozium-controller/pkg/schedule"
 )
 
 func TestParseSteps(t *testing.T) {
@@ -102,4 +104,39 @@ apiserver_watch_events_total{group="batch",kind="Job",resource="jobs",version="v
 	assert.Equal(t, map[string]float64{"": 5, "jobs": 4}, got.watchEvents)
 	d := got.minus(apiTimesFrom(ms[:1]))
 	assert.Equal(t, map[string]float64{"post events": 0.25}, d.seconds)
+}
+
+// The schedules phase's crons, as the controller parses them: the firing
+// schedules tick at m and at no other time near it (none in the day before
+// their creation, which a new schedule would fire at once), the idle ones
+// not for months.
+func TestScheduleCrons(t *testing.T) {
+	for _, now := range []time.Time{
+		time.Date(2026, 12, 31, 23, 58, 30, 0, time.UTC),
+		time.Date(2026, 2, 28, 0, 0, 1, 0, time.UTC),
+		time.Date(2026, 7, 1, 12, 0, 0, 0, time.FixedZone("CEST", 2*3600)),
+	} {
+		m := now.Add(time.Minute).Truncate(time.Minute).Add(time.Minute)
+		c, err := schedule.Parse(minuteCron(m), "")
+		require.NoError(t, err)
+		assert.True(t, c.Next(now).Equal(m), "%s: next %s, want %s", now, c.Next(now), m)
+		_, due := c.Latest(now.Add(-24*time.Hour), now)
+		assert.False(t, due, "%s: a tick in the day before", now)
+		assert.True(t, c.Next(m).Sub(m) > 300*24*time.Hour, "%s: the next after m, %s", now, c.Next(m))
+
+		c, err = schedule.Parse(idleCron(now), "")
+		require.NoError(t, err)
+		assert.True(t, c.Next(now).Sub(now) > 100*24*time.Hour, "%s: idle next %s", now, c.Next(now))
+		_, due = c.Latest(now.Add(-24*time.Hour), now)
+		assert.False(t, due, "%s: an idle tick in the day before", now)
+	}
+}
+
+func TestEstimateSchedules(t *testing.T) {
+	o := options{phases: "schedules", schedules: 1000, idleSchedules: 10000, steadyWindow: 30 * time.Second, memorySteps: []int{10000}}
+	assert.Equal(t, "10000 idle schedules, 1000 firing on one minute", o.estimateNote())
+	small := o
+	small.schedules, small.idleSchedules = 50, 300
+	assert.Greater(t, o.estimate(), small.estimate())
+	assert.Greater(t, small.estimate(), setupCost)
 }

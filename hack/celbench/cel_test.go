@@ -3,7 +3,7 @@
 // (k8s.io/apiextensions-apiserver, the version hack/localcp runs), as
 // statusStrategy.ValidateUpdate calls it: the whole object, old and new,
 // with ratcheting. It is its own module because the controller does not
-// depend on the API server's code (issue 26, docs/bench.md section 7):
+// depend on the API server's code (issue 26, docs/bench.md section 8):
 //
 //	cd hack/celbench
 //	go test -bench . -benchmem                                  # the CRD of manifests/crds

@@ -80,6 +80,11 @@ func TestInstanceObjectsFollowTheSpec(t *testing.T) {
 	e := requireE2E(t)
 	ns := e.namespace(t, nil)
 	e.startController(t, ns)
+	// The skills' ConfigMaps exist, so the web-endpoint run starts and
+	// stays live for the model change below (without them it fails after
+	// the grace period, and a finished run is left as it is).
+	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-endpoint, namespace: %[1]s}\n---\n"+
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: memory, namespace: %[1]s}\n", ns))
 	e.apply(t, instanceYAML(ns, "inst", instanceBase))
 	e.waitInstanceObjects(t, ns)
 

@@ -398,5 +398,118 @@ spec:
     samplingRatio: "0.25"
     resourceAttributes:
       k8s.cluster.name: prod
+`}, {
+		// The schedule router, for an agent's request over NATS: a
+		// heartbeat, Forbid, includeMemory true.
+		"internal/controller/schedule_router.go:113-131", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: alice-daily-report
+  creationTimestamp: null
+  labels:
+    sympozium.ai/instance: alice
+    sympozium.ai/source: agent
+spec:
+  instanceRef: alice
+  schedule: 0 9 * * 1-5
+  task: Post the daily report to the team channel.
+  type: heartbeat
+  concurrencyPolicy: Forbid
+  includeMemory: true
+status: {}
+`}, {
+		// The PersonaPack controller: one per persona with a schedule, the
+		// team objective before the persona's task (its controller owner
+		// reference to the pack is left out: it needs the pack's UID).
+		"internal/controller/personapack_controller.go:503-545", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: platform-team-reviewer-schedule
+  creationTimestamp: null
+  labels:
+    sympozium.ai/persona-pack: platform-team
+    sympozium.ai/persona: reviewer
+spec:
+  instanceRef: platform-team-reviewer
+  schedule: 0 */6 * * *
+  task: |-
+    TEAM OBJECTIVE: Keep the staging cluster healthy.
+
+    YOUR ROLE TASK: Review the open pull requests.
+  type: sweep
+  concurrencyPolicy: Forbid
+  includeMemory: true
+status: {}
+`}, {
+		// The API server, creating an instance with heartbeatInterval 30m.
+		"internal/apiserver/server.go:626-651", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: alice-heartbeat
+  creationTimestamp: null
+  labels:
+    app.kubernetes.io/managed-by: sympozium
+    sympozium.ai/instance: alice
+spec:
+  instanceRef: alice
+  schedule: '*/30 * * * *'
+  task: heartbeat
+  type: heartbeat
+  concurrencyPolicy: Forbid
+  includeMemory: true
+status: {}
+`}, {
+		// The API server's POST /api/v1/schedules (the web UI): no labels,
+		// type and concurrencyPolicy only when given, includeMemory never
+		// (so false, omitted: the CRD's default applies). The name is the
+		// one generateName <instanceRef>-schedule- gave.
+		"internal/apiserver/server.go:1143-1192", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: alice-schedule-x7k2p
+  creationTimestamp: null
+spec:
+  instanceRef: alice
+  schedule: '*/15 * * * *'
+  task: Check the queue depth.
+  suspend: true
+  concurrencyPolicy: Allow
+status: {}
+`}, {
+		// The TUI's edit dialog, creating <instance>-schedule: every field
+		// of the dialog; includeMemory off (false, omitted).
+		"cmd/sympozium/main.go:4749-4767", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: alice-schedule
+  creationTimestamp: null
+spec:
+  instanceRef: alice
+  schedule: 0 * * * *
+  task: Review your memory. Summarise what you know so far and note anything that needs attention.
+  type: sweep
+  suspend: true
+  concurrencyPolicy: Replace
+status: {}
+`}, {
+		// The TUI's /schedule command: type scheduled, no concurrencyPolicy.
+		"cmd/sympozium/main.go:7940-7966", `
+apiVersion: sympozium.ai/v1alpha1
+kind: SympoziumSchedule
+metadata:
+  name: alice-sched-1764320000
+  creationTimestamp: null
+spec:
+  instanceRef: alice
+  schedule: 30 2 * * *
+  task: Rotate the logs.
+  type: scheduled
+  includeMemory: true
+status: {}
 `},
 }

@@ -47,7 +47,7 @@ func installOriginalCRDs(t *testing.T, e *env) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(originalDir, "crds", "*.yaml"))
 	require.NoError(t, err)
-	require.Len(t, files, 3)
+	require.Len(t, files, 4)
 	var names []string
 	for _, f := range files {
 		docs := readDocs(t, f)
@@ -325,6 +325,8 @@ func decodeTyped(t *testing.T, kind string, stored map[string]any) any {
 		obj = &v1alpha1.SympoziumInstance{}
 	case "SkillPack":
 		obj = &v1alpha1.SkillPack{}
+	case "SympoziumSchedule":
+		obj = &v1alpha1.SympoziumSchedule{}
 	default:
 		t.Fatalf("unexpected kind %s", kind)
 	}
@@ -355,6 +357,11 @@ func (e *env) createTyped(t *testing.T, obj any, ns, name string) {
 	case *v1alpha1.SkillPack:
 		fresh(&o.ObjectMeta)
 		_, err = c.SkillPacks(ns).Create(ctx, o, metav1.CreateOptions{FieldValidation: "Strict"})
+	case *v1alpha1.SympoziumSchedule:
+		fresh(&o.ObjectMeta)
+		_, err = c.SympoziumSchedules(ns).Create(ctx, o, metav1.CreateOptions{FieldValidation: "Strict"})
+	default:
+		t.Fatalf("unexpected type %T", obj)
 	}
 	require.NoError(t, err)
 }

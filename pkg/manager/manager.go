@@ -23,9 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
-	appsinformers "k8s.io/client-go/informers/apps/v1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	kubescheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -438,14 +435,11 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 
 	sv := sf.Sympozium().V1alpha1()
 	inf := agentrun.Informers{
-		Runs:        sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
-		Instances:   sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
-		SkillPacks:  sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Jobs:        batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
-		Deployments: appsinformers.ToTypedDeploymentInformer(kf.Apps().V1().Deployments()),
-		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
-		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
-		ConfigMaps:  configMaps,
+		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
+		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
+		Children:   kf,
+		ConfigMaps: configMaps,
 		Grants: &agentrun.GrantInformers{
 			RoleBindings:        kf.Rbac().V1().RoleBindings().Informer(),
 			ClusterRoles:        cf.Rbac().V1().ClusterRoles().Informer(),
@@ -487,7 +481,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 	if err != nil {
 		return err
 	}
-	instCtl, err := instance.NewController(ctx, client, inf.Instances, inf.Runs, inf.Pods.Informer(), nil, nil)
+	instCtl, err := instance.NewController(ctx, client, inf.Instances, inf.Runs, kf.Core().V1().Pods().Informer(), nil, nil)
 	if err != nil {
 		return err
 	}

@@ -62,8 +62,8 @@ type backend struct {
 }
 
 // backends is the one list of backends. A new backend is an adapter (one
-// file beside this one), its builder in package workload, a line here and its
-// kinds' clients in the controller.
+// file beside this one), its builder in package workload, a line here and
+// its registration in the controller (pkg/controller/agentrun, kinds.go).
 var backends = map[Backend]backend{
 	BackendTask:         {taskChildren, func(m *machine) adapter { return taskAdapter{m} }},
 	BackendServer:       {serverChildren, func(m *machine) adapter { return serverAdapter{m} }},

@@ -13,7 +13,8 @@ import (
 )
 
 // backendObserver is the controller's part of one backend, beyond reading
-// its children from the caches (see kindClients).
+// its children from the caches (see kindClients); registered with its
+// backend (registrations).
 type backendObserver struct {
 	// prepare, when set, fills in what the backend needs before its
 	// children can be read; false means they cannot (their API is not
@@ -23,8 +24,44 @@ type backendObserver struct {
 	pod func(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) *corev1.Pod
 }
 
+// backendObservers builds the backend → observer table from the
+// registrations.
 func (c *Controller) backendObservers() map[phase.Backend]backendObserver {
-	sandbox := func(claim bool) backendObserver {
+	out := map[phase.Backend]backendObserver{}
+	for _, r := range registrations {
+		if r.observer != nil {
+			out[r.backend] = r.observer(c)
+		}
+	}
+	return out
+}
+
+// taskObserver finds a task's agent pod: the newest pod of its Job.
+func taskObserver(c *Controller) backendObserver {
+	return backendObserver{pod: func(_ context.Context, _ *v1alpha1.AgentRun, obs *phase.Observed) *corev1.Pod {
+		if job, ok := obs.Objects[phase.KindJob].(*batchv1.Job); ok {
+			return c.agentPod(job)
+		}
+		return nil
+	}}
+}
+
+// serverObserver finds a server's agent pod: the newest pod of its
+// Deployment.
+func serverObserver(c *Controller) backendObserver {
+	return backendObserver{pod: func(_ context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) *corev1.Pod {
+		if _, ok := obs.Objects[phase.KindDeployment].(*appsv1.Deployment); ok {
+			return c.serverPod(run)
+		}
+		return nil
+	}}
+}
+
+// sandboxObserver looks up the agent-sandbox API before the run's Sandbox
+// (or, claim, SandboxClaim) is read, and the warm pool's template before a
+// claim that needs it is made; the agent pod is the Sandbox's.
+func sandboxObserver(claim bool) func(c *Controller) backendObserver {
+	return func(c *Controller) backendObserver {
 		return backendObserver{
 			prepare: func(ctx context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) (bool, error) {
 				ok, err := c.prepareSandbox(ctx, claim, obs)
@@ -35,22 +72,6 @@ func (c *Controller) backendObservers() map[phase.Backend]backendObserver {
 			},
 			pod: c.sandboxAgentPod,
 		}
-	}
-	return map[phase.Backend]backendObserver{
-		phase.BackendTask: {pod: func(_ context.Context, _ *v1alpha1.AgentRun, obs *phase.Observed) *corev1.Pod {
-			if job, ok := obs.Objects[phase.KindJob].(*batchv1.Job); ok {
-				return c.agentPod(job)
-			}
-			return nil
-		}},
-		phase.BackendServer: {pod: func(_ context.Context, run *v1alpha1.AgentRun, obs *phase.Observed) *corev1.Pod {
-			if _, ok := obs.Objects[phase.KindDeployment].(*appsv1.Deployment); ok {
-				return c.serverPod(run)
-			}
-			return nil
-		}},
-		phase.BackendSandbox:      sandbox(false),
-		phase.BackendSandboxClaim: sandbox(true),
 	}
 }
 

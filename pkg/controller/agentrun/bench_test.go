@@ -26,7 +26,7 @@ func BenchmarkRunFinishes(b *testing.B) {
 			finished.Status.Phase = v1alpha1.PhaseSucceeded
 			b.ResetTimer()
 			for b.Loop() {
-				f.handlers.runs[0].OnUpdate(running, finished)
+				f.handler(kindRun).OnUpdate(running, finished)
 				if got := f.queued(); len(got) != 2 {
 					b.Fatalf("queued %v, want the finished run and the waiting one", got)
 				}

@@ -70,11 +70,11 @@ func TestSyncParentFinishedStopsChildren(t *testing.T) {
 	waiting := newRun("waiting", withParent(parent, 1), withOwner(parent), withCreated(t0.Add(time.Second)))
 	cjob := jobOf(child, "child-job-uid")
 	f.add(newInstance("inst"), parent, child, waiting, cjob)
-	require.Len(t, f.handlers.runs, 1)
+	require.Len(t, f.handlers[kindRun], 1)
 
 	finished := parent.DeepCopy()
 	finished.Status.Phase = v1alpha1.PhaseSucceeded
-	f.handlers.runs[0].OnUpdate(parent, finished)
+	f.handler(kindRun).OnUpdate(parent, finished)
 	assert.Equal(t, []string{"ns/child", "ns/parent", "ns/waiting"}, f.queued(), "the parent's end wakes its children")
 
 	f.update(finished)
@@ -123,7 +123,7 @@ func TestSyncInstanceRunLimit(t *testing.T) {
 	done := before.DeepCopy()
 	done.Status.Phase = v1alpha1.PhaseSucceeded
 	f.update(done)
-	f.handlers.runs[0].OnUpdate(before, done) // as the informer delivers it
+	f.handler(kindRun).OnUpdate(before, done) // as the informer delivers it
 	assert.Contains(t, f.queued(), "ns/b", "a's slot freed wakes b")
 	f.clearActions()
 	require.NoError(t, f.sync("b"))

@@ -10,14 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
-	appsinformers "k8s.io/client-go/informers/apps/v1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
-	appslisters "k8s.io/client-go/listers/apps/v1"
-	batchlisters "k8s.io/client-go/listers/batch/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -26,7 +21,6 @@ import (
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
-	"github.com/sympozium-ai/sympozium-controller/pkg/controller/index"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/runstore"
 	"github.com/sympozium-ai/sympozium-controller/pkg/controller/worker"
 	clientset "github.com/sympozium-ai/sympozium-controller/pkg/generated/clientset/versioned"
@@ -34,19 +28,19 @@ import (
 	listers "github.com/sympozium-ai/sympozium-controller/pkg/generated/listers/sympozium/v1alpha1"
 )
 
-// Informers are the shared informers the controller reads. Jobs,
-// Deployments, Services and Pods should be filtered to the controller's own
-// children (label app.kubernetes.io/managed-by); ConfigMaps is a
-// metadata-only informer.
+// Informers are the shared informers the controller reads. ConfigMaps is
+// a metadata-only informer.
 type Informers struct {
-	Runs        sinformers.TypedAgentRunInformer
-	Instances   sinformers.TypedSympoziumInstanceInformer
-	SkillPacks  sinformers.TypedSkillPackInformer
-	Jobs        batchinformers.TypedJobInformer
-	Deployments appsinformers.TypedDeploymentInformer
-	Services    coreinformers.TypedServiceInformer
-	Pods        coreinformers.TypedPodInformer
-	ConfigMaps  informers.GenericInformer
+	Runs       sinformers.TypedAgentRunInformer
+	Instances  sinformers.TypedSympoziumInstanceInformer
+	SkillPacks sinformers.TypedSkillPackInformer
+	// Children gives the informer of each kind of child the controller
+	// caches (the registrations' childCache kinds: Jobs, Deployments,
+	// Services, Pods), filtered to its own children by ChildSelector: an
+	// informers.SharedInformerFactory, whose ForResource the controller
+	// calls before the factory starts.
+	Children   ChildInformers
+	ConfigMaps informers.GenericInformer
 	// SystemSkillPacks reads the SkillPacks of the skills namespace when
 	// SkillPacks does not (a controller limited to one other namespace);
 	// nil otherwise.
@@ -54,6 +48,12 @@ type Informers struct {
 	// Grants are the informers of the per-run grants; nil leaves the
 	// grants of finished and gone runs in place (tests only).
 	Grants *GrantInformers
+}
+
+// ChildInformers gives the shared informer of a resource, as
+// informers.SharedInformerFactory does.
+type ChildInformers interface {
+	ForResource(resource schema.GroupVersionResource) (informers.GenericInformer, error)
 }
 
 // Options tune the controller.
@@ -95,17 +95,15 @@ type Controller struct {
 	recorder   record.EventRecorder
 	opts       Options
 
-	runs        *runstore.Store
-	instances   listers.SympoziumInstanceLister
-	skillPacks  listers.SkillPackLister
-	jobs        batchlisters.JobLister
-	deployments appslisters.DeploymentLister
-	services    corelisters.ServiceLister
-	pods        corelisters.PodLister
-	podIndex    cache.Indexer
-	configMaps  cache.GenericLister
-	sandboxes   *SandboxAPI
-	grants      *GrantInformers
+	runs       *runstore.Store
+	instances  listers.SympoziumInstanceLister
+	skillPacks listers.SkillPackLister
+	// children are the informers of the childCache kinds, by kind.
+	children   map[phase.Kind]cache.SharedIndexInformer
+	podIndex   cache.Indexer
+	configMaps cache.GenericLister
+	sandboxes  *SandboxAPI
+	grants     *GrantInformers
 	// systemSkillPacks lists the skills namespace's SkillPacks; nil when
 	// skillPacks does.
 	systemSkillPacks listers.SkillPackLister
@@ -132,27 +130,24 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	inf Informers, rec record.EventRecorder, opts Options) (*Controller, error) {
 	logger := klog.LoggerWithName(klog.FromContext(ctx), "agentrun")
 	c := &Controller{
-		client:      client,
-		kubeClient:  kube,
-		recorder:    rec,
-		opts:        opts,
-		instances:   inf.Instances.Lister(),
-		skillPacks:  inf.SkillPacks.Lister(),
-		jobs:        inf.Jobs.Lister(),
-		deployments: inf.Deployments.Lister(),
-		services:    inf.Services.Lister(),
-		sandboxes:   opts.SandboxAPI,
-		pods:        inf.Pods.Lister(),
-		podIndex:    inf.Pods.Informer().GetIndexer(),
-		configMaps:  inf.ConfigMaps.Lister(),
-		clock:       opts.Clock,
+		client:     client,
+		kubeClient: kube,
+		recorder:   rec,
+		opts:       opts,
+		instances:  inf.Instances.Lister(),
+		skillPacks: inf.SkillPacks.Lister(),
+		sandboxes:  opts.SandboxAPI,
+		configMaps: inf.ConfigMaps.Lister(),
+		clock:      opts.Clock,
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
 	c.stores = newStores(c.clock)
+	if err := c.childInformers(inf.Children); err != nil {
+		return nil, err
+	}
 	c.kinds, c.backends = c.kindClients(), c.backendObservers()
-	c.identityKinds(c.kinds)
 	if inf.SystemSkillPacks != nil {
 		c.systemSkillPacks = inf.SystemSkillPacks.Lister()
 		reg, err := inf.SystemSkillPacks.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{})
@@ -166,9 +161,6 @@ func NewController(ctx context.Context, client clientset.Interface, kube kuberne
 	c.queue = c.worker.Queue
 	var err error
 	if c.runs, err = runstore.New(inf.Runs.Informer()); err != nil {
-		return nil, err
-	}
-	if err := index.Add(inf.Pods.Informer()); err != nil {
 		return nil, err
 	}
 	regs, err := c.addHandlers(logger, inf)

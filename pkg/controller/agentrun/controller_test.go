@@ -182,8 +182,8 @@ func TestJobHandlers(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
 		f.c.expectations.expectWorkload(run.UID)
-		require.Len(t, f.handlers.jobs, 1)
-		f.handlers.jobs[0].OnUpdate(job, bumped)
+		require.Len(t, f.handlers[phase.KindJob], 1)
+		f.handler(phase.KindJob).OnUpdate(job, bumped)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
 		assert.False(t, f.c.expectations.workloadExpected(run.UID), "the expectation is observed")
 	})
@@ -191,38 +191,42 @@ func TestJobHandlers(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
 		f.c.expectations.expectWorkload(run.UID)
-		f.handlers.jobs[0].OnUpdate(job, job.DeepCopy())
+		f.handler(phase.KindJob).OnUpdate(job, job.DeepCopy())
 		assert.Empty(t, f.queued())
 		assert.True(t, f.c.expectations.workloadExpected(run.UID))
 	})
 	t.Run("add and delete enqueue the owner run", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.handlers.jobs[0].OnAdd(job, false)
+		f.handler(phase.KindJob).OnAdd(job, false)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
-		f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
+		f.handler(phase.KindJob).OnDelete(job)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
-		f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{})
+		f.handler(phase.KindJob).OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/run"})
 		assert.Empty(t, f.queued(), "a tombstone without an object is ignored")
+		f.c.expectations.deletedChild(job.UID)
+		f.handler(phase.KindJob).OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/run", Obj: job})
+		assert.Equal(t, []string{"ns/run"}, f.queued(), "a tombstone with its object enqueues the owner")
+		assert.False(t, f.c.expectations.deleting(job.UID), "and observes the delete")
 	})
 	t.Run("Job not controlled by an AgentRun enqueues nothing", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
 		other := job.DeepCopy()
 		other.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: "run", UID: "run-uid", Controller: new(true)}}
-		f.handlers.jobs[0].OnAdd(other, false)
+		f.handler(phase.KindJob).OnAdd(other, false)
 		unowned := job.DeepCopy()
 		unowned.OwnerReferences = nil
-		f.handlers.jobs[0].OnAdd(unowned, false)
+		f.handler(phase.KindJob).OnAdd(unowned, false)
 		notController := job.DeepCopy()
 		notController.OwnerReferences[0].Controller = nil
-		f.handlers.jobs[0].OnAdd(notController, false)
+		f.handler(phase.KindJob).OnAdd(notController, false)
 		assert.Empty(t, f.queued())
 	})
 	t.Run("Job of an earlier run of the same name enqueues nothing", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(newRun("run", func(r *v1alpha1.AgentRun) { r.UID = "new-uid" }))
-		f.handlers.jobs[0].OnAdd(job, false)
+		f.handler(phase.KindJob).OnAdd(job, false)
 		assert.Empty(t, f.queued())
 	})
 }
@@ -238,21 +242,21 @@ func TestPodHandlers(t *testing.T) {
 	t.Run("update enqueues the run that owns the pod's Job", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run, job)
-		require.Len(t, f.handlers.pods, 1)
-		f.handlers.pods[0].OnUpdate(pod, bumped)
+		require.Len(t, f.handlers[phase.KindPod], 1)
+		f.handler(phase.KindPod).OnUpdate(pod, bumped)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
-		f.handlers.pods[0].OnUpdate(pod, pod.DeepCopy())
+		f.handler(phase.KindPod).OnUpdate(pod, pod.DeepCopy())
 		assert.Empty(t, f.queued(), "a resync of the pod enqueues nothing")
-		f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+		f.handler(phase.KindPod).OnDelete(pod)
 		assert.Equal(t, []string{"ns/run"}, f.queued())
 	})
 	t.Run("pod of an unknown or replaced Job enqueues nothing", func(t *testing.T) {
 		f := newFixture(t)
 		f.addToCache(run)
-		f.handlers.pods[0].OnAdd(pod, false) // Job not cached
+		f.handler(phase.KindPod).OnAdd(pod, false) // Job not cached
 		replaced := jobOf(run, "other-job-uid")
 		f.addToCache(replaced)
-		f.handlers.pods[0].OnAdd(pod, false) // Job UID differs
+		f.handler(phase.KindPod).OnAdd(pod, false) // Job UID differs
 		assert.Empty(t, f.queued())
 	})
 }
@@ -271,14 +275,14 @@ func TestRunHandlers(t *testing.T) {
 	setup := func(t *testing.T) *fixture {
 		f := newFixture(t)
 		f.addToCache(waiting, capacity, admitted, done, elsewhere, runningRun)
-		require.Len(t, f.handlers.runs, 1)
+		require.Len(t, f.handlers[kindRun], 1)
 		return f
 	}
 
 	t.Run("a run that turns terminal wakes the instance's waiting runs", func(t *testing.T) {
 		f := setup(t)
 		f.c.admissions.admitted(runstore.InstanceKey(testNS, "inst"), runningRun.UID, true)
-		f.handlers.runs[0].OnUpdate(runningRun, finished)
+		f.handler(kindRun).OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
 		assert.Empty(t, f.c.admissions.unseen(runstore.InstanceKey(testNS, "inst"), ""), "the admission is observed")
 	})
@@ -286,33 +290,33 @@ func TestRunHandlers(t *testing.T) {
 		f := setup(t)
 		cur := runningRun.DeepCopy()
 		cur.ResourceVersion = "2"
-		f.handlers.runs[0].OnUpdate(runningRun, cur)
+		f.handler(kindRun).OnUpdate(runningRun, cur)
 		assert.Equal(t, []string{"ns/finishing"}, f.queued())
 	})
 	t.Run("a run admitted leaves the waiting line", func(t *testing.T) {
 		f := setup(t)
 		cur := capacity.DeepCopy()
 		cur.Status.JobName = "capacity"
-		f.handlers.runs[0].OnUpdate(capacity, cur)
+		f.handler(kindRun).OnUpdate(capacity, cur)
 		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
 	})
 	t.Run("a deleted run wakes the waiting runs", func(t *testing.T) {
 		f := setup(t)
 		f.c.expectations.expectWorkload(runningRun.UID)
-		f.handlers.runs[0].OnDelete(runningRun)
+		f.handler(kindRun).OnDelete(runningRun)
 		assert.Equal(t, []string{"ns/capacity", "ns/finishing", "ns/waiting"}, f.queued())
 		assert.False(t, f.c.expectations.workloadExpected(runningRun.UID))
 	})
 	t.Run("a new instance wakes its waiting runs", func(t *testing.T) {
 		f := setup(t)
-		require.Len(t, f.handlers.instances, 1)
-		f.handlers.instances[0].OnAdd(newInstance("inst"), false)
+		require.Len(t, f.handlers[kindInstance], 1)
+		f.handler(kindInstance).OnAdd(newInstance("inst"), false)
 		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
-		f.handlers.instances[0].OnUpdate(newInstance("inst"), newInstance("inst"))
+		f.handler(kindInstance).OnUpdate(newInstance("inst"), newInstance("inst"))
 		assert.Empty(t, f.queued(), "a status-only instance update wakes nobody")
 		changed := newInstance("inst")
 		changed.Generation = 2
-		f.handlers.instances[0].OnUpdate(newInstance("inst"), changed)
+		f.handler(kindInstance).OnUpdate(newInstance("inst"), changed)
 		assert.Equal(t, []string{"ns/capacity", "ns/waiting"}, f.queued())
 	})
 	t.Run("only waiting runs are read when waking", func(t *testing.T) {
@@ -336,15 +340,15 @@ func TestRunHandlers(t *testing.T) {
 		cur.Status.JobName = "capacity"
 		require.NoError(t, f.inf.Runs.Informer().GetIndexer().Update(cur))
 		assert.Equal(t, []string{"waiting"}, names(f.c.runs.Waiting(key)), "an admitted run leaves the index")
-		f.handlers.runs[0].OnUpdate(runningRun, finished)
+		f.handler(kindRun).OnUpdate(runningRun, finished)
 		assert.Equal(t, []string{"ns/finishing", "ns/waiting"}, f.queued())
 	})
 	t.Run("a new ConfigMap wakes the namespace's waiting runs", func(t *testing.T) {
 		f := setup(t)
-		require.Len(t, f.handlers.configMaps, 1)
-		f.handlers.configMaps[0].OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: testNS}}), false)
+		require.Len(t, f.handlers[phase.KindConfigMap], 1)
+		f.handler(phase.KindConfigMap).OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: testNS}}), false)
 		assert.Equal(t, []string{"ns/capacity", "ns/elsewhere", "ns/waiting"}, f.queued())
-		f.handlers.configMaps[0].OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: "other-ns"}}), false)
+		f.handler(phase.KindConfigMap).OnAdd(partial(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "skills", Namespace: "other-ns"}}), false)
 		assert.Empty(t, f.queued())
 	})
 }
@@ -436,7 +440,7 @@ func TestFinishedRunsNotSyncedOnListOrResync(t *testing.T) {
 func TestNewRunsAreSyncedBeforeQueuedStatusWork(t *testing.T) {
 	f := newFixture(t)
 	f.add(newInstance("inst"))
-	require.Len(t, f.handlers.pods, 1)
+	require.Len(t, f.handlers[phase.KindPod], 1)
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("done-%d", i)
 		r := newRun(name, withStatus(runningStatus(name, name+"-pod")))
@@ -446,16 +450,16 @@ func TestNewRunsAreSyncedBeforeQueuedStatusWork(t *testing.T) {
 		f.add(r, job, pod)
 		before := pod.DeepCopy()
 		before.ResourceVersion = "1"
-		f.handlers.pods[0].OnUpdate(before, pod) // the agent terminated
+		f.handler(phase.KindPod).OnUpdate(before, pod) // the agent terminated
 	}
 	waiting := newRun("waiting", withCreated(t0.Add(-time.Hour)), withStatus(v1alpha1.AgentRunStatus{Phase: v1alpha1.PhasePending,
 		Conditions: []metav1.Condition{cond(v1alpha1.ConditionAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, "m", t0)}}))
 	f.add(waiting)
 	f.c.wakeWaiting(testNS, "inst")
-	f.handlers.runs[0].OnDelete(newRun("gone"))
+	f.handler(kindRun).OnDelete(newRun("gone"))
 	for _, r := range []*v1alpha1.AgentRun{newRun("new-b", withCreated(t0.Add(2*time.Second))), newRun("new-a", withCreated(t0.Add(time.Second)))} {
 		f.add(r)
-		f.handlers.runs[0].OnAdd(r, false)
+		f.handler(kindRun).OnAdd(r, false)
 	}
 
 	var order []string
@@ -575,8 +579,8 @@ func TestDepartedChildrenForgotten(t *testing.T) {
 		f.c.expectations.deletedChild(uid)
 		require.True(t, f.c.expectations.deleting(uid))
 	}
-	f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
-	f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+	f.handler(phase.KindJob).OnDelete(job)
+	f.handler(phase.KindPod).OnDelete(pod)
 	f.c.expectations.mu.Lock()
 	defer f.c.expectations.mu.Unlock()
 	assert.Empty(t, f.c.expectations.deleted, "departed children still remembered")
@@ -593,9 +597,9 @@ func TestDepartureDeliveredDuringTheWrite(t *testing.T) {
 			// The informer's delete handler, run before the patch returns.
 			name := a.(core.PatchAction).GetName()
 			if name == job.Name && res == "jobs" {
-				f.handlers.jobs[0].OnDelete(cache.DeletedObject[*batchv1.Job]{OptionalObj: job})
+				f.handler(phase.KindJob).OnDelete(job)
 			} else {
-				f.handlers.pods[0].OnDelete(cache.DeletedObject[*corev1.Pod]{OptionalObj: pod})
+				f.handler(phase.KindPod).OnDelete(pod)
 			}
 			return false, nil, nil
 		})
@@ -657,17 +661,17 @@ func TestFinishedRunsWakeIsCancelled(t *testing.T) {
 	done.Status.Phase = v1alpha1.PhaseSucceeded
 	f.update(done)
 	require.IsType(t, &runcache.FinishedRun{}, cached("done"))
-	f.handlers.runs[0].OnUpdate(before, cached("done"))
+	f.handler(kindRun).OnUpdate(before, cached("done"))
 	assert.Equal(t, 3, f.c.wakes.Len(), "the finished run's wake is gone")
 
-	f.handlers.runs[0].OnDelete(cached("gone"))
+	f.handler(kindRun).OnDelete(cached("gone"))
 	assert.Equal(t, 2, f.c.wakes.Len(), "the deleted run's wake is gone")
 
 	live := f.trackedRun("live")
 	live.Labels = map[string]string{"touched": "yes"}
 	before = cached("live")
 	f.update(live)
-	f.handlers.runs[0].OnUpdate(before, cached("live"))
+	f.handler(kindRun).OnUpdate(before, cached("live"))
 	assert.Equal(t, 2, f.c.wakes.Len(), "a live run's update keeps its wake")
 
 	// A sync that read the run live sets its wake after the handler saw
@@ -676,7 +680,7 @@ func TestFinishedRunsWakeIsCancelled(t *testing.T) {
 	late.Status.Phase = v1alpha1.PhaseFailed
 	before = cached("late")
 	f.update(late)
-	f.handlers.runs[0].OnUpdate(before, cached("late"))
+	f.handler(kindRun).OnUpdate(before, cached("late"))
 	f.c.wakeAfter(f.key("late"), time.Minute)
 	assert.Equal(t, 1, f.c.wakes.Len(), "a wake set after the finish was seen")
 

@@ -21,10 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
-	appsinformers "k8s.io/client-go/informers/apps/v1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+	kubescheme "k8s.io/client-go/kubernetes/scheme"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	"k8s.io/client-go/metadata/metadatainformer"
 	core "k8s.io/client-go/testing"
@@ -75,24 +73,31 @@ type fixture struct {
 	kube     *k8sfake.Clientset
 	meta     *metadatafake.FakeMetadataClient
 	inf      Informers
+	kf       informers.SharedInformerFactory
 	recorder *record.FakeRecorder
 	c        *Controller
-	handlers *handlers
+	handlers map[phase.Kind][]cache.ResourceEventHandler
 
 	clk *testingclock.FakeClock
 }
 
-// handlers are the event handlers NewController registered, captured so
-// that tests can call them directly (Job controller style).
-type handlers struct {
-	runs        []cache.ResourceEventHandler
-	instances   []cache.TypedResourceEventHandler[*v1alpha1.SympoziumInstance]
-	jobs        []cache.TypedResourceEventHandler[*batchv1.Job]
-	deployments []cache.TypedResourceEventHandler[*appsv1.Deployment]
-	services    []cache.TypedResourceEventHandler[*corev1.Service]
-	skillPacks  []cache.TypedResourceEventHandler[*v1alpha1.SkillPack]
-	pods        []cache.TypedResourceEventHandler[*corev1.Pod]
-	configMaps  []cache.ResourceEventHandler
+// The kinds of the informers the fixture captures handlers of besides the
+// children's (f.handlers).
+const (
+	kindRun       phase.Kind = "AgentRun"
+	kindInstance  phase.Kind = "SympoziumInstance"
+	kindSkillPack phase.Kind = "SkillPack"
+)
+
+// handler returns the one event handler NewController registered on the
+// informer of kind, captured so that tests can call it directly (Job
+// controller style). Typed handlers are captured as client-go adapts them:
+// they take the untyped calls an informer makes (OnDelete with the object,
+// or a cache.DeletedFinalStateUnknown).
+func (f *fixture) handler(kind phase.Kind) cache.ResourceEventHandler {
+	f.t.Helper()
+	require.Len(f.t, f.handlers[kind], 1, "handlers of %s", kind)
+	return f.handlers[kind][0]
 }
 
 type fixtureOption func(*Options)
@@ -102,7 +107,7 @@ func withLogs(l LogReader) fixtureOption { return func(o *Options) { o.Logs = l 
 func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
-	f := &fixture{t: t, ctx: ctx, clk: testingclock.NewFakeClock(t0.Add(time.Minute)), handlers: &handlers{}}
+	f := &fixture{t: t, ctx: ctx, clk: testingclock.NewFakeClock(t0.Add(time.Minute)), handlers: map[phase.Kind][]cache.ResourceEventHandler{}}
 	f.client = sfake.NewSimpleClientset()
 	f.kube = k8sfake.NewClientset()
 	scheme := metadatafake.NewTestScheme()
@@ -111,18 +116,15 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	f.meta = metadatafake.NewSimpleMetadataClient(scheme)
 
 	sf := sympoziuminformers.NewSharedInformerFactory(f.client, 0)
-	kf := informers.NewSharedInformerFactory(f.kube, 0)
+	f.kf = informers.NewSharedInformerFactory(f.kube, 0)
 	mf := metadatainformer.NewSharedInformerFactory(f.meta, 0)
 	sv := sf.Sympozium().V1alpha1()
 	f.inf = Informers{
-		Runs:        sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
-		Instances:   sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
-		SkillPacks:  sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Jobs:        batchinformers.ToTypedJobInformer(kf.Batch().V1().Jobs()),
-		Deployments: appsinformers.ToTypedDeploymentInformer(kf.Apps().V1().Deployments()),
-		Services:    coreinformers.ToTypedServiceInformer(kf.Core().V1().Services()),
-		Pods:        coreinformers.ToTypedPodInformer(kf.Core().V1().Pods()),
-		ConfigMaps:  mf.ForResource(configMapsGVR),
+		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
+		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
+		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
+		Children:   f.kf,
+		ConfigMaps: mf.ForResource(configMapsGVR),
 	}
 	o := Options{Phase: testPhaseConfig, Clock: f.clk}
 	for _, fn := range opts {
@@ -145,18 +147,49 @@ func (f *fixture) key(name string) cache.ObjectName {
 	return cache.ObjectName{Namespace: testNS, Name: name}
 }
 
-// indexers returns every indexer the controller reads, by resource.
+// indexers returns every indexer the controller reads, by resource: the
+// children's are the registered childCache kinds'.
 func (f *fixture) indexers() map[schema.GroupVersionResource]cache.Indexer {
-	return map[schema.GroupVersionResource]cache.Indexer{
-		agentrunsGVR:   f.inf.Runs.Informer().GetIndexer(),
-		instancesGVR:   f.inf.Instances.Informer().GetIndexer(),
-		skillpacksGVR:  f.inf.SkillPacks.Informer().GetIndexer(),
-		jobsGVR:        f.inf.Jobs.Informer().GetIndexer(),
-		deploymentsGVR: f.inf.Deployments.Informer().GetIndexer(),
-		servicesGVR:    f.inf.Services.Informer().GetIndexer(),
-		podsGVR:        f.inf.Pods.Informer().GetIndexer(),
-		configMapsGVR:  f.inf.ConfigMaps.Informer().GetIndexer(),
+	out := map[schema.GroupVersionResource]cache.Indexer{
+		agentrunsGVR:  f.inf.Runs.Informer().GetIndexer(),
+		instancesGVR:  f.inf.Instances.Informer().GetIndexer(),
+		skillpacksGVR: f.inf.SkillPacks.Informer().GetIndexer(),
+		configMapsGVR: f.inf.ConfigMaps.Informer().GetIndexer(),
 	}
+	for _, k := range cachedChildKinds() {
+		gi, err := f.kf.ForResource(k.resource)
+		require.NoError(f.t, err)
+		out[k.resource] = gi.Informer().GetIndexer()
+	}
+	return out
+}
+
+// cachedChildKinds are the registered kinds the child informers cache.
+func cachedChildKinds() []childKind {
+	var out []childKind
+	for _, r := range registrations {
+		for _, k := range r.kinds {
+			if k.cache == childCache {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// childResource is the resource of o, a child of a registered childCache
+// kind.
+func (f *fixture) childResource(o runtime.Object) schema.GroupVersionResource {
+	f.t.Helper()
+	gvks, _, err := kubescheme.Scheme.ObjectKinds(o)
+	require.NoError(f.t, err)
+	for _, k := range cachedChildKinds() {
+		if k.resource.GroupVersion().WithKind(string(k.kind)) == gvks[0] {
+			return k.resource
+		}
+	}
+	f.t.Fatalf("%T is no cached kind of child", o)
+	return schema.GroupVersionResource{}
 }
 
 // add puts objects in their fake clientset and in the informer cache.
@@ -197,18 +230,10 @@ func (f *fixture) addToCache(objs ...runtime.Object) {
 			gvr = instancesGVR
 		case *v1alpha1.SkillPack:
 			gvr = skillpacksGVR
-		case *batchv1.Job:
-			gvr = jobsGVR
-		case *appsv1.Deployment:
-			gvr = deploymentsGVR
-		case *corev1.Service:
-			gvr = servicesGVR
-		case *corev1.Pod:
-			gvr = podsGVR
 		case *corev1.ConfigMap:
 			gvr, o = configMapsGVR, partial(obj)
 		default:
-			f.t.Fatalf("addToCache: unexpected %T", o)
+			gvr = f.childResource(o)
 		}
 		if gvr != agentrunsGVR {
 			cached = o
@@ -239,14 +264,8 @@ func (f *fixture) update(objs ...runtime.Object) {
 		switch o.(type) {
 		case *v1alpha1.AgentRun:
 			require.NoError(f.t, f.client.Tracker().Update(agentrunsGVR, o, m.GetNamespace()))
-		case *batchv1.Job:
-			require.NoError(f.t, f.kube.Tracker().Update(jobsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
-		case *corev1.Pod:
-			require.NoError(f.t, f.kube.Tracker().Update(podsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
-		case *appsv1.Deployment:
-			require.NoError(f.t, f.kube.Tracker().Update(deploymentsGVR, o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
 		default:
-			f.t.Fatalf("update: unexpected %T", o)
+			require.NoError(f.t, f.kube.Tracker().Update(f.childResource(o), o, m.GetNamespace(), metav1.UpdateOptions{FieldManager: "test"}))
 		}
 	}
 	f.refresh()
@@ -277,10 +296,9 @@ func (f *fixture) refresh() {
 		func(o runtime.Object) any { return asCached(f.t, o.(*v1alpha1.AgentRun)) })
 	replace(instancesGVR, list(f.client.Tracker(), instancesGVR, sgv.WithKind("SympoziumInstance")), same)
 	replace(skillpacksGVR, list(f.client.Tracker(), skillpacksGVR, sgv.WithKind("SkillPack")), same)
-	replace(jobsGVR, list(f.kube.Tracker(), jobsGVR, batchv1.SchemeGroupVersion.WithKind("Job")), same)
-	replace(deploymentsGVR, list(f.kube.Tracker(), deploymentsGVR, appsv1.SchemeGroupVersion.WithKind("Deployment")), same)
-	replace(servicesGVR, list(f.kube.Tracker(), servicesGVR, corev1.SchemeGroupVersion.WithKind("Service")), same)
-	replace(podsGVR, list(f.kube.Tracker(), podsGVR, corev1.SchemeGroupVersion.WithKind("Pod")), same)
+	for _, k := range cachedChildKinds() {
+		replace(k.resource, list(f.kube.Tracker(), k.resource, k.resource.GroupVersion().WithKind(string(k.kind))), same)
+	}
 	replace(configMapsGVR, list(f.kube.Tracker(), configMapsGVR, corev1.SchemeGroupVersion.WithKind("ConfigMap")),
 		func(o runtime.Object) any { return partial(o.(*corev1.ConfigMap)) })
 }
@@ -460,35 +478,77 @@ func injectError(fk *core.Fake, verb, resource, subresource string) (remove func
 }
 
 // capturing wraps the informers so that the handlers NewController
-// registers are kept in f.handlers.
+// registers are kept in f.handlers, by kind.
 func (f *fixture) capturing(inf Informers) Informers {
-	h := f.handlers
-	inf.Runs = runInformer{inf.Runs, &h.runs}
-	inf.Instances = instanceInformer{inf.Instances, &h.instances}
-	inf.Jobs = jobInformer{inf.Jobs, &h.jobs}
-	inf.Deployments = deploymentInformer{inf.Deployments, &h.deployments}
-	inf.Services = serviceInformer{inf.Services, &h.services}
-	inf.SkillPacks = skillPackInformer{inf.SkillPacks, &h.skillPacks}
-	inf.Pods = podInformer{inf.Pods, &h.pods}
-	inf.ConfigMaps = configMapInformer{inf.ConfigMaps, &h.configMaps}
+	inf.Runs = runInformer{inf.Runs, f.capture(kindRun)}
+	inf.Instances = instanceInformer{inf.Instances, f.capture(kindInstance)}
+	inf.SkillPacks = skillPackInformer{inf.SkillPacks, f.capture(kindSkillPack)}
+	inf.Children = childInformers{inf.Children, f}
+	inf.ConfigMaps = genericInformer{inf.ConfigMaps, f.capture(phase.KindConfigMap)}
 	return inf
 }
 
-type capture[T cache.Object] struct {
-	cache.TypedSharedIndexInformer[T]
-	got *[]cache.TypedResourceEventHandler[T]
+// capture returns the function that keeps a handler of kind.
+func (f *fixture) capture(kind phase.Kind) func(cache.ResourceEventHandler) {
+	return func(h cache.ResourceEventHandler) { f.handlers[kind] = append(f.handlers[kind], h) }
 }
 
-func (c capture[T]) AddTypedEventHandler(h cache.TypedResourceEventHandler[T], o ...cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
-	*c.got = append(*c.got, h)
-	return c.TypedSharedIndexInformer.AddTypedEventHandler(h, o...)
+// untypedCapture keeps the handlers added to an informer.
+type untypedCapture struct {
+	cache.SharedIndexInformer
+	got func(cache.ResourceEventHandler)
+}
+
+func (c untypedCapture) AddEventHandlerWithOptions(h cache.ResourceEventHandler, o cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
+	c.got(h)
+	return c.SharedIndexInformer.AddEventHandlerWithOptions(h, o)
+}
+
+// typedCapture keeps the handlers added to a typed informer, as client-go
+// adapts them to the untyped informer underneath.
+type typedCapture[T cache.Object] struct {
+	cache.TypedSharedIndexInformer[T]
+	got func(cache.ResourceEventHandler)
+}
+
+func (c typedCapture[T]) AddTypedEventHandler(h cache.TypedResourceEventHandler[T], o ...cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
+	return cache.NewTypedSharedIndexInformer[T](untypedCapture{c.TypedSharedIndexInformer, c.got}).AddTypedEventHandler(h, o...)
+}
+
+// childInformers captures the handlers of the children's informers, by the
+// kind registered for their resource.
+type childInformers struct {
+	ChildInformers
+	f *fixture
+}
+
+func (i childInformers) ForResource(resource schema.GroupVersionResource) (informers.GenericInformer, error) {
+	gi, err := i.ChildInformers.ForResource(resource)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range cachedChildKinds() {
+		if k.resource == resource {
+			return genericInformer{gi, i.f.capture(k.kind)}, nil
+		}
+	}
+	return nil, fmt.Errorf("%s is no registered kind of child", resource)
+}
+
+type genericInformer struct {
+	informers.GenericInformer
+	got func(cache.ResourceEventHandler)
+}
+
+func (i genericInformer) Informer() cache.SharedIndexInformer {
+	return untypedCapture{i.GenericInformer.Informer(), i.got}
 }
 
 // runInformer captures untyped handlers: the run store holds finished runs
 // as records (runcache.FinishedRun), so the run handlers are untyped.
 type runInformer struct {
 	sv1alpha1.TypedAgentRunInformer
-	got *[]cache.ResourceEventHandler
+	got func(cache.ResourceEventHandler)
 }
 
 func (i runInformer) Informer() cache.SharedIndexInformer {
@@ -497,75 +557,20 @@ func (i runInformer) Informer() cache.SharedIndexInformer {
 
 type instanceInformer struct {
 	sv1alpha1.TypedSympoziumInstanceInformer
-	got *[]cache.TypedResourceEventHandler[*v1alpha1.SympoziumInstance]
+	got func(cache.ResourceEventHandler)
 }
 
 func (i instanceInformer) TypedInformer() sv1alpha1.SympoziumInstanceIndexInformer {
-	return capture[*v1alpha1.SympoziumInstance]{i.TypedSympoziumInstanceInformer.TypedInformer(), i.got}
-}
-
-type jobInformer struct {
-	batchinformers.TypedJobInformer
-	got *[]cache.TypedResourceEventHandler[*batchv1.Job]
-}
-
-func (i jobInformer) TypedInformer() batchinformers.JobIndexInformer {
-	return capture[*batchv1.Job]{i.TypedJobInformer.TypedInformer(), i.got}
-}
-
-type deploymentInformer struct {
-	appsinformers.TypedDeploymentInformer
-	got *[]cache.TypedResourceEventHandler[*appsv1.Deployment]
-}
-
-func (i deploymentInformer) TypedInformer() appsinformers.DeploymentIndexInformer {
-	return capture[*appsv1.Deployment]{i.TypedDeploymentInformer.TypedInformer(), i.got}
-}
-
-type serviceInformer struct {
-	coreinformers.TypedServiceInformer
-	got *[]cache.TypedResourceEventHandler[*corev1.Service]
-}
-
-func (i serviceInformer) TypedInformer() coreinformers.ServiceIndexInformer {
-	return capture[*corev1.Service]{i.TypedServiceInformer.TypedInformer(), i.got}
+	return typedCapture[*v1alpha1.SympoziumInstance]{i.TypedSympoziumInstanceInformer.TypedInformer(), i.got}
 }
 
 type skillPackInformer struct {
 	sv1alpha1.TypedSkillPackInformer
-	got *[]cache.TypedResourceEventHandler[*v1alpha1.SkillPack]
+	got func(cache.ResourceEventHandler)
 }
 
 func (i skillPackInformer) TypedInformer() sv1alpha1.SkillPackIndexInformer {
-	return capture[*v1alpha1.SkillPack]{i.TypedSkillPackInformer.TypedInformer(), i.got}
-}
-
-type podInformer struct {
-	coreinformers.TypedPodInformer
-	got *[]cache.TypedResourceEventHandler[*corev1.Pod]
-}
-
-func (i podInformer) TypedInformer() coreinformers.PodIndexInformer {
-	return capture[*corev1.Pod]{i.TypedPodInformer.TypedInformer(), i.got}
-}
-
-type configMapInformer struct {
-	informers.GenericInformer
-	got *[]cache.ResourceEventHandler
-}
-
-func (i configMapInformer) Informer() cache.SharedIndexInformer {
-	return untypedCapture{i.GenericInformer.Informer(), i.got}
-}
-
-type untypedCapture struct {
-	cache.SharedIndexInformer
-	got *[]cache.ResourceEventHandler
-}
-
-func (c untypedCapture) AddEventHandlerWithOptions(h cache.ResourceEventHandler, o cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
-	*c.got = append(*c.got, h)
-	return c.SharedIndexInformer.AddEventHandlerWithOptions(h, o)
+	return typedCapture[*v1alpha1.SkillPack]{i.TypedSkillPackInformer.TypedInformer(), i.got}
 }
 
 // fakeLogs is a LogReader that returns a fixed tail and records its calls.

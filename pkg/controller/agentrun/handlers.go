@@ -5,14 +5,9 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	appsinformers "k8s.io/client-go/informers/apps/v1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/naming"
@@ -40,21 +35,20 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		{"SkillPack", func() (cache.ResourceEventHandlerRegistration, error) {
 			return inf.SkillPacks.TypedInformer().AddTypedEventHandler(c.skillPackHandlers(), opts)
 		}},
-		{"Job", func() (cache.ResourceEventHandlerRegistration, error) {
-			return inf.Jobs.TypedInformer().AddTypedEventHandler(c.jobHandlers(), opts)
-		}},
-		{"Deployment", func() (cache.ResourceEventHandlerRegistration, error) {
-			return inf.Deployments.TypedInformer().AddTypedEventHandler(c.deploymentHandlers(), opts)
-		}},
-		{"Service", func() (cache.ResourceEventHandlerRegistration, error) {
-			return inf.Services.TypedInformer().AddTypedEventHandler(c.serviceHandlers(), opts)
-		}},
-		{"Pod", func() (cache.ResourceEventHandlerRegistration, error) {
-			return inf.Pods.TypedInformer().AddTypedEventHandler(c.podHandlers(), opts)
-		}},
 		{"ConfigMap", func() (cache.ResourceEventHandlerRegistration, error) {
 			return inf.ConfigMaps.Informer().AddEventHandlerWithOptions(c.configMapHandlers(), opts)
 		}},
+	}
+	for _, r := range registrations {
+		for _, k := range r.kinds {
+			if k.cache == childCache {
+				inf, h := c.children[k.kind], c.childHandlers(k.events)
+				adds = append(adds, struct {
+					what string
+					add  func() (cache.ResourceEventHandlerRegistration, error)
+				}{string(k.kind), func() (cache.ResourceEventHandlerRegistration, error) { return inf.AddEventHandlerWithOptions(h, opts) }})
+			}
+		}
 	}
 	var regs []cache.ResourceEventHandlerRegistration
 	for _, a := range adds {
@@ -65,6 +59,54 @@ func (c *Controller) addHandlers(logger logr.Logger, inf Informers) ([]cache.Res
 		regs = append(regs, reg)
 	}
 	return regs, nil
+}
+
+// childEvents says what an event of a cached kind of child means
+// (childKind.events).
+type childEvents struct {
+	// changed: the object was added, or updated to a new
+	// resourceVersion (a resync delivers the same one: nothing changed).
+	changed func(c *Controller, obj metav1.Object)
+	// deleted: the cache delivered its deletion (with its last state
+	// known; a tombstone without one is ignored).
+	deleted func(c *Controller, obj metav1.Object)
+}
+
+var (
+	// workloadEvents: a workload (Job, Deployment) observes the create it
+	// was expected from, and enqueues its run.
+	workloadEvents = childEvents{changed: (*Controller).workloadChanged, deleted: (*Controller).childDeleted}
+	// ownedEvents: another child (a server's Service) enqueues its run.
+	ownedEvents = childEvents{changed: (*Controller).enqueueOwner, deleted: (*Controller).childDeleted}
+	// podEvents: an agent pod enqueues its run through its workload
+	// (enqueuePodOwner).
+	podEvents = childEvents{changed: (*Controller).podChanged, deleted: (*Controller).podDeleted}
+)
+
+// childHandlers are the handlers of a cached kind of child.
+func (c *Controller) childHandlers(ev childEvents) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if m, ok := obj.(metav1.Object); ok {
+				ev.changed(c, m)
+			}
+		},
+		UpdateFunc: func(oldObj, curObj any) {
+			old, ok := oldObj.(metav1.Object)
+			cur, ok2 := curObj.(metav1.Object)
+			if ok && ok2 && old.GetResourceVersion() != cur.GetResourceVersion() {
+				ev.changed(c, cur)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if m, ok := obj.(metav1.Object); ok {
+				ev.deleted(c, m)
+			}
+		},
+	}
 }
 
 // runHandlers enqueue the run itself (a resync re-enqueues too: the safety
@@ -156,46 +198,6 @@ func (c *Controller) skillPackHandlers() sinformers.SkillPackHandlerFuncs {
 	}
 }
 
-func (c *Controller) jobHandlers() batchinformers.JobHandlerFuncs {
-	return batchinformers.JobHandlerFuncs{
-		AddFunc:    func(j *batchv1.Job) { c.workloadChanged(j) },
-		UpdateFunc: onNewVersion(func(j *batchv1.Job) { c.workloadChanged(j) }),
-		DeleteFunc: func(d batchinformers.DeletedJob) { childDeleted(c, d.OptionalObj) },
-	}
-}
-
-func (c *Controller) deploymentHandlers() appsinformers.DeploymentHandlerFuncs {
-	return appsinformers.DeploymentHandlerFuncs{
-		AddFunc:    func(d *appsv1.Deployment) { c.workloadChanged(d) },
-		UpdateFunc: onNewVersion(func(d *appsv1.Deployment) { c.workloadChanged(d) }),
-		DeleteFunc: func(d appsinformers.DeletedDeployment) { childDeleted(c, d.OptionalObj) },
-	}
-}
-
-func (c *Controller) serviceHandlers() coreinformers.ServiceHandlerFuncs {
-	return coreinformers.ServiceHandlerFuncs{
-		AddFunc:    func(s *corev1.Service) { c.enqueueOwner(s) },
-		UpdateFunc: onNewVersion(func(s *corev1.Service) { c.enqueueOwner(s) }),
-		DeleteFunc: func(d coreinformers.DeletedService) { childDeleted(c, d.OptionalObj) },
-	}
-}
-
-func (c *Controller) podHandlers() coreinformers.PodHandlerFuncs {
-	return coreinformers.PodHandlerFuncs{
-		AddFunc:    c.enqueuePodOwner,
-		UpdateFunc: onNewVersion(c.enqueuePodOwner),
-		DeleteFunc: func(d coreinformers.DeletedPod) {
-			if d.OptionalObj != nil {
-				// A pod this controller retired or deleted has left the
-				// cache: forget it, as childDeleted does for the others
-				// (else each kept run's pod stays remembered for good).
-				c.expectations.gone(d.OptionalObj.UID)
-				c.enqueuePodOwner(d.OptionalObj)
-			}
-		},
-	}
-}
-
 // configMapHandlers: a ConfigMap that appears may be the one a waiting run
 // of its namespace needs.
 func (c *Controller) configMapHandlers() cache.ResourceEventHandlerFuncs {
@@ -205,16 +207,6 @@ func (c *Controller) configMapHandlers() cache.ResourceEventHandlerFuncs {
 				c.wakeWaitingInNamespace(m.GetNamespace())
 			}
 		},
-	}
-}
-
-// onNewVersion calls changed on an update that carries a new
-// resourceVersion (a resync delivers the same one: nothing changed).
-func onNewVersion[T metav1.Object](changed func(T)) func(old, cur T) {
-	return func(old, cur T) {
-		if old.GetResourceVersion() != cur.GetResourceVersion() {
-			changed(cur)
-		}
 	}
 }
 
@@ -269,19 +261,27 @@ func (c *Controller) workloadChanged(obj metav1.Object) {
 	c.enqueueOwner(obj)
 }
 
-// childDeleted handles a child whose deletion the cache delivered (obj nil:
-// its last state is unknown): the delete this controller may have made is
-// observed, and its run enqueued.
-func childDeleted[T interface {
-	comparable
-	metav1.Object
-}](c *Controller, obj T) {
-	var unknown T
-	if obj == unknown {
-		return
-	}
+// childDeleted handles a child whose deletion the cache delivered: the
+// delete this controller may have made is observed, and its run enqueued.
+func (c *Controller) childDeleted(obj metav1.Object) {
 	c.expectations.gone(obj.GetUID())
 	c.enqueueOwner(obj)
+}
+
+// podChanged enqueues the run of a pod that was added or changed.
+func (c *Controller) podChanged(obj metav1.Object) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		c.enqueuePodOwner(p)
+	}
+}
+
+// podDeleted handles a pod whose deletion the cache delivered: a pod this
+// controller retired or deleted has left the cache, and is forgotten, as
+// childDeleted does for the others (else each kept run's pod stays
+// remembered for good); its run is enqueued.
+func (c *Controller) podDeleted(obj metav1.Object) {
+	c.expectations.gone(obj.GetUID())
+	c.podChanged(obj)
 }
 
 // enqueueOwner enqueues the AgentRun that controls obj, unless the cache
@@ -312,9 +312,9 @@ func (c *Controller) enqueuePodOwner(p *corev1.Pod) {
 		return
 	}
 	switch ref.Kind {
-	case "Job":
-		job, err := c.jobs.Jobs(p.Namespace).Get(ref.Name)
-		if err != nil || job.UID != ref.UID {
+	case string(phase.KindJob):
+		job, err := c.kinds[phase.KindJob].get(p.Namespace, ref.Name)
+		if err != nil || job.GetUID() != ref.UID {
 			return
 		}
 		c.enqueueOwner(job)

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -279,67 +277,6 @@ func isIdentityKind(k phase.Kind) bool {
 		return true
 	}
 	return false
-}
-
-// identityKinds are the clients of the identity objects: created and
-// deleted, never read back from a cache by name.
-func (c *Controller) identityKinds(kinds map[phase.Kind]kindClient) {
-	notCached := func(ns, name string) (metav1.Object, error) { return nil, fmt.Errorf("not read by name") }
-	kinds[phase.KindServiceAccount] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.CoreV1().ServiceAccounts(obj.GetNamespace()).Create(ctx, obj.(*corev1.ServiceAccount), o)
-			return err
-		},
-	}
-	kinds[phase.KindRole] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.RbacV1().Roles(obj.GetNamespace()).Create(ctx, obj.(*rbacv1.Role), o)
-			return err
-		},
-	}
-	kinds[phase.KindRoleBinding] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.RbacV1().RoleBindings(obj.GetNamespace()).Create(ctx, obj.(*rbacv1.RoleBinding), o)
-			return err
-		},
-		delete: func(ctx context.Context, ns, name string, o metav1.DeleteOptions) error {
-			return c.kubeClient.RbacV1().RoleBindings(ns).Delete(ctx, name, o)
-		},
-	}
-	kinds[phase.KindClusterRole] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.RbacV1().ClusterRoles().Create(ctx, obj.(*rbacv1.ClusterRole), o)
-			return err
-		},
-		delete: func(ctx context.Context, _, name string, o metav1.DeleteOptions) error {
-			return c.kubeClient.RbacV1().ClusterRoles().Delete(ctx, name, o)
-		},
-	}
-	kinds[phase.KindConfigMap] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Create(ctx, obj.(*corev1.ConfigMap), o)
-			return err
-		},
-		update: func(ctx context.Context, obj metav1.Object, o metav1.UpdateOptions) error {
-			_, err := c.kubeClient.CoreV1().ConfigMaps(obj.GetNamespace()).Update(ctx, obj.(*corev1.ConfigMap), o)
-			return err
-		},
-	}
-	kinds[phase.KindSecret] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.CoreV1().Secrets(obj.GetNamespace()).Create(ctx, obj.(*corev1.Secret), o)
-			return err
-		},
-	}
-	kinds[phase.KindClusterRoleBinding] = kindClient{get: notCached,
-		create: func(ctx context.Context, obj metav1.Object, o metav1.CreateOptions) error {
-			_, err := c.kubeClient.RbacV1().ClusterRoleBindings().Create(ctx, obj.(*rbacv1.ClusterRoleBinding), o)
-			return err
-		},
-		delete: func(ctx context.Context, _, name string, o metav1.DeleteOptions) error {
-			return c.kubeClient.RbacV1().ClusterRoleBindings().Delete(ctx, name, o)
-		},
-	}
 }
 
 // newAPIKey is a web proxy API key as sympozium's controller makes them:

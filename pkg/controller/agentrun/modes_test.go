@@ -22,6 +22,7 @@ import (
 	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/phase"
 	"github.com/sympozium-ai/sympozium-controller/pkg/agentrun/workload"
 	"github.com/sympozium-ai/sympozium-controller/pkg/apis/sympozium/v1alpha1"
 )
@@ -275,7 +276,7 @@ func TestSyncServerDeploymentDeleted(t *testing.T) {
 	f.converge("web", 3)
 	// The informer delivered the Deployment (which ends the create's
 	// expectation), then its deletion.
-	dep, err := f.inf.Deployments.Lister().Deployments(testNS).Get("web-server")
+	dep, err := f.kf.Apps().V1().Deployments().Lister().Deployments(testNS).Get("web-server")
 	require.NoError(t, err)
 	f.c.workloadChanged(dep)
 	require.NoError(t, f.kube.Tracker().Delete(deploymentsGVR, testNS, "web-server"))
@@ -569,16 +570,16 @@ func TestServerAndSandboxHandlers(t *testing.T) {
 		dep.UID, dep.ResourceVersion = "dep-uid", "1"
 		svc := workload.Service(workload.Inputs{Run: srv})
 		f.c.expectations.expectWorkload(srv.UID)
-		require.Len(t, f.handlers.deployments, 1)
-		require.Len(t, f.handlers.services, 1)
-		f.handlers.deployments[0].OnAdd(dep, false)
+		require.Len(t, f.handlers[phase.KindDeployment], 1)
+		require.Len(t, f.handlers[phase.KindService], 1)
+		f.handler(phase.KindDeployment).OnAdd(dep, false)
 		assert.False(t, f.c.expectations.workloadExpected(srv.UID))
 		assert.Equal(t, []string{"ns/web"}, f.queued())
-		f.handlers.deployments[0].OnUpdate(dep, dep.DeepCopy())
+		f.handler(phase.KindDeployment).OnUpdate(dep, dep.DeepCopy())
 		assert.Empty(t, f.queued(), "a resync enqueues nothing")
-		f.handlers.services[0].OnAdd(svc, false)
-		f.handlers.services[0].OnDelete(cache.DeletedObject[*corev1.Service]{OptionalObj: svc})
-		f.handlers.deployments[0].OnDelete(cache.DeletedObject[*appsv1.Deployment]{OptionalObj: dep})
+		f.handler(phase.KindService).OnAdd(svc, false)
+		f.handler(phase.KindService).OnDelete(svc)
+		f.handler(phase.KindDeployment).OnDelete(dep)
 		assert.Equal(t, []string{"ns/web"}, f.queued())
 	})
 	t.Run("a changed SkillPack or instance wakes the live servers only", func(t *testing.T) {
@@ -587,26 +588,26 @@ func TestServerAndSandboxHandlers(t *testing.T) {
 		pack := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS, Generation: 1}}
 		next := pack.DeepCopy()
 		next.Generation = 2
-		require.Len(t, f.handlers.skillPacks, 1)
-		f.handlers.skillPacks[0].OnUpdate(pack, pack.DeepCopy())
+		require.Len(t, f.handlers[kindSkillPack], 1)
+		f.handler(kindSkillPack).OnUpdate(pack, pack.DeepCopy())
 		assert.Empty(t, f.queued(), "status-only updates roll nothing")
-		f.handlers.skillPacks[0].OnUpdate(pack, next)
+		f.handler(kindSkillPack).OnUpdate(pack, next)
 		assert.Equal(t, []string{"ns/web"}, f.queued())
 		inst := newInstance("inst")
 		instNext := inst.DeepCopy()
 		instNext.Generation = 2
-		f.handlers.instances[0].OnUpdate(inst, instNext)
+		f.handler(kindInstance).OnUpdate(inst, instNext)
 		assert.Equal(t, []string{"ns/web"}, f.queued())
 	})
 	t.Run("a sandbox pod enqueues the run named by its label; sandbox events their owner", func(t *testing.T) {
 		f := newFixture(t)
 		sb := sandboxRun("sb", "")
 		f.addToCache(sb)
-		f.handlers.pods[0].OnAdd(sandboxPodOf(sb, "sb", "sandbox-uid"), false)
+		f.handler(phase.KindPod).OnAdd(sandboxPodOf(sb, "sb", "sandbox-uid"), false)
 		assert.Equal(t, []string{"ns/sb"}, f.queued())
 		unlabelled := sandboxPodOf(sb, "pool-x", "pool-uid")
 		unlabelled.Labels = nil
-		f.handlers.pods[0].OnAdd(unlabelled, false)
+		f.handler(phase.KindPod).OnAdd(unlabelled, false)
 		assert.Empty(t, f.queued())
 		u := sandboxIn(sb, "Sandbox", "sb", "sandbox-uid", nil, "")
 		f.c.expectations.expectWorkload(sb.UID)
@@ -655,18 +656,18 @@ func TestServerWakes(t *testing.T) {
 	f := newFixture(t)
 	f.addToCache(live, other, finished, task, elsewhere)
 
-	require.Len(t, f.handlers.instances, 1)
+	require.Len(t, f.handlers[kindInstance], 1)
 	changed := newInstance("inst")
 	changed.Generation = 2
-	f.handlers.instances[0].OnUpdate(newInstance("inst"), changed)
+	f.handler(kindInstance).OnUpdate(newInstance("inst"), changed)
 	assert.Equal(t, []string{"ns/live"}, f.queued(), "the instance's live servers")
 
-	require.Len(t, f.handlers.skillPacks, 1)
+	require.Len(t, f.handlers[kindSkillPack], 1)
 	pack := &v1alpha1.SkillPack{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: testNS, Generation: 1}}
 	newer := pack.DeepCopy()
 	newer.Generation = 2
-	f.handlers.skillPacks[0].OnUpdate(pack, newer)
+	f.handler(kindSkillPack).OnUpdate(pack, newer)
 	assert.Equal(t, []string{"ns/live", "ns/other"}, f.queued(), "the namespace's live servers")
-	f.handlers.skillPacks[0].OnUpdate(pack, pack.DeepCopy())
+	f.handler(kindSkillPack).OnUpdate(pack, pack.DeepCopy())
 	assert.Empty(t, f.queued(), "a status-only change rolls nothing")
 }

@@ -309,8 +309,9 @@ func (c *Controller) sandboxPod(ctx context.Context, run *v1alpha1.AgentRun, san
 		ref := metav1.GetControllerOf(p)
 		return ref != nil && ref.Kind == workload.SandboxKind && ref.Name == sandbox && (uid == "" || ref.UID == uid)
 	}
-	if p, err := c.pods.Pods(run.Namespace).Get(sandbox); err == nil {
-		if ours(p) {
+	pods := c.kinds[phase.KindPod]
+	if obj, err := pods.get(run.Namespace, sandbox); err == nil {
+		if p, ok := obj.(*corev1.Pod); ok && ours(p) {
 			return p
 		}
 		return nil
@@ -318,15 +319,15 @@ func (c *Controller) sandboxPod(ctx context.Context, run *v1alpha1.AgentRun, san
 	if claim == nil || meta.FindStatusCondition(claim.Conditions, phase.SandboxConditionFinished) == nil {
 		return nil
 	}
-	p, err := c.kubeClient.CoreV1().Pods(run.Namespace).Get(ctx, sandbox, metav1.GetOptions{})
+	obj, err := pods.read(ctx, run.Namespace, sandbox)
 	if err != nil {
 		klog.FromContext(ctx).V(2).Info("Reading the claimed sandbox's pod failed", "pod", klog.KRef(run.Namespace, sandbox), "err", err)
 		return nil
 	}
-	if !ours(p) {
-		return nil
+	if p, ok := obj.(*corev1.Pod); ok && ours(p) {
+		return p
 	}
-	return p
+	return nil
 }
 
 // observeSkills looks up the SkillPacks the run mounts and the ConfigMaps

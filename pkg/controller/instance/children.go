@@ -126,9 +126,12 @@ func (c *Controller) observeChildren(inst *v1alpha1.SympoziumInstance) (instance
 		in.PVCs[o.Name] = o
 	}
 	name := instancephase.WebEndpointName(inst.Name)
-	if r, err := c.runs.Get(inst.Namespace, name); err == nil {
+	// Only an unfinished run is the live web endpoint: a finished one is
+	// the store's record (its task and other fields trimmed), kept under
+	// its name and never updated.
+	if r, err := c.runs.Get(inst.Namespace, name); err == nil && !r.Status.Phase.IsTerminal() {
 		in.WebEndpoint = r
-	} else if !apierrors.IsNotFound(err) {
+	} else if err != nil && !apierrors.IsNotFound(err) {
 		return in, err
 	}
 	in.WebEndpointFinished = c.runs.FinishedAtRest(cache.ObjectName{Namespace: inst.Namespace, Name: name})

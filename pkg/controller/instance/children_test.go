@@ -61,3 +61,41 @@ func TestSyncRunsTheInstancesObjects(t *testing.T) {
 	f.c.childChanged(dep)
 	assert.Equal(t, 1, f.c.queue.Len())
 }
+
+// TestFinishedWebEndpointRunIsNotUpdated: a web-endpoint run that ended
+// (here: its skill ConfigMaps never came) is held by the run store as a
+// trimmed record; a later change of the instance's model must not send
+// that record back as an update (the API server refused it, spec.task
+// empty, and the instance's sync failed on every retry).
+func TestFinishedWebEndpointRunIsNotUpdated(t *testing.T) {
+	f := newFixture(t)
+	kube := k8sfake.NewClientset()
+	kf := informers.NewSharedInformerFactory(kube, 0)
+	ch := Children{Kube: kube, ConfigMaps: kf.Core().V1().ConfigMaps(), Deployments: kf.Apps().V1().Deployments(),
+		Services: kf.Core().V1().Services(), PVCs: kf.Core().V1().PersistentVolumeClaims(), Config: instancephase.Config{ImageTag: "v1"}}
+	require.NoError(t, f.c.ManageChildren(ch))
+	inst := &v1alpha1.SympoziumInstance{ObjectMeta: metav1.ObjectMeta{Name: "inst", Namespace: testNS, UID: "uid-inst"},
+		Spec: v1alpha1.SympoziumInstanceSpec{
+			Agents: v1alpha1.AgentsSpec{Default: v1alpha1.AgentConfig{Model: "gpt-5"}},
+			Skills: []v1alpha1.SkillRef{{SkillPackRef: "web-endpoint"}},
+		}}
+	run := instancephase.WebEndpointRun(inst, inst.Spec.Skills[0])
+	run.UID = "uid-run"
+	run.Spec.Model.Model = "gpt-4o"
+	run.OwnerReferences = []metav1.OwnerReference{{APIVersion: "sympozium.ai/v1alpha1", Kind: "SympoziumInstance", Name: "inst", UID: "uid-inst", Controller: new(true)}}
+	run.Status = v1alpha1.AgentRunStatus{Phase: v1alpha1.PhaseFailed, Error: "ConfigError: ConfigMap [web-endpoint] not found",
+		CompletedAt: new(metav1.NewTime(f.clock.Now()))}
+	f.add(inst, run)
+	f.client.ClearActions()
+
+	require.NoError(t, f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "inst"}))
+
+	for _, a := range f.client.Actions() {
+		assert.False(t, a.GetResource().Resource == "agentruns" && a.GetVerb() != "get" && a.GetVerb() != "list" && a.GetVerb() != "watch",
+			"the finished run is left alone: %s %s", a.GetVerb(), a.GetResource().Resource)
+	}
+	got, err := f.client.SympoziumV1alpha1().AgentRuns(testNS).Get(f.ctx, "inst-web-endpoint", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "gpt-4o", got.Spec.Model.Model)
+	assert.Equal(t, v1alpha1.PhaseFailed, got.Status.Phase)
+}
