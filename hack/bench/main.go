@@ -2,9 +2,11 @@
 // plane (hack/localcp, audit log on) and prints one Markdown table:
 //
 //  1. burst: N AgentRuns created at once until every run Succeeded, against
-//     a lifecycle baseline (lifecycle.go: a minimal client-go client making
-//     only the lifecycle's writes on the same N runs) and N bare Jobs, on the
-//     same cluster and client QPS;
+//     a lifecycle baseline (lifecycle.go: a client-go client of the
+//     controller's shape and budget making only the lifecycle's writes on
+//     the same N runs), a minimal client (minimal.go: the fewest requests a
+//     run needs, with no client-side rate limit) and N bare Jobs, on the
+//     same cluster; wall time and API-server CPU per run of each;
 //  2. API writes per run, from the controller's /metrics and the audit log;
 //  3. controller memory, CPU per run, restarts and pruning with many
 //     finished runs (and their children) cached, in growing steps;
@@ -25,6 +27,7 @@
 //	go run ./hack/bench -runs 100 -memory-runs 200,600 -prune-runs 100
 //	go run ./hack/bench -runs 1000 -memory-runs 10000,50000 -update docs/bench.md
 //	go run ./hack/bench -phases realnode -realnode-runs 20   # as root, on Linux
+//	go run ./hack/bench -phases burst -baselines minimal -runs 300 -apiserver-profile
 //
 // Progress goes to stderr, the table to stdout (and, with -update, between
 // the bench markers of the given file).
@@ -69,6 +72,8 @@ type options struct {
 	memoryProfile               int
 	realNodeRuns                int
 	schedules, idleSchedules    int
+	baselines                   string
+	apiserverProfile            bool
 }
 
 func main() {
@@ -89,6 +94,8 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 0, "kwok nodes (0: enough for every pod at 900 pods a node)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
 	flag.StringVar(&o.phases, "phases", "realnode,burst,steady,memory", "phases to run, of realnode, burst, steady, memory and schedules (always in this order: realnode on its own control plane and real node, stopped before the others start; the memory phase leaves the cluster largest; schedules is not in the default, run it alone: -phases schedules)")
+	flag.StringVar(&o.baselines, "baselines", "lifecycle,minimal,bare", "the burst's baselines, of lifecycle (a client of the controller's shape, QPS and workers), minimal (the fewest requests a run needs, 8 workers, no client-side rate limit) and bare (bare Jobs); the burst alone against the minimal client: -phases burst -baselines minimal -runs 300")
+	flag.BoolVar(&o.apiserverProfile, "apiserver-profile", false, "save CPU profiles of the API server during the burst and each baseline into -dir (apiserver-<workload>-NN.pb.gz, 5 s each; go tool pprof -top apiserver-burst-*.pb.gz)")
 	flag.IntVar(&o.realNodeRuns, "realnode-runs", 20, "runs of each kind (bare Job, cold run, warm run) of the realnode phase")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
 	flag.StringVar(&o.controllerFlags, "controller-flags", "", "extra controller flags, space-separated (e.g. \"--workers=32\"); a --workers here also sets the lifecycle baseline's workers")
@@ -101,6 +108,12 @@ func main() {
 	if o.burstCleanup != "delete" && o.burstCleanup != "keep" {
 		fmt.Fprintln(os.Stderr, "-burst-cleanup must be delete or keep")
 		os.Exit(2)
+	}
+	for bl := range strings.SplitSeq(o.baselines, ",") {
+		if bl != "" && bl != "lifecycle" && bl != "minimal" && bl != "bare" {
+			fmt.Fprintf(os.Stderr, "-baselines: unknown baseline %q (lifecycle, minimal, bare)\n", bl)
+			os.Exit(2)
+		}
 	}
 	if o.schedules < 1 || o.idleSchedules < 1 {
 		fmt.Fprintln(os.Stderr, "-schedules and -idle-schedules must be at least 1")
@@ -401,6 +414,7 @@ const (
 	setupCost       = time.Minute           // build the controller, start the control plane
 	burstPerRun     = 85 * time.Millisecond // burst, cleanup delete
 	lifecyclePerRun = 65 * time.Millisecond // lifecycle baseline
+	minimalPerRun   = 45 * time.Millisecond // minimal client (issue 26: 1.4–1.8× faster than the burst)
 	barePerRun      = 45 * time.Millisecond // bare Job baseline
 	steadyPerRun    = 30 * time.Millisecond // runs to Running
 	keepPerRun      = 60 * time.Millisecond // memory phase, cleanup keep
@@ -434,7 +448,12 @@ func (o options) estimate() time.Duration {
 		t += setupCost
 	}
 	if phase("burst") {
-		t += per(o.runs, burstPerRun+lifecyclePerRun+barePerRun) + 3*phaseOverhead + per(3*o.runs, auditPerRun)
+		t += per(o.runs, burstPerRun) + phaseOverhead + per(o.runs, auditPerRun)
+		for bl, cost := range map[string]time.Duration{"lifecycle": lifecyclePerRun, "minimal": minimalPerRun, "bare": barePerRun} {
+			if slices.Contains(strings.Split(o.baselines, ","), bl) {
+				t += per(o.runs, cost+auditPerRun) + phaseOverhead
+			}
+		}
 	}
 	if phase("steady") {
 		t += per(o.steadyRuns, steadyPerRun) + o.steadyWindow + phaseOverhead
@@ -465,7 +484,7 @@ func (o options) estimateNote() string {
 		parts = append(parts, fmt.Sprintf("%d turns on the real node", o.realNodeRuns))
 	}
 	if phase("burst") {
-		parts = append(parts, fmt.Sprintf("%d-run burst and baselines", o.runs))
+		parts = append(parts, fmt.Sprintf("%d-run burst and baselines %s", o.runs, o.baselines))
 	}
 	if phase("steady") {
 		parts = append(parts, fmt.Sprintf("%d runs held Running", o.steadyRuns))

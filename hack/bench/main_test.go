@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,25 @@ func TestCreateGated(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true}, done)
+}
+
+func TestAPITimesFrom(t *testing.T) {
+	ms, err := parseMetrics(strings.NewReader(`# HELP apiserver_request_duration_seconds x
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="sympozium.ai",resource="agentruns",scope="resource",subresource="status",verb="PUT",version="v1alpha1"} 1.5
+apiserver_request_duration_seconds_count{component="apiserver",dry_run="",group="sympozium.ai",resource="agentruns",scope="resource",subresource="status",verb="PUT",version="v1alpha1"} 3
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 0.25
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="WATCH",version="v1"} 900
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="POST",version="v1",le="0.005"} 7
+apiserver_watch_events_total{group="",kind="Pod",version="v1"} 5
+apiserver_watch_events_total{group="batch",kind="Job",resource="jobs",version="v1"} 4
+`))
+	require.NoError(t, err)
+	got := apiTimesFrom(ms)
+	assert.Equal(t, map[string]float64{"put agentruns/status": 1.5, "post events": 0.25}, got.seconds, "watches are left out: their duration is how long they stayed open")
+	assert.Equal(t, map[string]float64{"put agentruns/status": 3}, got.requests)
+	assert.Equal(t, map[string]float64{"": 5, "jobs": 4}, got.watchEvents)
+	d := got.minus(apiTimesFrom(ms[:1]))
+	assert.Equal(t, map[string]float64{"post events": 0.25}, d.seconds)
 }
 
 // The schedules phase's crons, as the controller parses them: the firing
