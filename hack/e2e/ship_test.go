@@ -75,9 +75,7 @@ func TestProbesAndMetrics(t *testing.T) {
 	e.apply(t, runYAML(ns, "f", "inst", map[string]string{"SIM_EXIT_CODE": "2"}, ""))
 	e.waitPhase(t, ns, "m", v1alpha1.PhaseSucceeded, 60*time.Second)
 	e.waitPhase(t, ns, "f", v1alpha1.PhaseFailed, 60*time.Second)
-	code, body = httpGet(metrics + "/metrics")
-	require.Equal(t, http.StatusOK, code)
-	for _, want := range []string{
+	wants := []string{
 		`workqueue_adds_total{name="agentrun"}`,
 		`workqueue_depth{name="sympoziuminstance"}`,
 		`workqueue_queue_duration_seconds_bucket{name="skillpack"`,
@@ -98,7 +96,24 @@ func TestProbesAndMetrics(t *testing.T) {
 		`sympozium_sync_total{controller="agentrun",result="success"}`,
 		`sympozium_sync_total{controller="sympoziuminstance",result="success"}`,
 		`sympozium_sync_duration_seconds_bucket{controller="agentrun"`,
-	} {
+	}
+	// The controller counts a finished run when its own informer shows it,
+	// which can be after this test's client saw the phase: scrape until
+	// every line is there (bounded), then check each on the last scrape.
+	_ = wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		code, body = httpGet(metrics + "/metrics")
+		if code != http.StatusOK {
+			return false, nil
+		}
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range wants {
 		assert.Contains(t, body, want)
 	}
 }
