@@ -33,6 +33,10 @@ import (
 func TestControllerDeploymentOnRealNode(t *testing.T) {
 	e := requireNode(t)
 	ctx := context.Background()
+	// The pod that wins the Lease starts its informers and is not Ready
+	// until they have synced, which can be after the rollout finished
+	// with both pods Ready as standbys: wait for it (a condition).
+	e.waitControllerPodsReady(t, "both controller pods Ready")
 	pods := e.controllerPods(t)
 	require.Len(t, pods, 2)
 	for _, p := range pods {
@@ -133,7 +137,19 @@ func TestControllerDeploymentOnRealNode(t *testing.T) {
 
 	// The killed container came back (restartPolicy Always) and the
 	// Deployment has both pods Ready again.
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+	e.waitControllerPodsReady(t, "both controller pods Ready again")
+	for _, p := range e.controllerPods(t) {
+		if p.Name == leaderPod {
+			assert.GreaterOrEqual(t, p.Status.ContainerStatuses[0].RestartCount, int32(1), "the killed container restarted")
+		}
+	}
+}
+
+// waitControllerPodsReady waits (2 minutes at most) until both controller
+// pods are Ready.
+func (e *env) waitControllerPodsReady(t *testing.T, msg string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 		ps := e.controllerPods(t)
 		ready := 0
 		for i := range ps {
@@ -143,12 +159,7 @@ func TestControllerDeploymentOnRealNode(t *testing.T) {
 		}
 		return ready == 2, nil
 	})
-	require.NoError(t, err, "both controller pods Ready again")
-	for _, p := range e.controllerPods(t) {
-		if p.Name == leaderPod {
-			assert.GreaterOrEqual(t, p.Status.ContainerStatuses[0].RestartCount, int32(1), "the killed container restarted")
-		}
-	}
+	require.NoError(t, err, msg)
 }
 
 func (e *env) controllerPods(t *testing.T) []corev1.Pod {
