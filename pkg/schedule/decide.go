@@ -272,10 +272,8 @@ func RunName(s *v1alpha1.SympoziumSchedule, runs []Run, taken func(string) bool)
 	n := s.Status.TotalRuns
 	prefix := s.Name + "-"
 	for _, r := range runs {
-		if k, ok := strings.CutPrefix(r.Name, prefix); ok {
-			if v, err := strconv.ParseInt(k, 10, 64); err == nil && v > n {
-				n = v
-			}
+		if v, ok := runNumber(s.Name, r.Name); ok && v > n {
+			n = v
 		}
 	}
 	for {
@@ -316,12 +314,18 @@ func firedFor(in Input, tick time.Time) (Run, bool) {
 // legacyRunName reports whether name is <schedule>-<n>, n a positive
 // integer: the name sympozium gives a schedule's runs.
 func legacyRunName(schedule, name string) bool {
+	n, ok := runNumber(schedule, name)
+	return ok && n > 0 && schedule+"-"+strconv.FormatInt(n, 10) == name
+}
+
+// runNumber is n of a run named <schedule>-<n>; ok false for another name.
+func runNumber(schedule, name string) (int64, bool) {
 	k, ok := strings.CutPrefix(name, schedule+"-")
 	if !ok {
-		return false
+		return 0, false
 	}
 	n, err := strconv.ParseInt(k, 10, 64)
-	return err == nil && n > 0 && strconv.FormatInt(n, 10) == k
+	return n, err == nil
 }
 
 // lastHandled is the last tick handled: lastScheduleTime (this
