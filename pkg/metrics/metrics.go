@@ -218,7 +218,8 @@ func Mode(run *v1alpha1.AgentRun) string {
 }
 
 func admitted(st *v1alpha1.AgentRunStatus) bool {
-	return st.JobName != "" || st.DeploymentName != "" || st.SandboxName != "" || st.SandboxClaimName != ""
+	_, name := st.Workload()
+	return name != ""
 }
 
 // boundedLabel admits the first max values it is asked about.

@@ -477,17 +477,15 @@ func admittedAt(st *v1alpha1.AgentRunStatus) *metav1.Time {
 }
 
 func workloadAttrs(st *v1alpha1.AgentRunStatus) []attribute {
-	switch {
-	case st.JobName != "":
-		return []attribute{str("k8s.job.name", st.JobName)}
-	case st.DeploymentName != "":
-		return []attribute{str("k8s.deployment.name", st.DeploymentName)}
-	case st.SandboxName != "":
-		return []attribute{str("sympozium.sandbox.name", st.SandboxName)}
-	case st.SandboxClaimName != "":
-		return []attribute{str("sympozium.sandboxclaim.name", st.SandboxClaimName)}
+	kind, name := st.Workload()
+	switch kind {
+	case "":
+		return nil
+	case "Job", "Deployment":
+		// OpenTelemetry's semantic conventions name these.
+		return []attribute{str("k8s."+strings.ToLower(kind)+".name", name)}
 	}
-	return nil
+	return []attribute{str("sympozium."+strings.ToLower(kind)+".name", name)}
 }
 
 // callerSpanID is the span of the run's caller, from the traceparent

@@ -286,3 +286,20 @@ func TestCollectorDown(t *testing.T) {
 	assert.Zero(t, exported)
 	assert.Equal(t, 2*(queueSize+100), dropped)
 }
+
+// TestWorkloadAttributes: the span's "workload created" event names the
+// run's workload under the attribute of its kind.
+func TestWorkloadAttributes(t *testing.T) {
+	for _, c := range []struct {
+		status v1alpha1.AgentRunStatus
+		want   map[string]string
+	}{
+		{v1alpha1.AgentRunStatus{}, map[string]string{}},
+		{v1alpha1.AgentRunStatus{JobName: "j"}, map[string]string{"k8s.job.name": "j"}},
+		{v1alpha1.AgentRunStatus{DeploymentName: "d", ServiceName: "s"}, map[string]string{"k8s.deployment.name": "d"}},
+		{v1alpha1.AgentRunStatus{SandboxName: "sb"}, map[string]string{"sympozium.sandbox.name": "sb"}},
+		{v1alpha1.AgentRunStatus{SandboxClaimName: "c"}, map[string]string{"sympozium.sandboxclaim.name": "c"}},
+	} {
+		assert.Equal(t, c.want, attrs(workloadAttrs(&c.status)))
+	}
+}

@@ -52,7 +52,8 @@ func HistoryLimit(inst *v1alpha1.SympoziumInstance) int {
 // IsAdmitted reports whether the run's workload was created: it holds a
 // slot of its instance's sub-agent capacity until it finishes.
 func IsAdmitted(run *v1alpha1.AgentRun) bool {
-	return run.Status.JobName != "" || run.Status.DeploymentName != "" || run.Status.SandboxName != "" || run.Status.SandboxClaimName != ""
+	_, name := run.Status.Workload()
+	return name != ""
 }
 
 // IsWaiting reports whether the run is unfinished and not admitted yet.

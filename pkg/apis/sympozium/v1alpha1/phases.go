@@ -13,6 +13,26 @@ const (
 // IsTerminal reports whether p is Succeeded or Failed.
 func (p AgentRunPhase) IsTerminal() bool { return p == PhaseSucceeded || p == PhaseFailed }
 
+// Workload is the kind and name of the workload the run was admitted to,
+// read from the status field its backend writes; both "" before
+// admission. It is the one reader of those fields: the admission test of
+// the state machine, the metrics and the traces ask it, so a new backend's
+// status field is added here and nowhere else (TestWorkloadCoversEveryName
+// fails until it is).
+func (s *AgentRunStatus) Workload() (kind, name string) {
+	switch {
+	case s.JobName != "":
+		return "Job", s.JobName
+	case s.DeploymentName != "":
+		return "Deployment", s.DeploymentName
+	case s.SandboxName != "":
+		return "Sandbox", s.SandboxName
+	case s.SandboxClaimName != "":
+		return "SandboxClaim", s.SandboxClaimName
+	}
+	return "", ""
+}
+
 // Modes, cleanup policies and thinking modes.
 const (
 	ModeTask   AgentRunMode = "task"
