@@ -442,7 +442,7 @@ func (p *process) runControllers(ctx context.Context, restCfg *rest.Config) erro
 		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
 		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
 		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Children:   kf,
+		Children:   agentrun.ChildFactory(kf),
 		ConfigMaps: configMaps,
 		Grants: &agentrun.GrantInformers{
 			RoleBindings:        kf.Rbac().V1().RoleBindings().Informer(),

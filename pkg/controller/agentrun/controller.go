@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -36,9 +35,9 @@ type Informers struct {
 	SkillPacks sinformers.TypedSkillPackInformer
 	// Children gives the informer of each kind of child the controller
 	// caches (the registrations' childCache kinds: Jobs, Deployments,
-	// Services, Pods), filtered to its own children by ChildSelector: an
-	// informers.SharedInformerFactory, whose ForResource the controller
-	// calls before the factory starts.
+	// Services, Pods), filtered to its own children by ChildSelector:
+	// ChildFactory of an informers.SharedInformerFactory, asked before the
+	// factory starts.
 	Children   ChildInformers
 	ConfigMaps informers.GenericInformer
 	// SystemSkillPacks reads the SkillPacks of the skills namespace when
@@ -50,10 +49,10 @@ type Informers struct {
 	Grants *GrantInformers
 }
 
-// ChildInformers gives the shared informer of a resource, as
-// informers.SharedInformerFactory does.
+// ChildInformers gives the shared informer of each kind of child the
+// controller caches (ChildFactory).
 type ChildInformers interface {
-	ForResource(resource schema.GroupVersionResource) (informers.GenericInformer, error)
+	ChildInformer(kind phase.Kind) (cache.SharedIndexInformer, error)
 }
 
 // Options tune the controller.

@@ -123,7 +123,7 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 		Runs:       sv1alpha1.ToTypedAgentRunInformer(sv.AgentRuns()),
 		Instances:  sv1alpha1.ToTypedSympoziumInstanceInformer(sv.SympoziumInstances()),
 		SkillPacks: sv1alpha1.ToTypedSkillPackInformer(sv.SkillPacks()),
-		Children:   f.kf,
+		Children:   ChildFactory(f.kf),
 		ConfigMaps: mf.ForResource(configMapsGVR),
 	}
 	o := Options{Phase: testPhaseConfig, Clock: f.clk}
@@ -522,17 +522,12 @@ type childInformers struct {
 	f *fixture
 }
 
-func (i childInformers) ForResource(resource schema.GroupVersionResource) (informers.GenericInformer, error) {
-	gi, err := i.ChildInformers.ForResource(resource)
+func (i childInformers) ChildInformer(kind phase.Kind) (cache.SharedIndexInformer, error) {
+	inf, err := i.ChildInformers.ChildInformer(kind)
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range cachedChildKinds() {
-		if k.resource == resource {
-			return genericInformer{gi, i.f.capture(k.kind)}, nil
-		}
-	}
-	return nil, fmt.Errorf("%s is no registered kind of child", resource)
+	return untypedCapture{inf, i.f.capture(kind)}, nil
 }
 
 type genericInformer struct {

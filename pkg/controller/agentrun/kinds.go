@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -42,17 +43,26 @@ var registrations = []registration{
 	{backend: phase.BackendTask, kinds: []childKind{{
 		kind: phase.KindJob, resource: batchv1.SchemeGroupVersion.WithResource("jobs"),
 		cache: childCache, events: workloadEvents, verbs: verbs("get", "create", "delete", "patch"),
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Batch().V1().Jobs().Informer()
+		},
 		client: typed(func(k kubernetes.Interface, ns string) typedClient[*batchv1.Job] { return k.BatchV1().Jobs(ns) }),
 	}}, observer: taskObserver},
 	{backend: phase.BackendServer, kinds: []childKind{{
 		kind: phase.KindDeployment, resource: appsv1.SchemeGroupVersion.WithResource("deployments"),
 		cache: childCache, events: workloadEvents, verbs: verbs("get", "create", "update", "delete", "patch"),
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Apps().V1().Deployments().Informer()
+		},
 		client: typed(func(k kubernetes.Interface, ns string) typedClient[*appsv1.Deployment] {
 			return k.AppsV1().Deployments(ns)
 		}),
 	}, {
 		kind: phase.KindService, resource: corev1.SchemeGroupVersion.WithResource("services"),
 		cache: childCache, events: ownedEvents, verbs: verbs("create", "update", "delete", "patch"),
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Services().Informer()
+		},
 		client: typed(func(k kubernetes.Interface, ns string) typedClient[*corev1.Service] { return k.CoreV1().Services(ns) }),
 	}, {
 		// The generated API key of the web proxy, created when missing.
@@ -80,6 +90,9 @@ var registrations = []registration{
 		// warm pool without the run's labels, is read once (sandboxPod).
 		kind: phase.KindPod, resource: corev1.SchemeGroupVersion.WithResource("pods"),
 		cache: childCache, events: podEvents, index: index.Add, verbs: verbs("get", "patch"),
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Pods().Informer()
+		},
 		client: typed(func(k kubernetes.Interface, ns string) typedClient[*corev1.Pod] { return k.CoreV1().Pods(ns) }),
 	}, {
 		// A SkillPack's mirror in the run's namespace; ConfigMaps are
@@ -146,6 +159,11 @@ type childKind struct {
 	// events says what an event of a kind cached by the child informers
 	// means (cache childCache).
 	events childEvents
+	// informer gets the kind's informer from the child informers' factory
+	// (cache childCache), through its typed constructor: a lookup by
+	// resource (the factory's ForResource) would link the informer of
+	// every resource client-go knows into the binary (ChildFactory).
+	informer func(informers.SharedInformerFactory) cache.SharedIndexInformer
 	// index, when set, adds the indexes the controller reads the kind's
 	// informer by.
 	index func(cache.SharedIndexInformer) error
@@ -261,20 +279,40 @@ func (c *Controller) childInformers(children ChildInformers) error {
 			if k.cache != childCache {
 				continue
 			}
-			gi, err := children.ForResource(k.resource)
+			inf, err := children.ChildInformer(k.kind)
 			if err != nil {
 				return fmt.Errorf("the %s informer: %w", k.kind, err)
 			}
 			if k.index != nil {
-				if err := k.index(gi.Informer()); err != nil {
+				if err := k.index(inf); err != nil {
 					return err
 				}
 			}
-			c.children[k.kind] = gi.Informer()
+			c.children[k.kind] = inf
 		}
 	}
 	c.podIndex = c.children[phase.KindPod].GetIndexer()
 	return nil
+}
+
+// ChildFactory gives the controller the informers of the kinds it caches
+// from f (Informers.Children), each through its registration's typed
+// constructor. f's own ForResource would serve them too, but its switch
+// over every resource client-go knows links all their informers and
+// clients into the binary: 2 MB more of it, and about 5 MiB more resident
+// memory (docs/bench.md, section 9).
+func ChildFactory(f informers.SharedInformerFactory) ChildInformers { return childFactory{f} }
+
+type childFactory struct {
+	f informers.SharedInformerFactory
+}
+
+func (c childFactory) ChildInformer(kind phase.Kind) (cache.SharedIndexInformer, error) {
+	k, ok := childKinds[kind]
+	if !ok || k.cache != childCache || k.informer == nil {
+		return nil, fmt.Errorf("%s is no kind the child informers cache", kind)
+	}
+	return k.informer(c.f), nil
 }
 
 // kindClients builds the kind → client table from the registrations: a
