@@ -74,6 +74,7 @@ type options struct {
 	schedules, idleSchedules    int
 	baselines                   string
 	apiserverProfile            bool
+	rounds                      int
 }
 
 func main() {
@@ -95,6 +96,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "work directory (cluster, logs, audit log); empty: a new temporary directory, kept")
 	flag.StringVar(&o.phases, "phases", "realnode,burst,steady,memory", "phases to run, of realnode, burst, steady, memory and schedules (always in this order: realnode on its own control plane and real node, stopped before the others start; the memory phase leaves the cluster largest; schedules is not in the default, run it alone: -phases schedules)")
 	flag.StringVar(&o.baselines, "baselines", "lifecycle,minimal,bare", "the burst's baselines, of lifecycle (a client of the controller's shape, QPS and workers), minimal (the fewest requests a run needs, 8 workers, no client-side rate limit) and bare (bare Jobs); the burst alone against the minimal client: -phases burst -baselines minimal -runs 300")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the burst against the minimal client (with the minimal baseline): the first is the burst and baselines every other row is measured on; each further round runs a burst and the minimal client again in namespaces of their own, in alternating order; the ratio rows give each round and the median, which the goals are read on")
 	flag.BoolVar(&o.apiserverProfile, "apiserver-profile", false, "save CPU profiles of the API server during the burst and each baseline into -dir (apiserver-<workload>-NN.pb.gz, 5 s each; go tool pprof -top apiserver-burst-*.pb.gz)")
 	flag.IntVar(&o.realNodeRuns, "realnode-runs", 20, "runs of each kind (bare Job, cold run, warm run) of the realnode phase")
 	flag.StringVar(&o.update, "update", "", "also write the table into this Markdown file, between its bench markers")
@@ -119,6 +121,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-schedules and -idle-schedules must be at least 1")
 		os.Exit(2)
 	}
+	if o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "-rounds must be at least 1")
+		os.Exit(2)
+	}
 	if o.realNodeRuns < 1 {
 		fmt.Fprintln(os.Stderr, "-realnode-runs must be at least 1")
 		os.Exit(2)
@@ -140,7 +146,7 @@ func main() {
 		o.steadyRuns = o.runs
 	}
 	if o.nodes == 0 {
-		o.nodes = max(2, (o.memoryPods()+3*o.runs+o.schedulePods()+899)/900)
+		o.nodes = max(2, (o.memoryPods()+(3+2*(o.rounds-1))*o.runs+o.schedulePods()+899)/900)
 	}
 	logf("estimated duration on 2 cores: %s (%s)", o.estimate().Round(time.Minute), o.estimateNote())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -454,6 +460,9 @@ func (o options) estimate() time.Duration {
 				t += per(o.runs, cost+auditPerRun) + phaseOverhead
 			}
 		}
+		if slices.Contains(strings.Split(o.baselines, ","), "minimal") && o.rounds > 1 {
+			t += time.Duration(o.rounds-1) * (per(o.runs, burstPerRun+minimalPerRun) + 2*phaseOverhead)
+		}
 	}
 	if phase("steady") {
 		t += per(o.steadyRuns, steadyPerRun) + o.steadyWindow + phaseOverhead
@@ -485,6 +494,9 @@ func (o options) estimateNote() string {
 	}
 	if phase("burst") {
 		parts = append(parts, fmt.Sprintf("%d-run burst and baselines %s", o.runs, o.baselines))
+		if slices.Contains(strings.Split(o.baselines, ","), "minimal") && o.rounds > 1 {
+			parts = append(parts, fmt.Sprintf("%d more rounds of the burst and the minimal client", o.rounds-1))
+		}
 	}
 	if phase("steady") {
 		parts = append(parts, fmt.Sprintf("%d runs held Running", o.steadyRuns))

@@ -131,45 +131,15 @@ func (b *bench) burst(ctx context.Context) error {
 	var mres *burstResult
 	if b.baseline("minimal") {
 		const mns = "bench-minimal"
-		logf("minimal client: %d AgentRuns created and carried through by %d unthrottled workers", n, minimalWorkers)
-		if err := e.namespace(ctx, mns); err != nil {
-			return err
-		}
-		inst, err := e.createInstance(ctx, mns)
-		if err != nil {
-			return err
-		}
-		mtr, err := e.track(ctx, mns, trackRuns|trackChildren)
-		if err != nil {
-			return err
-		}
-		defer mtr.stop()
-		submit, stopMinimal, err := e.runMinimal(ctx, mns, inst, spec)
-		if err != nil {
-			return err
-		}
-		defer stopMinimal()
-		stopProfile := b.profileAPIServer(ctx, "minimal")
-		r, err := b.runAll(ctx, mns, n, mtr, func() cpuSnapshot { return e.cpu(nil) }, func(ctx context.Context) error { return submit(ctx, n) })
+		r, err := b.minimalRound(ctx, mns, n, spec, true)
 		if err != nil {
 			return err
 		}
 		mres = &r
-		if cleanup == v1alpha1.CleanupDelete {
-			if err := b.waitNoChildren(ctx, mns, timeoutFor(n)); err != nil {
-				return err
-			}
-		}
-		stopProfile()
-		stopMinimal()
-		mtr.stop()
-		logf("minimal client: created in %s, every Job in %s, every run terminal in %s (%d Succeeded)", mres.created, mres.allJobs, mres.allDone, mres.succeeded)
 		b.add("1", "baseline: minimal client, every run Succeeded", seconds(mres.allDone), "", fmt.Sprintf("%d/%d Succeeded; a client-go program inside the benchmark with no client-side rate limit and %d workers "+
 			"that creates each run itself, then its Job (workload.Job), writes Pending (jobName), and once its pod informer shows the agent terminated writes Succeeded and deletes the Job: no run informer, no Running, conditions or events (hack/bench/minimal.go); "+
 			"runs created in %s; %s; its own CPU is in the benchmark's share",
 			mres.succeeded, n, minimalWorkers, seconds(mres.created), cpuNote(mres.cpu, n)))
-		b.ratio("ratio burst / minimal client", res.allDone, mres.allDone, 1.2, "")
-		b.cpuRatio(n, res, *mres, lres)
 		b.clientWrites(n, mns, minimalUserAgent, "writes per run, minimal client")
 		b.apiTime(n, "minimal client", *mres)
 		namespaces = append(namespaces, mns)
@@ -209,9 +179,125 @@ func (b *bench) burst(ctx context.Context) error {
 		namespaces = append(namespaces, bns)
 	}
 
+	// Further rounds of the burst against the minimal client, each in
+	// fresh namespaces and in alternating order, after everything else so
+	// that the rows above stay those of the first round.
+	if mres != nil {
+		rounds := []round{{burst: res, minimal: *mres}}
+		for k := 2; k <= b.o.rounds; k++ {
+			r, err := b.extraRound(ctx, k, n, spec)
+			if err != nil {
+				return fmt.Errorf("round %d: %w", k, err)
+			}
+			rounds = append(rounds, r)
+		}
+		b.roundRatios(n, rounds, lres)
+	}
+
 	b.allClients(n, namespaces)
 	b.admission(n, res, lres)
 	return nil
+}
+
+// round is one burst and one minimal client run of the same runs.
+type round struct {
+	burst, minimal burstResult
+	minimalFirst   bool
+}
+
+// extraRound runs round k (from 2): the burst and the minimal client in
+// namespaces of their own, the minimal client first in even rounds so
+// that neither always meets the cluster the other left.
+func (b *bench) extraRound(ctx context.Context, k, n int, spec runSpec) (round, error) {
+	r := round{minimalFirst: k%2 == 0}
+	bns, mns := fmt.Sprintf("bench-burst-%d", k), fmt.Sprintf("bench-minimal-%d", k)
+	runBurst := func() (err error) {
+		logf("round %d: burst of %d AgentRuns", k, n)
+		r.burst, err = b.burstRound(ctx, bns, n, spec)
+		return err
+	}
+	runMinimal := func() (err error) {
+		r.minimal, err = b.minimalRound(ctx, mns, n, spec, false)
+		return err
+	}
+	order := []func() error{runBurst, runMinimal}
+	if r.minimalFirst {
+		order = []func() error{runMinimal, runBurst}
+	}
+	for _, f := range order {
+		if err := f(); err != nil {
+			return r, err
+		}
+	}
+	logf("round %d: burst %s, minimal client %s (%.2f×)", k, seconds(r.burst.allDone), seconds(r.minimal.allDone), r.burst.allDone.Seconds()/r.minimal.allDone.Seconds())
+	return r, nil
+}
+
+// burstRound is a burst without the first round's measurements around it:
+// a controller for ns, n runs created at once, every run terminal and, with
+// cleanup delete, every child gone.
+func (b *bench) burstRound(ctx context.Context, ns string, n int, spec runSpec) (burstResult, error) {
+	e := b.e
+	ctl, tr, _, err := b.stage(ctx, ns, trackRuns|trackChildren)
+	if err != nil {
+		return burstResult{}, err
+	}
+	defer ctl.stop()
+	defer tr.stop()
+	if err := waitQuiet(ctx, ctl, 2*time.Second, time.Minute); err != nil {
+		return burstResult{}, err
+	}
+	res, err := b.runAll(ctx, ns, n, tr, func() cpuSnapshot { return e.cpu(ctl) }, func(ctx context.Context) error { return e.submit(ctx, ns, n, spec) })
+	if err != nil {
+		return res, err
+	}
+	if spec.cleanup == v1alpha1.CleanupDelete {
+		if err := b.waitNoChildren(ctx, ns, timeoutFor(n)); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// minimalRound carries n runs of spec through the minimal client in the
+// new namespace ns (with an API-server profile when profile is set) and
+// waits, with cleanup delete, until every child is gone.
+func (b *bench) minimalRound(ctx context.Context, ns string, n int, spec runSpec, profile bool) (burstResult, error) {
+	e := b.e
+	logf("minimal client: %d AgentRuns created and carried through by %d unthrottled workers in %s", n, minimalWorkers, ns)
+	if err := e.namespace(ctx, ns); err != nil {
+		return burstResult{}, err
+	}
+	inst, err := e.createInstance(ctx, ns)
+	if err != nil {
+		return burstResult{}, err
+	}
+	mtr, err := e.track(ctx, ns, trackRuns|trackChildren)
+	if err != nil {
+		return burstResult{}, err
+	}
+	defer mtr.stop()
+	submit, stopMinimal, err := e.runMinimal(ctx, ns, inst, spec)
+	if err != nil {
+		return burstResult{}, err
+	}
+	defer stopMinimal()
+	stopProfile := func() {}
+	if profile {
+		stopProfile = b.profileAPIServer(ctx, "minimal")
+	}
+	defer stopProfile()
+	res, err := b.runAll(ctx, ns, n, mtr, func() cpuSnapshot { return e.cpu(nil) }, func(ctx context.Context) error { return submit(ctx, n) })
+	if err != nil {
+		return res, err
+	}
+	if spec.cleanup == v1alpha1.CleanupDelete {
+		if err := b.waitNoChildren(ctx, ns, timeoutFor(n)); err != nil {
+			return res, err
+		}
+	}
+	logf("minimal client: created in %s, every Job in %s, every run terminal in %s (%d Succeeded)", res.created, res.allJobs, res.allDone, res.succeeded)
+	return res, nil
 }
 
 // baseline reports whether -baselines names the burst's baseline name.
@@ -219,20 +305,52 @@ func (b *bench) baseline(name string) bool {
 	return slices.Contains(strings.Split(b.o.baselines, ","), name)
 }
 
-// cpuRatio reports the API server's CPU per run of the burst against the
-// minimal client's (and the lifecycle client's, when it ran).
-func (b *bench) cpuRatio(n int, res, mres burstResult, lres *burstResult) {
-	per := func(r burstResult) float64 { return r.cpu["kube-apiserver"] * 1000 / float64(n) }
-	r := per(res) / per(mres)
-	verdict := "met"
-	if r > 1.3 {
-		verdict = "**missed**"
+// roundRatios reports the burst against the minimal client over every
+// round: the wall time from the first create to the last run terminal, and
+// the API server's CPU per run in the same window. One round on a 2-core
+// machine swings by a fifth either way (docs/bench.md section 8), so the
+// goal is read on the median of the rounds; each round is in the note.
+func (b *bench) roundRatios(n int, rounds []round, lres *burstResult) {
+	apiCPU := func(r burstResult) float64 { return r.cpu["kube-apiserver"] * 1000 / float64(n) }
+	var wall, cpu []float64
+	var wallNotes, cpuNotes []string
+	for i, r := range rounds {
+		order := "burst first"
+		if r.minimalFirst {
+			order = "minimal first"
+		}
+		w := r.burst.allDone.Seconds() / r.minimal.allDone.Seconds()
+		c := apiCPU(r.burst) / apiCPU(r.minimal)
+		wall, cpu = append(wall, w), append(cpu, c)
+		wallNotes = append(wallNotes, fmt.Sprintf("%d: %.2f× (%s / %s, %s)", i+1, w, seconds(r.burst.allDone), seconds(r.minimal.allDone), order))
+		cpuNotes = append(cpuNotes, fmt.Sprintf("%d: %.2f× (%.1f / %.1f ms)", i+1, c, apiCPU(r.burst), apiCPU(r.minimal)))
 	}
-	note := fmt.Sprintf("%s; kube-apiserver CPU from the first create to the last run terminal: burst %.1f ms/run, minimal client %.1f", verdict, per(res), per(mres))
+	of := fmt.Sprintf("median of %d rounds", len(rounds))
+	if len(rounds) == 1 {
+		of = "one round (-rounds 1)"
+	}
+	mw, mc := median(wall), median(cpu)
+	b.add("1", "ratio burst / minimal client", fmt.Sprintf("%.2f×", mw), "≤ 1.2×", fmt.Sprintf("%s; %s, every run Succeeded: %s", verdict(mw <= 1.2), of, strings.Join(wallNotes, ", ")))
+	note := fmt.Sprintf("%s; %s, kube-apiserver CPU from the first create to the last run terminal, burst / minimal client: %s", verdict(mc <= 1.3), of, strings.Join(cpuNotes, ", "))
 	if lres != nil {
-		note += fmt.Sprintf(", lifecycle client %.1f (%.2f× the minimal client's)", per(*lres), per(*lres)/per(mres))
+		first := apiCPU(rounds[0].minimal)
+		note += fmt.Sprintf("; lifecycle client (round 1) %.1f ms (%.2f× the minimal client's)", apiCPU(*lres), apiCPU(*lres)/first)
 	}
-	b.add("1", "ratio API-server CPU per run, burst / minimal client", fmt.Sprintf("%.2f×", r), "≤ 1.3×", note)
+	b.add("1", "ratio API-server CPU per run, burst / minimal client", fmt.Sprintf("%.2f×", mc), "≤ 1.3×", note)
+}
+
+// median of xs (the mean of the middle two when there is an even number);
+// xs is not changed.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // ratio adds a ratio row; goal 0 means informative, no goal.
@@ -242,11 +360,7 @@ func (b *bench) ratio(what string, x, y time.Duration, goal float64, note string
 		b.add("1", what, fmt.Sprintf("%.2f×", r), "", note)
 		return
 	}
-	verdict := "met"
-	if r > goal {
-		verdict = "**missed**"
-	}
-	b.add("1", what, fmt.Sprintf("%.2f×", r), fmt.Sprintf("≤ %g×", goal), verdict)
+	b.add("1", what, fmt.Sprintf("%.2f×", r), fmt.Sprintf("≤ %g×", goal), verdict(r <= goal))
 }
 
 // burstResult is what runAll measured of one burst of runs.
