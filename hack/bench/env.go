@@ -120,10 +120,6 @@ func setup(ctx context.Context, o options) (*env, error) {
 	limited := e.cluster.RestConfig()
 	limited.QPS, limited.Burst = e.qps, e.burst
 	limited.UserAgent = "sympozium-bench"
-	// No gzip for the benchmark's own clients, as for the controller's
-	// (pkg/manager clientConfig): the API server would compress every
-	// watch event of the trackers, in every window alike.
-	unlimited.DisableCompression, limited.DisableCompression = true, true
 	if e.watchKube, err = kubernetes.NewForConfig(unlimited); err != nil {
 		return e, err
 	}

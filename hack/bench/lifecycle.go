@@ -69,7 +69,6 @@ func (e *env) newLifecycleClient(ns string, inst *v1alpha1.SympoziumInstance) (*
 	cfg := e.cluster.RestConfig()
 	cfg.QPS, cfg.Burst = e.qps, e.burst
 	cfg.UserAgent = lifecycleUserAgent
-	cfg.DisableCompression = true // as the controller (pkg/manager clientConfig)
 	// Built-in kinds in protobuf, as the controller (pkg/manager) and
 	// kube-controller-manager talk them: the ratio measures the lifecycle's
 	// overhead, not a choice of encoding.

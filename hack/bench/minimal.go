@@ -69,9 +69,6 @@ func (e *env) newMinimalClient(ns string, inst *v1alpha1.SympoziumInstance, spec
 	cfg := e.cluster.RestConfig()
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.UserAgent = minimalUserAgent
-	// No gzip, as the controller (pkg/manager clientConfig): the least a
-	// run costs the API server.
-	cfg.DisableCompression = true
 	pb := rest.CopyConfig(cfg)
 	pb.ContentType = runtime.ContentTypeProtobuf
 	pb.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
