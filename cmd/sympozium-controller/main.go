@@ -29,7 +29,7 @@ func main() {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workers per AgentRun queue (the instance, skill pack and schedule queues get a quarter, at least 1).")
 	qps := fs.Float64("kube-api-qps", float64(cfg.QPS), "Client queries per second to the API server.")
 	fs.IntVar(&cfg.Burst, "kube-api-burst", cfg.Burst, "Client burst to the API server.")
-	fs.BoolVar(&cfg.Compression, "kube-api-compression", cfg.Compression, "Accept gzip-compressed responses from the API server (its watch streams and large lists). Off by default: next to the API server compression saves no time and costs the API server and the controller CPU on every watch event; turn it on when the controller reaches the API server over a slow link.")
+	fs.BoolVar(&cfg.Compression, "kube-api-compression", cfg.Compression, "Accept gzip-compressed responses from the API server (its watch streams and large lists), as client-go does by default. =false saves the API server and the controller the gzip of every watch event, but the streams grow several times, and a controller short of CPU then falls behind its watches sooner (the API server closes them; they resume).")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "Watch only this namespace; empty watches all.")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", cfg.ResyncPeriod, "Informer resync period (a safety net; 0 disables).")
 	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "Image of the agent container.")

@@ -37,11 +37,10 @@ func TestProfilingOnlyWhenAsked(t *testing.T) {
 	}
 }
 
-// TestNoGzipUnlessAsked: the controller's clients, built as Run builds them,
-// do not ask the API server for gzip (which since Kubernetes 1.37 compresses
-// every watch-list event for clients that accept it) unless
-// --kube-api-compression is set; over HTTP/2 with TLS, as in a cluster.
-func TestNoGzipUnlessAsked(t *testing.T) {
+// TestGzipFlag: the controller's clients, built as Run builds them, ask the
+// API server for gzip by default and not with --kube-api-compression=false;
+// over HTTP/2 with TLS, as in a cluster.
+func TestGzipFlag(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +54,7 @@ func TestNoGzipUnlessAsked(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	base := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	assert.True(t, DefaultConfig().Compression, "gzip is the default")
 	for _, on := range []bool{false, true} {
 		cfg := DefaultConfig()
 		cfg.Compression = on
