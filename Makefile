@@ -82,7 +82,8 @@ sandbox-down:
 	./hack/demo.sh down
 
 # Scale and performance figures on a local control plane (hack/bench): a
-# 1000-run burst against a minimal lifecycle client and bare Jobs, API writes
+# 1000-run burst against a lifecycle client, the unthrottled minimal client
+# (three rounds, the goals read on their median) and bare Jobs, API writes
 # per run, admission order, steady-state API traffic, latencies, then memory,
 # CPU per run, restarts and pruning with 10,000 and 50,000 finished runs kept;
 # first, on one real node (hack/realnode, as root; its own control plane),
