@@ -146,7 +146,7 @@ func main() {
 		o.steadyRuns = o.runs
 	}
 	if o.nodes == 0 {
-		o.nodes = max(2, (o.memoryPods()+(3+2*(o.rounds-1))*o.runs+o.schedulePods()+899)/900)
+		o.nodes = max(2, (o.memoryPods()+(3+2*o.extraRounds())*o.runs+o.schedulePods()+899)/900)
 	}
 	logf("estimated duration on 2 cores: %s (%s)", o.estimate().Round(time.Minute), o.estimateNote())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -204,6 +204,20 @@ func controllerWorkers(flags string) (int, error) {
 
 // schedulePods is the most pods the schedules phase makes (one run per
 // firing schedule).
+// extraRounds is how many rounds of the burst against the minimal client
+// the burst phase runs after its first (none without the minimal baseline).
+func (o options) extraRounds() int {
+	if !o.baseline("minimal") {
+		return 0
+	}
+	return o.rounds - 1
+}
+
+// baseline reports whether -baselines names the burst's baseline name.
+func (o options) baseline(name string) bool {
+	return slices.Contains(strings.Split(o.baselines, ","), name)
+}
+
 func (o options) schedulePods() int {
 	if !slices.Contains(strings.Split(o.phases, ","), "schedules") {
 		return 0
@@ -456,13 +470,11 @@ func (o options) estimate() time.Duration {
 	if phase("burst") {
 		t += per(o.runs, burstPerRun) + phaseOverhead + per(o.runs, auditPerRun)
 		for bl, cost := range map[string]time.Duration{"lifecycle": lifecyclePerRun, "minimal": minimalPerRun, "bare": barePerRun} {
-			if slices.Contains(strings.Split(o.baselines, ","), bl) {
+			if o.baseline(bl) {
 				t += per(o.runs, cost+auditPerRun) + phaseOverhead
 			}
 		}
-		if slices.Contains(strings.Split(o.baselines, ","), "minimal") && o.rounds > 1 {
-			t += time.Duration(o.rounds-1) * (per(o.runs, burstPerRun+minimalPerRun) + 2*phaseOverhead)
-		}
+		t += time.Duration(o.extraRounds()) * (per(o.runs, burstPerRun+minimalPerRun) + 2*phaseOverhead)
 	}
 	if phase("steady") {
 		t += per(o.steadyRuns, steadyPerRun) + o.steadyWindow + phaseOverhead
@@ -494,8 +506,8 @@ func (o options) estimateNote() string {
 	}
 	if phase("burst") {
 		parts = append(parts, fmt.Sprintf("%d-run burst and baselines %s", o.runs, o.baselines))
-		if slices.Contains(strings.Split(o.baselines, ","), "minimal") && o.rounds > 1 {
-			parts = append(parts, fmt.Sprintf("%d more rounds of the burst and the minimal client", o.rounds-1))
+		if x := o.extraRounds(); x > 0 {
+			parts = append(parts, fmt.Sprintf("%d more rounds of the burst and the minimal client", x))
 		}
 	}
 	if phase("steady") {

@@ -172,3 +172,15 @@ func TestRoundRatios(t *testing.T) {
 	assert.Equal(t, "1.50×", b.rows[0].value)
 	assert.True(t, strings.HasPrefix(b.rows[0].note, "**missed**; one round"), b.rows[0].note)
 }
+
+func TestExtraRounds(t *testing.T) {
+	o := options{phases: "burst", runs: 1000, baselines: "lifecycle,minimal,bare", rounds: 3}
+	assert.Equal(t, 2, o.extraRounds())
+	one := o
+	one.rounds = 1
+	assert.Greater(t, o.estimate(), one.estimate())
+	assert.Contains(t, o.estimateNote(), "2 more rounds")
+	o.baselines = "lifecycle,bare"
+	assert.Equal(t, 0, o.extraRounds(), "rounds need the minimal client")
+	assert.NotContains(t, o.estimateNote(), "more rounds")
+}

@@ -301,9 +301,7 @@ func (b *bench) minimalRound(ctx context.Context, ns string, n int, spec runSpec
 }
 
 // baseline reports whether -baselines names the burst's baseline name.
-func (b *bench) baseline(name string) bool {
-	return slices.Contains(strings.Split(b.o.baselines, ","), name)
-}
+func (b *bench) baseline(name string) bool { return b.o.baseline(name) }
 
 // roundRatios reports the burst against the minimal client over every
 // round: the wall time from the first create to the last run terminal, and
